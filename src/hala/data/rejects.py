@@ -1,0 +1,59 @@
+"""Bad input is never dropped silently.
+
+Every row that can't become a record is reported as `file:line: reason`, its raw text is kept
+under `rejected/` with the reason, and the run summary counts each kind. With `strict`, the first
+bad row stops the run with the same message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("hala.data")
+
+
+class BadInputError(ValueError):
+    """Raised in strict mode for the first bad row; the message is `file:line: reason`."""
+
+
+@dataclass
+class Reject:
+    file: str
+    line: int
+    kind: str
+    reason: str
+    raw: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def to_row(self) -> dict:
+        return {"file": self.file, "line": self.line, "kind": self.kind, "reason": self.reason, "raw": self.raw}
+
+
+@dataclass
+class RejectLog:
+    """Collects rejects for one unit of work; the unit's writer saves them next to its output."""
+
+    strict: bool = False
+    rejects: list[Reject] = field(default_factory=list)
+
+    def add(self, file: str | Path, line: int, kind: str, reason: str, raw: str = "") -> None:
+        reject = Reject(str(file), line, kind, reason, raw)
+        if self.strict:
+            raise BadInputError(f"{reject.where}: {reason}")
+        log.warning("%s: %s", reject.where, reason)
+        self.rejects.append(reject)
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(r.kind for r in self.rejects))
+
+    def rows(self) -> list[dict]:
+        return [r.to_row() for r in self.rejects]
+
+    def __len__(self) -> int:
+        return len(self.rejects)

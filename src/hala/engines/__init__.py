@@ -1,0 +1,28 @@
+"""Engines: one interface for generating text, whatever serves the model.
+
+`get_engine(cfg)` picks the implementation from an explicit registry. Each engine module imports
+its heavy library (vllm, httpx) only when it is built, so choosing `fake` costs nothing.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from hala.engines.base import Engine, EngineConfig, Generation, SamplingParams
+
+ENGINES: dict[str, str] = {
+    "vllm": "hala.engines.vllm:VLLMEngine",
+    "openai": "hala.engines.openai:OpenAIEngine",
+    "fake": "hala.engines.fake:FakeEngine",
+}
+
+
+def get_engine(cfg: EngineConfig) -> Engine:
+    """Build the engine named by `cfg.kind`."""
+    if cfg.kind not in ENGINES:
+        raise ValueError(f"unknown engine {cfg.kind!r}; valid: {', '.join(ENGINES)}")
+    module, _, name = ENGINES[cfg.kind].partition(":")
+    return getattr(import_module(module), name)(cfg)
+
+
+__all__ = ["ENGINES", "Engine", "EngineConfig", "Generation", "SamplingParams", "get_engine"]

@@ -1,0 +1,42 @@
+"""A deterministic, instant engine for testing the plumbing, never the quality.
+
+It "answers" with the last user message written in Arabic letters (a fixed letter-for-letter map),
+so downstream filters that check for Arabic script pass, and the same input always gives the same
+output. Digits, punctuation and whitespace are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+from hala.engines.base import Chat, Engine, Generation, SamplingParams
+
+_LATIN = "abcdefghijklmnopqrstuvwxyz"
+_ARABIC = "ابكديفغهيجكلمنوبقرستوفوكيز"  # a->ا, b->ب, c->ك, ... z->ز
+ARABIZE = str.maketrans(_LATIN + _LATIN.upper(), _ARABIC + _ARABIC)
+
+
+def arabize(text: str) -> str:
+    return text.translate(ARABIZE)
+
+
+class FakeEngine(Engine):
+    def chat(self, conversations: list[Chat], params: SamplingParams) -> list[Generation]:
+        results = []
+        for messages in conversations:
+            last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+            words = arabize(last_user).split(" ")
+            text = " ".join(words[: params.max_tokens])
+            finish = "length" if len(words) > params.max_tokens else "stop"
+            prompt_tokens = sum(len(m["content"].split()) for m in messages)
+            results.append(Generation(text, finish, prompt_tokens, min(len(words), params.max_tokens)))
+        return results
+
+    def prompt_logprobs(self, prompts: list[str]) -> list[list[float]]:
+        scores = []
+        for prompt in prompts:
+            words = prompt.split()
+            digests = (hashlib.sha256(w.encode()).digest()[0] for w in words[1:])
+            scores.append([-math.log(2 + d) for d in digests])
+        return scores

