@@ -14,7 +14,7 @@ from typing import Literal
 
 from hala.config import StrictModel
 from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
-from hala.data.readers import expand_inputs, plan_units, read_conversations, read_pairs
+from hala.data.readers import expand_inputs, plan_units, read_conversations, read_pairs, sniff_format
 from hala.data.units import run_units
 
 log = logging.getLogger("hala.data")
@@ -44,12 +44,14 @@ def convert(cfg: ConvertConfig) -> Manifest:
         return Manifest.read(out)
     claim_output(out, config, inputs)
 
+    formats = {f: cfg.format if cfg.format != "auto" else sniff_format(f, cfg.split) for f in files}
+
     def work(unit, rejects):
         kw = dict(rejects=rejects, start=unit.start, stop=unit.stop, split=cfg.split)
-        if cfg.format == "pairs":
+        if formats[unit.file] == "pairs":
             yield from read_pairs(unit.file, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang, **kw)
             return
-        for conv in read_conversations(unit.file, fmt=cfg.format, lang=cfg.lang, **kw):
+        for conv in read_conversations(unit.file, fmt=cfg.format, lang=cfg.lang, **kw):  # auto: per row
             yield conv.to_sharegpt() if cfg.output_schema == "sharegpt" else conv
 
     started = time.perf_counter()
@@ -59,7 +61,7 @@ def convert(cfg: ConvertConfig) -> Manifest:
         stage="convert",
         config=config,
         inputs=inputs,
-        outputs=[FileEntry.of(p) for p in stats.outputs],
+        outputs=[FileEntry.of(p) for p in stats.outputs + stats.rejected],
         counts=stats.counts(),
         timings={"total_s": round(time.perf_counter() - started, 3)},
     )

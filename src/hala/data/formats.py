@@ -60,20 +60,38 @@ def _require(row: dict, key: str, typ: type | tuple, where: str = "") -> Any:
     return value
 
 
-def _common_fields(row: dict, source: str, lang: str) -> dict:
-    meta = row.get("meta") or {}
+def _meta(row: dict) -> dict:
+    meta = row.get("meta")
+    if meta is None:
+        return {}
     if isinstance(meta, str):  # our Parquet files store meta as JSON text
-        meta = json.loads(meta)
+        try:
+            meta = json.loads(meta)
+        except json.JSONDecodeError:
+            raise BadRecord("wrong_type", "field 'meta' should be an object (or JSON text of one)") from None
     if not isinstance(meta, dict):
         raise BadRecord("wrong_type", f"field 'meta' should be dict, got {type(meta).__name__}")
-    raw_id = row.get("id")
-    if raw_id is not None and not isinstance(raw_id, (str, int)):
-        raise BadRecord("wrong_type", f"field 'id' should be str, got {type(raw_id).__name__}")
+    return meta
+
+
+def _optional(row: dict, key: str, default: Any, typ: type | tuple = str) -> Any:
+    """A field that may be absent or null (then `default`), but never of the wrong type."""
+    value = row.get(key)
+    if value is None or value == "":
+        return default
+    if not isinstance(value, typ) or isinstance(value, bool):
+        expected = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise BadRecord("wrong_type", f"field {key!r} should be {expected}, got {type(value).__name__}")
+    return value
+
+
+def _common_fields(row: dict, source: str, lang: str) -> dict:
+    raw_id = _optional(row, "id", None, (str, int))
     return {
-        "id": str(raw_id) if raw_id not in (None, "") else None,
-        "source": row.get("source") or source,
-        "lang": row.get("lang") or lang,
-        "meta": meta,
+        "id": str(raw_id) if raw_id is not None else None,
+        "source": _optional(row, "source", source),
+        "lang": _optional(row, "lang", lang),
+        "meta": _meta(row),
     }
 
 
@@ -109,9 +127,7 @@ def from_sharegpt(row: dict, source: str = "", lang: str = "en") -> Conversation
 
 def from_alpaca(row: dict, source: str = "", lang: str = "en") -> Conversation:
     instruction = _require(row, "instruction", str)
-    extra = row.get("input") or ""
-    if not isinstance(extra, str):
-        raise BadRecord("wrong_type", f"field 'input' should be str, got {type(extra).__name__}")
+    extra = _optional(row, "input", "")
     output = _require(row, "output", str)
     prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
     if not prompt.strip() and not output.strip():
@@ -133,18 +149,15 @@ def to_pair(row: dict, source: str = "", src_lang: str = "en", tgt_lang: str = "
     tgt = _require(body, tgt_key, str)
     if not src.strip() or not tgt.strip():
         raise BadRecord("empty_messages", f"empty {'source' if not src.strip() else 'target'} side")
-    raw_id = row.get("id")
-    meta = row.get("meta") or {}
-    if isinstance(meta, str):
-        meta = json.loads(meta)
+    raw_id = _optional(row, "id", None, (str, int))
     return ParallelPair.create(
         src,
         tgt,
-        id=str(raw_id) if raw_id not in (None, "") else None,
-        src_lang=row.get("src_lang", src_lang),
-        tgt_lang=row.get("tgt_lang", tgt_lang),
-        source=row.get("source") or source,
-        meta=meta,
+        id=str(raw_id) if raw_id is not None else None,
+        src_lang=_optional(row, "src_lang", src_lang),
+        tgt_lang=_optional(row, "tgt_lang", tgt_lang),
+        source=_optional(row, "source", source),
+        meta=_meta(row),
     )
 
 

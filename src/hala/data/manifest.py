@@ -91,14 +91,14 @@ class Manifest(BaseModel):
     finished_at: str = ""
     fingerprint: str = ""
 
-    def write(self, folder: str | Path) -> Path:
+    def write(self, folder: str | Path, name: str = MANIFEST) -> Path:
         self.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.fingerprint = fingerprint(self.config, self.inputs)
-        return atomic_write_text(Path(folder) / MANIFEST, self.model_dump_json(indent=2) + "\n")
+        return atomic_write_text(Path(folder) / name, self.model_dump_json(indent=2) + "\n")
 
     @classmethod
-    def read(cls, folder: str | Path) -> Manifest | None:
-        path = Path(folder) / MANIFEST
+    def read(cls, folder: str | Path, name: str = MANIFEST) -> Manifest | None:
+        path = Path(folder) / name
         if not path.exists():
             return None
         return cls.model_validate_json(path.read_text(encoding="utf-8"))
@@ -120,7 +120,9 @@ def claim_output(folder: str | Path, config: dict, inputs: list[FileEntry]) -> s
     folder = Path(folder)
     current = fingerprint(config, inputs)
     stamp = folder / RUN_STAMP
-    if stamp.exists():
+    # a stamp over no finished unit (a run that failed before writing anything) holds nothing to protect
+    holds_units = any((folder / "data").glob("*")) if (folder / "data").is_dir() else False
+    if stamp.exists() and holds_units:
         previous = json.loads(stamp.read_text(encoding="utf-8"))
         if previous["fingerprint"] != current:
             changed = sorted(k for k in set(config) | set(previous["config"]) if config.get(k) != previous["config"].get(k))
@@ -134,10 +136,13 @@ def claim_output(folder: str | Path, config: dict, inputs: list[FileEntry]) -> s
     return current
 
 
-def is_current(folder: str | Path, config: dict, inputs: list[FileEntry]) -> bool:
-    """True when `folder` holds a finished run of this config on these exact inputs."""
-    manifest = Manifest.read(folder)
-    return manifest is not None and manifest.fingerprint == fingerprint(config, inputs)
+def is_current(folder: str | Path, config: dict, inputs: list[FileEntry], name: str = MANIFEST) -> bool:
+    """True when `folder` holds a finished run of this config on these exact inputs, with every
+    output it lists still there at its recorded size (a full re-hash would cost a read of the data)."""
+    manifest = Manifest.read(folder, name)
+    if manifest is None or manifest.fingerprint != fingerprint(config, inputs):
+        return False
+    return all(Path(o.path).is_file() and Path(o.path).stat().st_size == o.bytes for o in manifest.outputs)
 
 
 class Timer:

@@ -9,6 +9,7 @@ so work can be split into units of (file, row range) that any worker can read on
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -44,12 +45,14 @@ def _rows_jsonl(path: Path, start: int, stop: int | None) -> Iterator[Row]:
             if stop is not None and line_no > stop:
                 break
             try:
-                raw = raw_bytes.decode("utf-8")
+                raw = raw_bytes.decode("utf-8-sig" if line_no == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 text = raw_bytes.decode("utf-8", errors="backslashreplace").rstrip("\n")
                 yield Row(str(path), line_no, text, None, BadRecord("non_utf8", f"not valid UTF-8 ({exc.reason} at byte {exc.start})"))
                 continue
             raw = raw.rstrip("\r\n")
+            if line_no == 1 and raw.lstrip().startswith("["):
+                raise ValueError(f"{path}:1: a JSON array; hala reads JSON Lines (one object per line), e.g. jq -c '.[]' {path.name}")
             if not raw.strip():
                 continue
             try:
@@ -71,7 +74,7 @@ def _rows_tsv(path: Path, start: int, stop: int | None, columns: tuple[str, str]
             if stop is not None and line_no > stop:
                 break
             try:
-                raw = raw_bytes.decode("utf-8").rstrip("\r\n")
+                raw = raw_bytes.decode("utf-8-sig" if line_no == 1 else "utf-8").rstrip("\r\n")
             except UnicodeDecodeError as exc:
                 text = raw_bytes.decode("utf-8", errors="backslashreplace").rstrip("\n")
                 yield Row(str(path), line_no, text, None, BadRecord("non_utf8", f"not valid UTF-8 ({exc.reason} at byte {exc.start})"))
@@ -79,6 +82,8 @@ def _rows_tsv(path: Path, start: int, stop: int | None, columns: tuple[str, str]
             if not raw.strip():
                 continue
             fields = next(csv.reader(io.StringIO(raw), delimiter="\t", quoting=csv.QUOTE_NONE))
+            if line_no == 1 and tuple(fields) == columns:
+                continue  # a header naming the language columns
             if len(fields) != 2:
                 yield Row(str(path), line_no, raw, None, BadRecord("wrong_schema", f"expected 2 tab-separated columns, got {len(fields)}"))
                 continue
@@ -124,6 +129,18 @@ def _is_saved_dataset(path: Path) -> bool:
     return path.is_dir() and ((path / "dataset_info.json").exists() or (path / "state.json").exists() or (path / "dataset_dict.json").exists())
 
 
+def _load_saved(path: Path, split: str):
+    """A folder written by `save_to_disk`: the Dataset, or the named split of a DatasetDict."""
+    import datasets
+
+    loaded = datasets.load_from_disk(str(path))
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise ValueError(f"{path}: no split {split!r} (it has {', '.join(loaded)}); set split=NAME")
+        loaded = loaded[split]
+    return loaded
+
+
 def expand_inputs(path: str | Path) -> list[str]:
     """A file, a hub id, a saved dataset folder, or a folder of data files (sorted) -> input list."""
     text = str(path)
@@ -159,14 +176,7 @@ def iter_rows(
         return
     p = Path(text)
     if _is_saved_dataset(p):
-        import datasets
-
-        loaded = datasets.load_from_disk(str(p))
-        if isinstance(loaded, datasets.DatasetDict):
-            if split not in loaded:
-                raise KeyError(f"{p}: no split {split!r} (has {', '.join(loaded)})")
-            loaded = loaded[split]
-        yield from _rows_dataset(loaded, str(p), start, stop)
+        yield from _rows_dataset(_load_saved(p, split), str(p), start, stop)
     elif p.suffix == ".parquet":
         yield from _rows_parquet(p, start, stop)
     elif p.suffix == ".tsv":
@@ -191,9 +201,7 @@ def count_rows(path: str | Path, split: str = "train") -> int:
 
         return pq.ParquetFile(p).metadata.num_rows
     if _is_saved_dataset(p):
-        import datasets
-
-        return len(datasets.load_from_disk(str(p)))
+        return len(_load_saved(p, split))
     with p.open("rb") as handle:
         return sum(1 for _ in handle)
 
@@ -208,7 +216,9 @@ class Unit:
 
     @property
     def name(self) -> str:
-        return f"{Path(self.file).stem}-{self.start:09d}-{self.stop:09d}"
+        """Readable and unique: two inputs named train.jsonl in different folders don't collide."""
+        digest = hashlib.sha256(self.file.encode("utf-8")).hexdigest()[:8]
+        return f"{Path(self.file).stem}-{digest}-{self.start:09d}-{self.stop:09d}"
 
 
 def plan_units(inputs: list[str], rows_per_unit: int, split: str = "train") -> list[Unit]:
@@ -228,6 +238,17 @@ def shard_units(units: list[Unit], index: int, count: int) -> list[Unit]:
     if not 0 <= index < count:
         raise ValueError(f"shard index {index} is outside 0..{count - 1}")
     return units[index::count]
+
+
+def sniff_format(path: str | Path, split: str = "train", probe_rows: int = 100) -> str:
+    """The format of an input, from its first row that parses (`messages` if none does)."""
+    for row in iter_rows(path, stop=probe_rows, split=split):
+        if row.data is not None:
+            try:
+                return detect_format(row.data)
+            except BadRecord:
+                continue
+    return "messages"
 
 
 def read_conversations(path: str | Path, **kwargs) -> Iterator[Conversation]:

@@ -2,19 +2,25 @@
 
 It "answers" with the last user message written in Arabic letters (a fixed letter-for-letter map),
 so downstream filters that check for Arabic script pass, and the same input always gives the same
-output. Digits, punctuation and whitespace are kept.
+output. Digits, punctuation, whitespace and placeholders are kept. A leading instruction line that
+ends with a colon and a blank line (as in the translator prompt) is treated as the instruction and
+not echoed, so the fake "translates" exactly the text it was given.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import re
 
 from hala.engines.base import Chat, Engine, Generation, SamplingParams
 
 _LATIN = "abcdefghijklmnopqrstuvwxyz"
 _ARABIC = "ابكديفغهيجكلمنوبقرستوفوكيز"  # a->ا, b->ب, c->ك, ... z->ز
 ARABIZE = str.maketrans(_LATIN + _LATIN.upper(), _ARABIC + _ARABIC)
+
+
+INSTRUCTION_RE = re.compile(r"\A[^\n]*:\n\n")
 
 
 def arabize(text: str) -> str:
@@ -26,7 +32,7 @@ class FakeEngine(Engine):
         results = []
         for messages in conversations:
             last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-            words = arabize(last_user).split(" ")
+            words = arabize(INSTRUCTION_RE.sub("", last_user, count=1)).split(" ")
             text = " ".join(words[: params.max_tokens])
             finish = "length" if len(words) > params.max_tokens else "stop"
             prompt_tokens = sum(len(m["content"].split()) for m in messages)

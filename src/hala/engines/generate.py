@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Literal
 
@@ -56,7 +57,7 @@ def generate(cfg: GenerateConfig) -> Manifest:
     claim_output(out, config, inputs)
 
     engine = None
-    tokens = {"prompt_tokens": 0, "completion_tokens": 0}
+    tokens = Counter()
 
     def work(unit, rejects):
         nonlocal engine
@@ -83,8 +84,13 @@ def generate(cfg: GenerateConfig) -> Manifest:
     units = plan_units(files, cfg.rows_per_unit)
     if cfg.limit:
         units = _limit(units, cfg.limit)
+    def unit_stats(unit) -> dict:
+        numbers = {"prompt_tokens": tokens["prompt_tokens"], "completion_tokens": tokens["completion_tokens"]}
+        tokens.clear()
+        return numbers
+
     try:
-        stats = run_units(units, out, work, fmt=cfg.output_format, strict=cfg.strict)
+        stats = run_units(units, out, work, fmt=cfg.output_format, strict=cfg.strict, unit_stats=unit_stats)
     finally:
         if engine is not None:
             engine.close()
@@ -93,8 +99,8 @@ def generate(cfg: GenerateConfig) -> Manifest:
         stage="generate",
         config=config,
         inputs=inputs,
-        outputs=[FileEntry.of(p) for p in stats.outputs],
-        counts={**stats.counts(), **tokens},
+        outputs=[FileEntry.of(p) for p in stats.outputs + stats.rejected],
+        counts=stats.counts(),
         timings={"total_s": round(elapsed, 3)},
     )
     manifest.write(out)
