@@ -53,6 +53,8 @@ class EngineConfig(StrictModel):
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(4, ge=0)
     backoff_s: float = Field(1.0, ge=0)
+    # fake
+    fake_delay_s: float = Field(0.0, ge=0, description="fake engine: seconds per call (to test kills)")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import time
 
 from hala.engines.base import Chat, Engine, Generation, SamplingParams
 
@@ -29,6 +30,8 @@ def arabize(text: str) -> str:
 
 class FakeEngine(Engine):
     def chat(self, conversations: list[Chat], params: SamplingParams) -> list[Generation]:
+        if self.cfg.fake_delay_s:
+            time.sleep(self.cfg.fake_delay_s)
         results = []
         for messages in conversations:
             last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")

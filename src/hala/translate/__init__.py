@@ -1,0 +1,1 @@
+"""Translation of conversations, segment by segment: stages 2 (teacher) and 4 (translator)."""

@@ -1,0 +1,87 @@
+"""The one config of `hala translate`, shared by the CLI, the Python API and every executor."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from hala.config import StrictModel
+from hala.engines.base import EngineConfig, SamplingParams
+from hala.translate.prompts import PromptConfig
+from hala.translate.qa import QAConfig
+
+SHARD_RE = re.compile(r"^(\d+)/(\d+)$")
+# settings that change how a run is launched, not what it produces
+LAUNCH_KEYS = ("shard", "executor", "workers", "submit", "slurm", "ray", "progress")
+
+
+class SlurmConfig(StrictModel):
+    partition: str | None = None
+    time: str = "24:00:00"
+    gpus_per_task: int = Field(1, ge=0)
+    cpus_per_task: int = Field(8, ge=1)
+    mem: str | None = None
+    account: str | None = None
+    setup: list[str] = Field(default_factory=list, description="shell lines run before hala (module load, source venv)")
+    extra: list[str] = Field(default_factory=list, description="extra #SBATCH options, e.g. --qos=high")
+
+
+class RayConfig(StrictModel):
+    address: str | None = Field(None, description="ray.init address; None starts or joins a local cluster")
+    num_gpus: float = Field(1, ge=0, description="GPUs per shard task (tensor_parallel_size for TP)")
+    num_cpus: float = Field(1, ge=0)
+
+
+class TranslateConfig(StrictModel):
+    inputs: list[str] = Field(min_length=1)
+    out: str
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(max_tokens=512, temperature=0.0))
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    qa: QAConfig = Field(default_factory=QAConfig)
+    source_lang: str = "en"
+    target_lang: str = "ar"
+    system_prompts: Literal["translate", "keep", "drop"] = "translate"
+    format: Literal["auto", "messages", "sharegpt", "alpaca"] = "auto"
+    split: str = "train"
+    output_format: Literal["jsonl", "parquet"] = "jsonl"
+    output_schema: Literal["messages", "sharegpt"] = "messages"
+    max_segment_tokens: int = Field(256, ge=1, description="segments longer than this are split at sentences")
+    rows_per_unit: int = Field(1000, ge=1, description="conversations per unit of work (resume granularity)")
+    batch_size: int = Field(4096, ge=1, description="segments per engine call")
+    cache_path: str | None = Field(None, description="default: OUT/cache/segments.sqlite")
+    engine_retries: int = Field(2, ge=0)
+    engine_backoff_s: float = Field(2.0, ge=0)
+    strict: bool = False
+    # launching
+    shard: str = "0/1"
+    executor: Literal["none", "local", "slurm", "ray"] = "none"
+    workers: int = Field(1, ge=1, description="local executor: processes (shards) to run")
+    submit: bool = Field(False, description="slurm executor: also run sbatch")
+    slurm: SlurmConfig = Field(default_factory=SlurmConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    progress: bool = True
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str) -> str:
+        m = SHARD_RE.match(value)
+        if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+            raise ValueError("shard must be I/N with 0 <= I < N, e.g. 3/8")
+        return value
+
+    @property
+    def shard_index(self) -> int:
+        return int(self.shard.split("/")[0])
+
+    @property
+    def num_shards(self) -> int:
+        return int(self.shard.split("/")[1])
+
+    def identity(self) -> dict:
+        """What the output depends on: every setting but the launch ones, plus the shard count."""
+        data = self.model_dump(exclude=set(LAUNCH_KEYS))
+        data["num_shards"] = self.num_shards
+        return data

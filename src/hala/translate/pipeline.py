@@ -1,0 +1,184 @@
+"""`hala translate`: conversations in, translated conversations out, nothing lost.
+
+For each unit of work (a file x a range of conversations, see `hala.data.readers.plan_units`):
+
+1. read the conversations (bad rows go to `rejected/` as `file:line: reason`);
+2. cut every message into segments (`segment.split`); system prompts are translated, kept or
+   dropped as configured;
+3. translate all the unit's segments at once through the cache (`runner.SegmentTranslator`);
+4. check every segment (`qa.check`); a truncated one is re-split at half the budget and retried
+   once;
+5. rebuild each conversation; it is accepted only if every segment passed, otherwise it goes to
+   `rejected/` with each failing segment, its filter and the output it got.
+
+Units finish atomically (`hala.data.units.run_units`), so a killed run resumes to the same result;
+shards are interleaved units (`--shard I/N`), and the manifest of each shard records N.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
+from hala.data.readers import expand_inputs, plan_units, read_conversations_at, shard_units
+from hala.data.records import Conversation, Message
+from hala.data.units import run_units
+from hala.translate import qa, segment
+from hala.translate.config import TranslateConfig
+from hala.translate.progress import TranslateProgress
+from hala.translate.runner import SegmentTranslator
+
+log = logging.getLogger("hala.translate")
+
+
+def manifest_name(cfg: TranslateConfig) -> str:
+    if cfg.num_shards == 1:
+        return "manifest.json"
+    return f"manifest.shard-{cfg.shard_index:05d}-of-{cfg.num_shards:05d}.json"
+
+
+@dataclass
+class _Plan:
+    """One conversation: per message, its Split (or None to keep it as is); dropped ones omitted."""
+
+    line: int
+    conv: Conversation
+    messages: list[tuple[Message, segment.Split | None]]
+
+
+class UnitTranslator:
+    def __init__(self, cfg: TranslateConfig, runner: SegmentTranslator, progress: TranslateProgress):
+        self.cfg, self.runner, self.progress = cfg, runner, progress
+        self.counts: Counter = Counter()
+
+    def plan(self, line: int, conv: Conversation) -> _Plan:
+        messages = []
+        for msg in conv.messages:
+            if msg.role == "system" and self.cfg.system_prompts == "drop":
+                continue
+            keep = msg.role == "system" and self.cfg.system_prompts == "keep"
+            messages.append((msg, None if keep else segment.split(msg.content, self.cfg.max_segment_tokens)))
+        return _Plan(line, conv, messages)
+
+    def _check(self, seg: segment.Segment, result) -> str | None:
+        if result.error is not None:
+            return "engine_error"
+        cfg = self.cfg
+        return qa.check(seg.text, result.text, result.finish_reason, cfg.source_lang, cfg.target_lang, cfg.qa)
+
+    def _retry_smaller(self, segs: list[segment.Segment]) -> list[tuple[str | None, str]]:
+        """Truncated segments, re-split at half the budget and translated once more."""
+        budget = max(1, self.cfg.max_segment_tokens // 2)
+        splits = [segment.split(s.source, budget) for s in segs]
+        flat = [sub for sp in splits for sub in sp.segments]
+        results = iter(self.runner.translate([sub.text for sub in flat], retry=True))
+        answers = []
+        for sp in splits:
+            texts, failure = [], None
+            for sub in sp.segments:
+                result = next(results)
+                failure = failure or self._check(sub, result)
+                texts.append(sub.source if failure else segment.restore(result.text, sub.spans))
+            answers.append((failure, segment.join(sp, texts)))
+        return answers
+
+    def __call__(self, unit, rejects):
+        cfg = self.cfg
+        plans = [
+            self.plan(line, conv)
+            for line, conv in read_conversations_at(
+                unit.file, fmt=cfg.format, rejects=rejects, lang=cfg.source_lang,
+                start=unit.start, stop=unit.stop, split=cfg.split,
+            )
+        ]  # fmt: skip
+        segs = [s for p in plans for _, sp in p.messages if sp for s in sp.segments]
+        results = self.runner.translate([s.text for s in segs])
+        verdicts = [self._check(s, r) for s, r in zip(segs, results)]
+        finals = [None if v else segment.restore(r.text, s.spans) for s, r, v in zip(segs, results, verdicts)]
+        truncated = [i for i, v in enumerate(verdicts) if v == "truncated"]
+        if truncated:
+            self.counts["segments_retried"] += len(truncated)
+            for i, (failure, text) in zip(truncated, self._retry_smaller([segs[i] for i in truncated])):
+                verdicts[i], finals[i] = failure, (None if failure else text)
+        for v in verdicts:
+            self.counts[f"qa_{v or 'passed'}"] += 1
+
+        position = 0
+        for plan in plans:
+            out_messages, failures = [], []
+            for mi, (msg, sp) in enumerate(plan.messages):
+                if sp is None:
+                    out_messages.append(msg)
+                    continue
+                n = len(sp.segments)
+                texts = finals[position : position + n]
+                for si, (v, text) in enumerate(zip(verdicts[position : position + n], texts)):
+                    if v:
+                        failures.append({"message": mi, "segment": si, "filter": v, "source": sp.segments[si].source,
+                                         "output": results[position + si].text or results[position + si].error})  # fmt: skip
+                position += n
+                if not failures:
+                    out_messages.append(Message(role=msg.role, content=segment.join(sp, texts)))
+            self.progress.advance(conversations=1)
+            if failures:
+                first = failures[0]
+                reason = f"conversation {plan.conv.id}: message {first['message']} segment {first['segment']} failed {first['filter']}"
+                raw = json.dumps({"id": plan.conv.id, "failures": failures}, ensure_ascii=False)
+                rejects.add(unit.file, plan.line, f"qa_{first['filter']}", reason, raw)
+                continue
+            yield self._record(plan.conv, out_messages)
+        self.progress.update(self.runner.stats)
+
+    def _record(self, conv: Conversation, messages: list[Message]):
+        meta = {**conv.meta, "source_id": conv.id, "source_lang": self.cfg.source_lang, "translated_by": self.runner.model_id}
+        record = conv.model_copy(update={"messages": messages, "lang": self.cfg.target_lang, "meta": meta})
+        return record.to_sharegpt() | {"meta": meta} if self.cfg.output_schema == "sharegpt" else record
+
+    def take_stats(self, unit) -> dict:
+        numbers = self.runner.take_stats()
+        numbers.update(self.counts)
+        self.counts = Counter()
+        return numbers
+
+
+def translate(cfg: TranslateConfig) -> Manifest:
+    """Translate (shard `cfg.shard` of) the inputs into `cfg.out`; see the module docstring."""
+    if cfg.executor != "none":
+        from hala.translate.executors import launch
+
+        return launch(cfg)
+    out = Path(cfg.out)
+    files = [f for path in cfg.inputs for f in expand_inputs(path)]
+    inputs = [FileEntry.of(f) for f in files]
+    name = manifest_name(cfg)
+    config = {**cfg.identity(), "shard": cfg.shard}
+    if is_current(out, config, inputs, name):
+        log.info("%s: shard %s is up to date", out, cfg.shard)
+        return Manifest.read(out, name)
+    claim_output(out, cfg.identity(), inputs)
+
+    started = time.perf_counter()
+    units = shard_units(plan_units(files, cfg.rows_per_unit, cfg.split), cfg.shard_index, cfg.num_shards)
+    progress = TranslateProgress(sum(u.stop - u.start for u in units), enabled=cfg.progress)
+    runner = SegmentTranslator(cfg)
+    work = UnitTranslator(cfg, runner, progress)
+    try:
+        with progress:
+            stats = run_units(units, out, work, fmt=cfg.output_format, strict=cfg.strict, unit_stats=work.take_stats)
+    finally:
+        runner.close()
+    manifest = Manifest(
+        stage="translate",
+        config=config,
+        inputs=inputs,
+        outputs=[FileEntry.of(p) for p in stats.outputs + stats.rejected],
+        counts={**stats.counts(), "units": len(units), "num_shards": cfg.num_shards},
+        timings={"total_s": round(time.perf_counter() - started, 3)},
+    )
+    manifest.write(out, name)
+    return manifest

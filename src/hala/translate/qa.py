@@ -1,0 +1,111 @@
+"""Quality control of translated segments: named filters, each counted.
+
+A segment passes only if every filter passes; a conversation passes only if every segment does.
+The first failing filter names the reason, which goes with the rejected conversation. Filters
+look at the text without placeholders (protected spans say nothing about the language).
+
+- `empty_output`: nothing came back;
+- `truncated`: the model hit max_tokens (the pipeline re-splits and retries once before this);
+- `protected_spans`: a placeholder was lost, duplicated or invented;
+- `untranslated_copy`: the output is the source again;
+- `target_script`: too few letters in the target language's script;
+- `target_language`: lingua, restricted to the languages in play, says it is not the target;
+- `length_ratio`: output length / source length is out of bounds;
+- `repetition`: the output loops (a word n-gram or a character run repeated too often).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from functools import lru_cache
+
+from pydantic import Field
+
+from hala.config import StrictModel
+from hala.translate.segment import PLACEHOLDER_RE
+
+SCRIPTS = {
+    "arabic": "\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff\ufb50-\ufdff\ufe70-\ufeff",
+    "latin": "A-Za-z\u00c0-\u024f",
+    "cyrillic": "\u0400-\u04ff",
+    "hebrew": "\u0590-\u05ff",
+    "devanagari": "\u0900-\u097f",
+    "cjk": "\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af",
+}
+LANGUAGE_SCRIPT = {
+    "ar": "arabic", "fa": "arabic", "ur": "arabic", "he": "hebrew", "ru": "cyrillic", "hi": "devanagari",
+    "zh": "cjk", "ja": "cjk", "ko": "cjk",
+}  # fmt: skip  (every other known language: latin)
+FILTERS = (
+    "empty_output", "truncated", "protected_spans", "untranslated_copy",
+    "target_script", "target_language", "length_ratio", "repetition",
+)  # fmt: skip
+LETTER_RE = re.compile(r"[^\W\d_]")
+
+
+class QAConfig(StrictModel):
+    min_target_script: float = Field(0.6, ge=0, le=1, description="share of letters in the target script")
+    language_id: bool = True
+    language_id_min_letters: int = Field(12, ge=0, description="shorter outputs skip language ID")
+    min_length_ratio: float = Field(0.3, ge=0)
+    max_length_ratio: float = Field(3.0, gt=0)
+    length_ratio_min_chars: int = Field(20, ge=0, description="shorter sources skip the length check")
+    max_ngram_repeats: int = Field(4, ge=1, description="max times one word 4-gram may repeat")
+    max_char_run: int = Field(30, ge=2)
+
+
+def _script_re(lang: str) -> re.Pattern:
+    return re.compile(f"[{SCRIPTS[LANGUAGE_SCRIPT.get(lang, 'latin')]}]")
+
+
+@lru_cache(maxsize=8)
+def _detector(languages: tuple[str, ...]):
+    from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+
+    langs = [Language.from_iso_code_639_1(IsoCode639_1.from_str(code)) for code in languages]
+    return LanguageDetectorBuilder.from_languages(*langs).build()
+
+
+def detected_language(text: str, languages: tuple[str, ...]) -> str | None:
+    """ISO 639-1 code lingua picks among `languages`, or None when it can't tell."""
+    found = _detector(tuple(sorted(set(languages)))).detect_language_of(text)
+    return found.iso_code_639_1.name.lower() if found is not None else None
+
+
+def _loops(text: str, cfg: QAConfig) -> bool:
+    if re.search(r"(.)\1{%d,}" % (cfg.max_char_run - 1), text):
+        return True
+    words = text.split()
+    grams = Counter(tuple(words[i : i + 4]) for i in range(len(words) - 3))
+    return bool(grams) and max(grams.values()) > cfg.max_ngram_repeats
+
+
+def check(source: str, output: str, finish_reason: str, source_lang: str, target_lang: str, cfg: QAConfig) -> str | None:
+    """The name of the first filter `output` fails, or None. `output` still has its placeholders."""
+    if not output.strip():
+        return "empty_output"
+    if finish_reason == "length":
+        return "truncated"
+    if sorted(PLACEHOLDER_RE.findall(output)) != sorted(PLACEHOLDER_RE.findall(source)):
+        return "protected_spans"
+    src = PLACEHOLDER_RE.sub(" ", source).strip()
+    out = PLACEHOLDER_RE.sub(" ", output).strip()
+    if " ".join(out.split()) == " ".join(src.split()) and source_lang != target_lang:
+        return "untranslated_copy"
+    letters = LETTER_RE.findall(out)
+    if letters:
+        in_script = len(_script_re(target_lang).findall(out))
+        if in_script / len(letters) < cfg.min_target_script:
+            return "target_script"
+    if cfg.language_id and len(letters) >= cfg.language_id_min_letters:
+        found = detected_language(out, (source_lang, target_lang))
+        if found is not None and found != target_lang:
+            return "target_language"
+    if len(src) >= cfg.length_ratio_min_chars:
+        ratio = len(out) / max(len(src), 1)
+        if not cfg.min_length_ratio <= ratio <= cfg.max_length_ratio:
+            return "length_ratio"
+    if _loops(out, cfg):
+        return "repetition"
+    return None

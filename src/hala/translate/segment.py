@@ -1,0 +1,228 @@
+"""Split a message into translatable segments, and join translations back, exactly.
+
+Translation models do best on paragraph-sized text and worst on code, math and markup, which they
+"translate" into garbage. So a message is cut into a *template* of literal pieces (kept byte for
+byte) and *segments* (sent to the model):
+
+- fenced code blocks and multi-line display math are literal;
+- blank-line runs, markdown structure (list markers, headings, quote markers, table pipes and
+  separator rows) and the whitespace around each segment are literal;
+- consecutive prose lines form one segment; each list item, heading, quote line and table cell is
+  its own segment;
+- inside a segment, protected spans (inline code, inline LaTeX, URLs, e-mail addresses, HTML tags,
+  template placeholders like `{name}` and `%s`) are replaced by numbered placeholders `⟦0⟧`, `⟦1⟧`,
+  ... and restored after translation; a translation that loses or alters one is rejected;
+- a segment over the token budget is split at sentence boundaries (then at spaces), the
+  whitespace between the pieces being literal.
+
+Everything here is pure and exact: `join(split(text), [s.source for s in segments]) == text` for
+every string, which the property tests check.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+PLACEHOLDER = "⟦{}⟧"
+PLACEHOLDER_RE = re.compile(r"⟦(\d+)⟧")
+
+# multi-line regions that are never sent: fenced code (to the closing fence, or to the end) and
+# display math on lines of its own
+BLOCK_RE = re.compile(
+    r"^[ \t]*(?P<fence>`{3,}|~{3,})[^\n]*\n(?:.*?\n)??[ \t]*(?P=fence)[ \t]*$"
+    r"|^[ \t]*(?:`{3,}|~{3,})[^\n]*(?:\n.*)?\Z"
+    r"|\$\$.+?\$\$"
+    r"|\\\[.+?\\\]",
+    re.DOTALL | re.MULTILINE,
+)
+# inline protected spans, tried in this order
+INLINE_RE = re.compile(
+    "|".join(
+        [
+            r"`+[^`\n]+?`+",  # inline code
+            r"\\\(.+?\\\)",  # \( .. \)
+            r"\$(?=\S)[^$\n]*?(?<=\S)\$",  # $..$ without inner padding (so "$5 and $10" is prose)
+            r"(?:https?|ftp)://[^\s<>()\[\]]+[^\s<>()\[\].,;:!?'\"]",  # URLs, minus trailing punctuation
+            r"www\.[^\s<>()]+[^\s<>().,;:!?'\"]",
+            r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+",  # e-mail
+            r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>",  # HTML tags
+            r"\{\{[^{}\n]*\}\}|\{[A-Za-z_][A-Za-z0-9_]*\}",  # {{jinja}}, {name}
+            r"%(?:\([A-Za-z_]+\))?[-+ #0]*\d*(?:\.\d+)?[sdifrx]",  # %s, %(name)s, %5.2f
+            r"⟦\d+⟧",  # text that already looks like our placeholder must come back unchanged
+        ]
+    )
+)
+STRUCTURE_RE = re.compile(r"^(?P<prefix>[ \t]*(?:[-*+][ \t]+|\d{1,3}[.)][ \t]+|#{1,6}[ \t]+|>[ \t]?)+)")
+TABLE_ROW_RE = re.compile(r"^[ \t]*\|.*\|[ \t]*$")
+SENTENCE_END_RE = re.compile(r"(?<=[.!?؟。])[\"')\]]*\s+")
+LETTER_RE = re.compile(r"[^\W\d_]")
+
+
+def approx_tokens(text: str) -> int:
+    """A tokenizer-free estimate (~4 characters per token) used when no tokenizer is given."""
+    return len(text) // 4 + 1
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Text sent to the model (`text`, with placeholders) and the spans those placeholders hold."""
+
+    text: str
+    spans: tuple[str, ...] = ()
+
+    @property
+    def source(self) -> str:
+        """The original text of this segment."""
+        return restore(self.text, self.spans)
+
+
+@dataclass(frozen=True)
+class Split:
+    """A message as literal pieces (str) and segment slots (int index into `segments`)."""
+
+    parts: tuple[str | int, ...]
+    segments: tuple[Segment, ...]
+
+
+class PlaceholderError(ValueError):
+    """A translation lost, duplicated or invented a placeholder."""
+
+
+def restore(text: str, spans: tuple[str, ...]) -> str:
+    """Put the protected spans back; every placeholder must appear exactly once."""
+    found = [int(m) for m in PLACEHOLDER_RE.findall(text)]
+    if sorted(found) != list(range(len(spans))):
+        missing = sorted(set(range(len(spans))) - set(found))
+        extra = sorted(i for i in set(found) if found.count(i) > 1 or i >= len(spans))
+        raise PlaceholderError(f"placeholders missing {missing}, duplicated or unknown {extra}")
+    return PLACEHOLDER_RE.sub(lambda m: spans[int(m.group(1))], text)
+
+
+def join(split_: Split, texts: list[str]) -> str:
+    """The message with segment `i` replaced by `texts[i]` (already restored)."""
+    if len(texts) != len(split_.segments):
+        raise ValueError(f"{len(split_.segments)} segments but {len(texts)} texts")
+    return "".join(texts[p] if isinstance(p, int) else p for p in split_.parts)
+
+
+class _Builder:
+    def __init__(self, max_tokens: int, count: Callable[[str], int]):
+        self.parts: list[str | int] = []
+        self.segments: list[Segment] = []
+        self.max_tokens, self.count = max_tokens, count
+
+    def literal(self, text: str) -> None:
+        if not text:
+            return
+        if self.parts and isinstance(self.parts[-1], str):
+            self.parts[-1] += text
+        else:
+            self.parts.append(text)
+
+    def segment(self, text: str) -> None:
+        """Protect inline spans in `text`; keep surrounding whitespace literal; split if too long."""
+        core = text.strip()
+        if not core:
+            self.literal(text)
+            return
+        lead = text[: len(text) - len(text.lstrip())]
+        trail = text[len(text.rstrip()) :]
+        self.literal(lead)
+        for i, piece in enumerate(_fit(core, self.max_tokens, self.count)):
+            if i % 2:  # the whitespace between pieces
+                self.literal(piece)
+            else:
+                self._protected(piece)
+        self.literal(trail)
+
+    def _protected(self, text: str) -> None:
+        spans: list[str] = []
+
+        def hold(match: re.Match) -> str:
+            spans.append(match.group(0))
+            return PLACEHOLDER.format(len(spans) - 1)
+
+        masked = INLINE_RE.sub(hold, text)
+        if not LETTER_RE.search(PLACEHOLDER_RE.sub("", masked)):
+            self.literal(text)  # nothing to translate: code, numbers, punctuation only
+            return
+        self.parts.append(len(self.segments))
+        self.segments.append(Segment(masked, tuple(spans)))
+
+
+def _fit(text: str, max_tokens: int, count: Callable[[str], int]) -> list[str]:
+    """[piece, gap, piece, gap, piece...]: sentences packed up to the budget, then words."""
+    if count(text) <= max_tokens:
+        return [text]
+    for pattern in (SENTENCE_END_RE, re.compile(r"\s+")):
+        pieces = _pack(text, pattern, max_tokens, count)
+        if len(pieces) > 1:
+            return pieces
+    return [text]  # one unbreakable token run: send it whole
+
+
+def _pack(text: str, pattern: re.Pattern, max_tokens: int, count: Callable[[str], int]) -> list[str]:
+    cuts = [m for m in pattern.finditer(text) if m.start() > 0 and m.end() < len(text)]
+    out: list[str] = []
+    start = 0
+    current_end = None
+    for m in cuts:
+        candidate = text[start : m.start()]
+        if current_end is not None and count(candidate) > max_tokens:
+            out += [text[start:current_end[0]], text[current_end[0] : current_end[1]]]
+            start = current_end[1]
+        current_end = (m.start(), m.end())
+    out.append(text[start:])
+    return out
+
+
+def split(text: str, max_tokens: int = 512, count: Callable[[str], int] = approx_tokens) -> Split:
+    """Cut one message into literal pieces and segments (see the module docstring)."""
+    builder = _Builder(max_tokens, count)
+    pos = 0
+    for block in BLOCK_RE.finditer(text):
+        _prose(text[pos : block.start()], builder)
+        builder.literal(block.group(0))
+        pos = block.end()
+    _prose(text[pos:], builder)
+    return Split(tuple(builder.parts), tuple(builder.segments))
+
+
+def _prose(text: str, builder: _Builder) -> None:
+    """Line by line: consecutive plain lines form one segment; structured lines stand alone."""
+    run: list[str] = []  # plain lines (with their newlines) waiting to become one segment
+
+    def flush() -> None:
+        if run:
+            builder.segment("".join(run))
+            run.clear()
+
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\r\n")
+        newline = line[len(body) :]
+        if not body.strip():
+            flush()
+            builder.literal(line)
+        elif TABLE_ROW_RE.match(body):
+            flush()
+            _table_row(body, builder)
+            builder.literal(newline)
+        elif m := STRUCTURE_RE.match(body):
+            flush()
+            builder.literal(m.group("prefix"))
+            builder.segment(body[m.end() :])
+            builder.literal(newline)
+        else:
+            run.append(line)
+    flush()
+
+
+def _table_row(row: str, builder: _Builder) -> None:
+    cells = re.split(r"(?<!\\)(\|)", row)
+    for cell in cells:
+        if cell == "|":
+            builder.literal(cell)
+        else:
+            builder.segment(cell)

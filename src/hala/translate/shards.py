@@ -1,0 +1,91 @@
+"""Assemble one dataset from a (possibly sharded) translation run.
+
+Shards write their units into the same output folder and each leaves its own manifest. Merging
+checks that every shard of the run finished with the same settings and inputs, then streams the
+unit files in plan order (input by input, row range by row range: the order of the source data)
+into consolidated shards, with one manifest that sums the counts.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+from hala.data.manifest import FileEntry, Manifest
+from hala.data.readers import iter_rows, plan_units
+from hala.data.units import unit_paths
+from hala.data.writers import ShardedWriter
+
+SHARD_MANIFEST_RE = re.compile(r"^manifest(?:\.shard-(\d+)-of-(\d+))?\.json$")
+
+
+class IncompleteRunError(ValueError):
+    """Some shard has not finished, or shards disagree on settings."""
+
+
+def shard_manifests(out: Path) -> list[Manifest]:
+    found = {}
+    for path in out.iterdir():
+        m = SHARD_MANIFEST_RE.match(path.name)
+        if m:
+            index, count = (int(m.group(1)), int(m.group(2))) if m.group(1) else (0, 1)
+            found[(index, count)] = Manifest.read(out, path.name)
+    if not found:
+        raise IncompleteRunError(f"{out}: no finished shard (no manifest*.json); run the shards first")
+    counts = {n for _, n in found}
+    if len(counts) != 1:
+        raise IncompleteRunError(f"{out}: manifests from runs with different shard counts {sorted(counts)}")
+    n = counts.pop()
+    missing = sorted(set(range(n)) - {i for i, _ in found})
+    if missing:
+        raise IncompleteRunError(f"{out}: shards {missing} of {n} have not finished")
+    manifests = [found[(i, n)] for i in range(n)]
+    identities = {repr(sorted((k, v) for k, v in m.config.items() if k != "shard")) for m in manifests}
+    if len(identities) != 1:
+        raise IncompleteRunError(f"{out}: shards ran with different settings; rerun them with one config")
+    return manifests
+
+
+def merge_shards(out: str | Path, dest: str | Path | None = None, rows_per_file: int = 100_000) -> Manifest:
+    out = Path(out)
+    dest = Path(dest) if dest else out / "merged"
+    manifests = shard_manifests(out)
+    config = manifests[0].config
+    fmt = config["output_format"]
+    files = [entry.path for entry in manifests[0].inputs]
+    units = plan_units(files, config["rows_per_unit"], config.get("split", "train"))
+    if dest.exists():
+        shutil.rmtree(dest)
+    counts: Counter = Counter()
+    with ShardedWriter(dest / "data", "part", fmt, rows_per_file) as data, \
+         ShardedWriter(dest / "rejected", "part", "jsonl", rows_per_file) as rejected:  # fmt: skip
+        for unit in units:
+            output, rejects = unit_paths(out, unit, fmt)
+            if not output.exists():
+                raise IncompleteRunError(f"{output}: missing, though every shard reported success")
+            for row in _read(output):
+                data.write(row)
+            if rejects.exists():
+                for row in _read(rejects):
+                    rejected.write(row)
+    for m in manifests:
+        counts.update({k: v for k, v in m.counts.items() if k not in ("num_shards", "units_done", "units_skipped")})
+    counts["num_shards"] = len(manifests)
+    manifest = Manifest(
+        stage="translate-merge",
+        config=config | {"shard": "merged", "source_run": str(out)},
+        inputs=manifests[0].inputs,
+        outputs=[FileEntry.of(p) for p in data.paths + rejected.paths],
+        counts=dict(counts),
+    )
+    manifest.write(dest)
+    return manifest
+
+
+def _read(path: Path):
+    for row in iter_rows(path):
+        if row.data is not None:
+            yield row.data
+
