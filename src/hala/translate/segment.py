@@ -12,8 +12,9 @@ byte) and *segments* (sent to the model):
 - inside a segment, protected spans (inline code, inline LaTeX, URLs, e-mail addresses, HTML tags,
   template placeholders like `{name}` and `%s`) are replaced by numbered placeholders `⟦0⟧`, `⟦1⟧`,
   ... and restored after translation; a translation that loses or alters one is rejected;
-- a segment over the token budget is split at sentence boundaries (then at spaces), the
-  whitespace between the pieces being literal.
+- a segment over the token budget (counted on the text sent, placeholders included) is split at
+  sentence boundaries, then at spaces, never inside a protected span; the whitespace between the
+  pieces is literal.
 
 Everything here is pure and exact: `join(split(text), [s.source for s in segments]) == text` for
 every string, which the property tests check.
@@ -31,10 +32,10 @@ PLACEHOLDER_RE = re.compile(r"⟦(\d+)⟧")
 # multi-line regions that are never sent: fenced code (to the closing fence, or to the end) and
 # display math on lines of its own
 BLOCK_RE = re.compile(
-    r"^[ \t]*(?P<fence>`{3,}|~{3,})[^\n]*\n(?:.*?\n)??[ \t]*(?P=fence)[ \t]*$"
+    r"^[ \t]*(?P<fence>`{3,}|~{3,})[^\n]*\n(?:.*?\n)??[ \t]*(?P=fence)[ \t]*\r?$"
     r"|^[ \t]*(?:`{3,}|~{3,})[^\n]*(?:\n.*)?\Z"
-    r"|\$\$.+?\$\$"
-    r"|\\\[.+?\\\]",
+    r"|\$\$(?:(?!\n[ \t]*\r?\n).)+?\$\$"  # display math never spans a blank line
+    r"|\\\[(?:(?!\n[ \t]*\r?\n).)+?\\\]",
     re.DOTALL | re.MULTILINE,
 )
 # inline protected spans, tried in this order
@@ -44,19 +45,20 @@ INLINE_RE = re.compile(
             r"`+[^`\n]+?`+",  # inline code
             r"\\\(.+?\\\)",  # \( .. \)
             r"\$(?=\S)[^$\n]*?(?<=\S)\$",  # $..$ without inner padding (so "$5 and $10" is prose)
-            r"(?:https?|ftp)://[^\s<>()\[\]]+[^\s<>()\[\].,;:!?'\"]",  # URLs, minus trailing punctuation
-            r"www\.[^\s<>()]+[^\s<>().,;:!?'\"]",
+            # URLs (balanced parentheses allowed, trailing punctuation left out)
+            r"(?:(?:https?|ftp)://|www\.)(?:\([^\s<>()]*\)|[^\s<>()\[\]])*(?:\([^\s<>()]*\)|[^\s<>()\[\].,;:!?'\"])",
             r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+",  # e-mail
             r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>",  # HTML tags
             r"\{\{[^{}\n]*\}\}|\{[A-Za-z_][A-Za-z0-9_]*\}",  # {{jinja}}, {name}
-            r"%(?:\([A-Za-z_]+\))?[-+ #0]*\d*(?:\.\d+)?[sdifrx]",  # %s, %(name)s, %5.2f
+            r"%(?:\([A-Za-z_]+\))?[-+#0]*\d*(?:\.\d+)?[sdifrx](?![A-Za-z])",  # %s, %(name)s, %5.2f
             r"⟦\d+⟧",  # text that already looks like our placeholder must come back unchanged
         ]
     )
 )
 STRUCTURE_RE = re.compile(r"^(?P<prefix>[ \t]*(?:[-*+][ \t]+|\d{1,3}[.)][ \t]+|#{1,6}[ \t]+|>[ \t]?)+)")
 TABLE_ROW_RE = re.compile(r"^[ \t]*\|.*\|[ \t]*$")
-SENTENCE_END_RE = re.compile(r"(?<=[.!?؟。])[\"')\]]*\s+")
+SENTENCE_END_RE = re.compile(r"(?:(?<=[.!?؟。])|(?<=[.!?؟。][\"')\]]))\s+")
+SPACE_RE = re.compile(r"\s+")
 LETTER_RE = re.compile(r"[^\W\d_]")
 
 
@@ -127,54 +129,71 @@ class _Builder:
         if not core:
             self.literal(text)
             return
-        lead = text[: len(text) - len(text.lstrip())]
-        trail = text[len(text.rstrip()) :]
-        self.literal(lead)
-        for i, piece in enumerate(_fit(core, self.max_tokens, self.count)):
-            if i % 2:  # the whitespace between pieces
-                self.literal(piece)
-            else:
-                self._protected(piece)
-        self.literal(trail)
-
-    def _protected(self, text: str) -> None:
+        self.literal(text[: len(text) - len(text.lstrip())])
         spans: list[str] = []
 
         def hold(match: re.Match) -> str:
             spans.append(match.group(0))
             return PLACEHOLDER.format(len(spans) - 1)
 
-        masked = INLINE_RE.sub(hold, text)
-        if not LETTER_RE.search(PLACEHOLDER_RE.sub("", masked)):
-            self.literal(text)  # nothing to translate: code, numbers, punctuation only
+        # mask first, then cut: a budget cut can never fall inside a protected span
+        masked = INLINE_RE.sub(hold, core)
+        for i, piece in enumerate(_fit(masked, self.max_tokens, self.count, (SENTENCE_END_RE, SPACE_RE))):
+            if i % 2:  # the whitespace between pieces
+                self.literal(piece)
+            else:
+                self._piece(piece, spans)
+        self.literal(text[len(text.rstrip()) :])
+
+    def _piece(self, masked: str, spans: list[str]) -> None:
+        """One piece of a masked segment, its placeholders renumbered from 0."""
+        own: list[str] = []
+
+        def renumber(match: re.Match) -> str:
+            own.append(spans[int(match.group(1))])
+            return PLACEHOLDER.format(len(own) - 1)
+
+        text = PLACEHOLDER_RE.sub(renumber, masked)
+        if not LETTER_RE.search(PLACEHOLDER_RE.sub("", text)):
+            self.literal(restore(text, tuple(own)))  # nothing to translate: code, numbers, punctuation
             return
         self.parts.append(len(self.segments))
-        self.segments.append(Segment(masked, tuple(spans)))
+        self.segments.append(Segment(text, tuple(own)))
 
 
-def _fit(text: str, max_tokens: int, count: Callable[[str], int]) -> list[str]:
-    """[piece, gap, piece, gap, piece...]: sentences packed up to the budget, then words."""
-    if count(text) <= max_tokens:
+def _fit(text: str, max_tokens: int, count: Callable[[str], int], patterns: tuple[re.Pattern, ...]) -> list[str]:
+    """[piece, gap, piece, ...]: packed at the first pattern's cuts, longer pieces at the next ones."""
+    if count(text) <= max_tokens or not patterns:
         return [text]
-    for pattern in (SENTENCE_END_RE, re.compile(r"\s+")):
-        pieces = _pack(text, pattern, max_tokens, count)
-        if len(pieces) > 1:
-            return pieces
-    return [text]  # one unbreakable token run: send it whole
+    out: list[str] = []
+    for i, piece in enumerate(_pack(text, patterns[0], max_tokens, count)):
+        out.extend([piece] if i % 2 else _fit(piece, max_tokens, count, patterns[1:]))
+    return out
 
 
 def _pack(text: str, pattern: re.Pattern, max_tokens: int, count: Callable[[str], int]) -> list[str]:
-    cuts = [m for m in pattern.finditer(text) if m.start() > 0 and m.end() < len(text)]
+    """Greedily join the atoms between `pattern`'s matches into pieces within the budget."""
+    atoms = pattern.split(text) if pattern.groups else _split_keep(text, pattern)
     out: list[str] = []
-    start = 0
-    current_end = None
-    for m in cuts:
-        candidate = text[start : m.start()]
-        if current_end is not None and count(candidate) > max_tokens:
-            out += [text[start:current_end[0]], text[current_end[0] : current_end[1]]]
-            start = current_end[1]
-        current_end = (m.start(), m.end())
-    out.append(text[start:])
+    current = atoms[0]
+    for gap, atom in zip(atoms[1::2], atoms[2::2]):
+        candidate = current + gap + atom
+        if count(candidate) <= max_tokens:
+            current = candidate
+        else:
+            out += [current, gap]
+            current = atom
+    out.append(current)
+    return out
+
+
+def _split_keep(text: str, pattern: re.Pattern) -> list[str]:
+    """[atom, gap, atom, ...] (re.split without a capture group drops the gaps)."""
+    out, pos = [], 0
+    for m in pattern.finditer(text):
+        out += [text[pos : m.start()], m.group(0)]
+        pos = m.end()
+    out.append(text[pos:])
     return out
 
 
