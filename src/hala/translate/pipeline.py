@@ -65,24 +65,25 @@ class UnitTranslator:
             messages.append((msg, None if keep else segment.split(msg.content, self.cfg.max_segment_tokens)))
         return _Plan(line, conv, messages)
 
-    def _check(self, seg: segment.Segment, result) -> str | None:
-        if result.error is not None:
-            return "engine_error"
+    def _check(self, segs: list[segment.Segment], results: list) -> list[str | None]:
         cfg = self.cfg
-        return qa.check(seg.text, result.text, result.finish_reason, cfg.source_lang, cfg.target_lang, cfg.qa)
+        texts = [r.text for r in results]
+        finishes = [r.finish_reason for r in results]
+        verdicts = qa.check_many([s.text for s in segs], texts, finishes, cfg.source_lang, cfg.target_lang, cfg.qa)
+        return ["engine_error" if r.error is not None else v for r, v in zip(results, verdicts)]
 
     def _retry_smaller(self, segs: list[segment.Segment]) -> list[tuple[str | None, str]]:
         """Truncated segments, re-split at half the budget and translated once more."""
         budget = max(1, self.cfg.max_segment_tokens // 2)
         splits = [segment.split(s.source, budget) for s in segs]
         flat = [sub for sp in splits for sub in sp.segments]
-        results = iter(self.runner.translate([sub.text for sub in flat], retry=True))
+        results = self.runner.translate([sub.text for sub in flat], retry=True)
+        checked = iter(zip(flat, results, self._check(flat, results)))
         answers = []
         for sp in splits:
             texts, failure = [], None
-            for sub in sp.segments:
-                result = next(results)
-                failure = failure or self._check(sub, result)
+            for sub, result, verdict in (next(checked) for _ in sp.segments):
+                failure = failure or verdict
                 texts.append(sub.source if failure else segment.restore(result.text, sub.spans))
             answers.append((failure, segment.join(sp, texts)))
         return answers
@@ -98,7 +99,7 @@ class UnitTranslator:
         ]  # fmt: skip
         segs = [s for p in plans for _, sp in p.messages if sp for s in sp.segments]
         results = self.runner.translate([s.text for s in segs])
-        verdicts = [self._check(s, r) for s, r in zip(segs, results)]
+        verdicts = self._check(segs, results)
         finals = [None if v else segment.restore(r.text, s.spans) for s, r, v in zip(segs, results, verdicts)]
         truncated = [i for i, v in enumerate(verdicts) if v == "truncated"]
         if truncated:

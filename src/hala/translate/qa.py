@@ -55,6 +55,7 @@ class QAConfig(StrictModel):
     max_char_run: int = Field(30, ge=2)
 
 
+@lru_cache(maxsize=32)
 def _script_re(lang: str) -> re.Pattern:
     return re.compile(f"[{SCRIPTS[LANGUAGE_SCRIPT.get(lang, 'latin')]}]")
 
@@ -67,10 +68,12 @@ def _detector(languages: tuple[str, ...]):
     return LanguageDetectorBuilder.from_languages(*langs).build()
 
 
-def detected_language(text: str, languages: tuple[str, ...]) -> str | None:
-    """ISO 639-1 code lingua picks among `languages`, or None when it can't tell."""
-    found = _detector(tuple(sorted(set(languages)))).detect_language_of(text)
-    return found.iso_code_639_1.name.lower() if found is not None else None
+def detected_languages(texts: list[str], languages: tuple[str, ...]) -> list[str | None]:
+    """ISO 639-1 code lingua picks among `languages` for each text (None: can't tell), in parallel."""
+    if not texts:
+        return []
+    found = _detector(tuple(sorted(set(languages)))).detect_languages_in_parallel_of(texts)
+    return [f.iso_code_639_1.name.lower() if f is not None else None for f in found]
 
 
 def _loops(text: str, cfg: QAConfig) -> bool:
@@ -81,8 +84,49 @@ def _loops(text: str, cfg: QAConfig) -> bool:
     return bool(grams) and max(grams.values()) > cfg.max_ngram_repeats
 
 
-def check(source: str, output: str, finish_reason: str, source_lang: str, target_lang: str, cfg: QAConfig) -> str | None:
-    """The name of the first filter `output` fails, or None. `output` still has its placeholders."""
+def _by_script(text: str, source_lang: str, target_lang: str) -> str | None:
+    """The answer lingua's own first rule gives: when every letter is in a script that only one of
+    the languages in play uses, that language (lingua is then not asked, which saves ~50 us)."""
+    if LANGUAGE_SCRIPT.get(source_lang, "latin") == LANGUAGE_SCRIPT.get(target_lang, "latin"):
+        return None
+    letters = len(LETTER_RE.findall(text))
+    for lang in (target_lang, source_lang):
+        if len(_script_re(lang).findall(text)) == letters:
+            return lang
+    return None
+
+
+def check_many(
+    sources: list[str], outputs: list[str], finish_reasons: list[str], source_lang: str, target_lang: str, cfg: QAConfig
+) -> list[str | None]:
+    """`check` for a batch, with language ID run once over the batch (lingua, in parallel)."""
+    detected: list[str | None] = [None] * len(outputs)
+    if cfg.language_id:
+        stripped = [PLACEHOLDER_RE.sub(" ", o) for o in outputs]
+        todo = []
+        for i, text in enumerate(stripped):
+            if len(LETTER_RE.findall(text)) < cfg.language_id_min_letters:
+                continue
+            known = _by_script(text, source_lang, target_lang)
+            if known:
+                detected[i] = known
+            else:
+                todo.append(i)
+        for i, lang in zip(todo, detected_languages([stripped[i] for i in todo], (source_lang, target_lang))):
+            detected[i] = lang
+    return [
+        check(s, o, f, source_lang, target_lang, cfg, detected=d)
+        for s, o, f, d in zip(sources, outputs, finish_reasons, detected)
+    ]
+
+
+def check(
+    source: str, output: str, finish_reason: str, source_lang: str, target_lang: str, cfg: QAConfig,
+    detected: str | None = "",
+) -> str | None:
+    """The name of the first filter `output` fails, or None. `output` still has its placeholders.
+
+    `detected` is the language lingua found (from `check_many`); "" means "run lingua here"."""
     if not output.strip():
         return "empty_output"
     if finish_reason == "length":
@@ -99,7 +143,7 @@ def check(source: str, output: str, finish_reason: str, source_lang: str, target
         if in_script / len(letters) < cfg.min_target_script:
             return "target_script"
     if cfg.language_id and len(letters) >= cfg.language_id_min_letters:
-        found = detected_language(out, (source_lang, target_lang))
+        found = detected if detected != "" else detected_languages([out], (source_lang, target_lang))[0]
         if found is not None and found != target_lang:
             return "target_language"
     if len(src) >= cfg.length_ratio_min_chars:
