@@ -74,6 +74,12 @@ def test_translates_and_keeps_protected_spans(tmp_path):
     assert a["messages"][2]["content"].count("\n- ") == 2
     assert by_id["d"]["messages"][0]["content"].splitlines()[1] == "|---|---|"
     assert manifest.counts["rejected_invalid_json"] == 1 and manifest.counts["rows_out"] == 4
+    pairs = [json.loads(line) for p in (out / "pairs").glob("*.jsonl") for line in p.read_text().splitlines()]
+    assert len(pairs) == manifest.counts["segment_pairs"] == manifest.counts["qa_passed"]
+    by_pair = {p["id"]: p for p in pairs}
+    first = by_pair["a/m1/s0"]
+    assert first["meta"] == {"source_id": "a", "message": 1, "segment": 0} and first["tgt_lang"] == "ar"
+    assert first["src"].startswith("Explain `git rebase`") and "`git rebase`" in first["tgt"]
     [bad] = rejected(out)
     assert bad["line"] == 5 and bad["file"].endswith("in.jsonl")
 

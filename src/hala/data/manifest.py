@@ -84,6 +84,7 @@ class Manifest(BaseModel):
     inputs: list[FileEntry] = Field(default_factory=list)
     outputs: list[FileEntry] = Field(default_factory=list)
     counts: dict[str, int] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict, description="scores, fractions, losses")
     timings: dict[str, float] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=package_versions)
     hala_version: str = __version__

@@ -26,14 +26,16 @@ from pathlib import Path
 
 from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
 from hala.data.readers import expand_inputs, plan_units, read_conversations_at, shard_units
-from hala.data.records import Conversation, Message
+from hala.data.records import Conversation, Message, ParallelPair
 from hala.data.units import run_units
+from hala.data.writers import write_jsonl
 from hala.translate import qa, segment
 from hala.translate.config import TranslateConfig
 from hala.translate.progress import TranslateProgress
 from hala.translate.runner import SegmentTranslator
 
 log = logging.getLogger("hala.translate")
+PAIRS = "pairs"  # OUT/pairs/<unit>.jsonl: segment-level pairs of the accepted conversations
 
 
 def manifest_name(cfg: TranslateConfig) -> str:
@@ -55,6 +57,7 @@ class UnitTranslator:
     def __init__(self, cfg: TranslateConfig, runner: SegmentTranslator, progress: TranslateProgress):
         self.cfg, self.runner, self.progress = cfg, runner, progress
         self.counts: Counter = Counter()
+        self.pairs: list[ParallelPair] = []
 
     def plan(self, line: int, conv: Conversation) -> _Plan:
         messages = []
@@ -111,7 +114,7 @@ class UnitTranslator:
 
         position = 0
         for plan in plans:
-            out_messages, failures = [], []
+            out_messages, failures, unit_pairs = [], [], []
             for mi, (msg, sp) in enumerate(plan.messages):
                 if sp is None:
                     out_messages.append(msg)
@@ -122,9 +125,10 @@ class UnitTranslator:
                     if v:
                         failures.append({"message": mi, "segment": si, "filter": v, "source": sp.segments[si].source,
                                          "output": results[position + si].text or results[position + si].error})  # fmt: skip
-                position += n
                 if not failures:
                     out_messages.append(Message(role=msg.role, content=segment.join(sp, texts)))
+                    unit_pairs += [(mi, si, sp.segments[si].source, text) for si, text in enumerate(texts)]
+                position += n
             self.progress.advance(conversations=1)
             if failures:
                 first = failures[0]
@@ -132,6 +136,7 @@ class UnitTranslator:
                 raw = json.dumps({"id": plan.conv.id, "failures": failures}, ensure_ascii=False)
                 rejects.add(unit.file, plan.line, f"qa_{first['filter']}", reason, raw)
                 continue
+            self.pairs += [self._pair(plan.conv, *p) for p in unit_pairs]
             yield self._record(plan.conv, out_messages)
         self.progress.update(self.runner.stats)
 
@@ -140,10 +145,20 @@ class UnitTranslator:
         record = conv.model_copy(update={"messages": messages, "lang": self.cfg.target_lang, "meta": meta})
         return record.to_sharegpt() | {"meta": meta} if self.cfg.output_schema == "sharegpt" else record
 
-    def take_stats(self, unit) -> dict:
+    def _pair(self, conv: Conversation, message: int, seg: int, src: str, tgt: str) -> ParallelPair:
+        cfg = self.cfg
+        meta = {"source_id": conv.id, "message": message, "segment": seg}
+        return ParallelPair(id=f"{conv.id}/m{message}/s{seg}", src=src, tgt=tgt, src_lang=cfg.source_lang,
+                            tgt_lang=cfg.target_lang, source=conv.source, meta=meta)  # fmt: skip
+
+    def finish_unit(self, unit) -> dict:
+        """Called by run_units before the unit's output lands: writes the unit's segment pairs
+        (source segment, accepted translation) for `hala pairs`, and returns the unit's stats."""
+        write_jsonl(Path(self.cfg.out) / PAIRS / f"{unit.name}.jsonl", self.pairs)
         numbers = self.runner.take_stats()
         numbers.update(self.counts)
-        self.counts = Counter()
+        numbers["segment_pairs"] = len(self.pairs)
+        self.counts, self.pairs = Counter(), []
         return numbers
 
 
@@ -170,7 +185,7 @@ def translate(cfg: TranslateConfig) -> Manifest:
     work = UnitTranslator(cfg, runner, progress)
     try:
         with progress:
-            stats = run_units(units, out, work, fmt=cfg.output_format, strict=cfg.strict, unit_stats=work.take_stats)
+            stats = run_units(units, out, work, fmt=cfg.output_format, strict=cfg.strict, unit_stats=work.finish_unit)
     finally:
         runner.close()
     manifest = Manifest(
