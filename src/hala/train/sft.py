@@ -1,0 +1,176 @@
+"""`hala train`: one thin wrapper over TRL's SFTTrainer, used for the translator and the Hala models.
+
+What it decides:
+- the loss: prompt-completion rows train on the completion only; conversations on the assistant
+  turns only (with a training chat template that marks them, see `templates.py`);
+- data with no trainable token left after masking (and truncation to `max_length`) is an error,
+  not a silent zero loss; examples left without one are counted;
+- full fine-tune or LoRA (merged into the weights at the end, so every later stage loads a plain
+  checkpoint), packing, resume from the latest checkpoint;
+- the final save in OUT/model: safetensors, tokenizer, the model's original chat template and
+  generation config.
+
+Multi-GPU runs use the same function under `accelerate launch` (configs in recipes/accelerate/).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hala.data.manifest import FileEntry, Manifest, is_current
+from hala.data.readers import expand_inputs
+from hala.data.rejects import RejectLog
+from hala.data.writers import write_jsonl
+from hala.train import data as train_data
+from hala.train.config import TrainConfig
+from hala.train.templates import training_template
+
+log = logging.getLogger("hala.train")
+
+
+class NoTrainableTokensError(ValueError):
+    """Every example is fully masked: nothing to learn from."""
+
+
+def _dataset(paths: list[str], fmt: str, out: Path, name: str, limit: int | None):
+    """A datasets.Dataset built from hala's readers; bad rows land in OUT/rejected/NAME.jsonl."""
+    from datasets import Dataset
+
+    rejects = RejectLog()
+    rows = list(train_data.rows(paths, fmt, rejects, limit))
+    if len(rejects):
+        write_jsonl(out / "rejected" / f"{name}.jsonl", rejects.rows())
+    if not rows:
+        raise NoTrainableTokensError(
+            f"no trainable {name} rows in {', '.join(paths)}: all {len(rejects)} rejected (see {out / 'rejected'})"
+        )
+    return Dataset.from_list(rows), len(rejects)
+
+
+def _trainable_tokens(dataset) -> list[int]:
+    counted = dataset.map(
+        lambda batch: {"n": [sum(t != -100 for t in labels) for labels in batch["labels"]]},
+        batched=True,
+        remove_columns=dataset.column_names,
+    )
+    return counted["n"]
+
+
+@dataclass
+class Prepared:
+    trainer: object
+    tokenizer: object
+    original_template: str | None
+    examples: int
+    rejected: int
+    fmt: str
+
+
+def build_trainer(cfg: TrainConfig) -> Prepared:
+    """Data, tokenizer (with its training template), model and TRL trainer, ready to train."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    out = Path(cfg.out)
+    fmt = cfg.format if cfg.format != "auto" else train_data.sniff(expand_inputs(cfg.data[0]))
+    train_set, rejected = _dataset(cfg.data, fmt, out, "train", cfg.limit)
+    eval_set = _dataset(cfg.eval_data, fmt, out, "eval", None)[0] if cfg.eval_data else None
+
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    if cfg.chat_template:
+        tokenizer.chat_template = Path(cfg.chat_template).read_text(encoding="utf-8")
+    original_template = tokenizer.chat_template
+    if fmt == "conversations":
+        tokenizer.chat_template = training_template(tokenizer)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    cuda = torch.cuda.is_available()
+    bf16 = cfg.bf16 if cfg.bf16 is not None else (cuda and torch.cuda.is_bf16_supported())
+    model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.bfloat16 if bf16 else torch.float32)
+    peft_config = None
+    if cfg.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                                 target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")  # fmt: skip
+    args = SFTConfig(
+        output_dir=str(out / "checkpoints"),
+        assistant_only_loss=fmt == "conversations",
+        max_length=cfg.max_length,
+        packing=cfg.packing,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a fraction of the steps
+        weight_decay=cfg.weight_decay,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        bf16=bf16,
+        use_cpu=not cuda,
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        eval_strategy="epoch" if eval_set is not None else "no",
+        seed=cfg.seed,
+        report_to="none",
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
+                         processing_class=tokenizer, peft_config=peft_config)  # fmt: skip
+    return Prepared(trainer, tokenizer, original_template, len(train_set), rejected, fmt)
+
+
+def train(cfg: TrainConfig) -> Manifest:
+    out = Path(cfg.out)
+    files = [f for p in cfg.data + cfg.eval_data for f in expand_inputs(p)]
+    inputs = [FileEntry.of(f) for f in files]
+    config = cfg.model_dump()
+    if is_current(out, config, inputs):
+        log.info("%s is up to date", out)
+        return Manifest.read(out)
+
+    started = time.perf_counter()
+    prepared = build_trainer(cfg)
+    trainer, tokenizer = prepared.trainer, prepared.tokenizer
+    kept = len(trainer.train_dataset)
+    tokens = sum(_trainable_tokens(trainer.train_dataset)) if kept else 0
+    if tokens == 0:
+        raise NoTrainableTokensError(
+            f"no trainable tokens after masking in {prepared.examples} examples: conversations need assistant "
+            f"turns and prompt-completion rows a non-empty completion within max_length={cfg.max_length}"
+        )
+    resume = cfg.resume if isinstance(cfg.resume, str) else (cfg.resume and any((out / "checkpoints").glob("checkpoint-*")))
+    result = trainer.train(resume_from_checkpoint=resume or None)
+
+    final = trainer.model.merge_and_unload() if cfg.lora else trainer.model
+    model_dir = out / "model"
+    final.save_pretrained(model_dir, safe_serialization=True)
+    tokenizer.chat_template = prepared.original_template
+    tokenizer.save_pretrained(model_dir)
+    metrics = {"train_loss": float(result.training_loss)}
+    if trainer.eval_dataset is not None:
+        metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    (out / "loss_history.json").write_text(json.dumps(history, indent=1))
+    manifest = Manifest(
+        stage="train",
+        config=config,
+        inputs=inputs,
+        outputs=[FileEntry.of(p) for p in sorted(model_dir.iterdir()) if p.is_file()],
+        counts={
+            "examples": prepared.examples, "examples_fully_masked": prepared.examples - kept,
+            "rejected": prepared.rejected, "trainable_tokens": tokens, "steps": int(trainer.state.global_step),
+        },  # fmt: skip
+        metrics=metrics,
+        timings={"total_s": round(time.perf_counter() - started, 3)},
+    )
+    manifest.write(out)
+    return manifest

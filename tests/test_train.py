@@ -1,0 +1,144 @@
+"""`hala train`: the loss masks, the training template, failures that must not be silent, saving."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hala.train.config import TrainConfig
+from hala.train.sft import NoTrainableTokensError, build_trainer, train
+from hala.train.templates import TemplateError, has_markers, training_template
+
+SMOLLM2_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful AI assistant<|im_end|>\\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+CONVS = [
+    {"messages": [{"role": "system", "content": "Translate well."}, {"role": "user", "content": "Good morning"},
+                  {"role": "assistant", "content": "صباح الخير"}, {"role": "user", "content": "Thank you"},
+                  {"role": "assistant", "content": "شكرا لك"}]},
+    {"messages": [{"role": "user", "content": "Where is the market?"}, {"role": "assistant", "content": "أين السوق؟"}]},
+]  # fmt: skip
+
+
+def write(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def masked_text(prepared, index: int) -> str:
+    example = prepared.trainer.train_dataset[index]
+    return prepared.tokenizer.decode([t for t, label in zip(example["input_ids"], example["labels"]) if label != -100])
+
+
+def seed_pairs(n: int) -> list[dict]:
+    from importlib import resources
+
+    text = resources.files("hala.resources").joinpath("samples/seed_pairs.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines()[:n]]
+
+
+def test_label_mask_covers_exactly_the_assistant_tokens(tmp_path, tiny_llama):
+    data = write(tmp_path / "c.jsonl", CONVS)
+    prepared = build_trainer(TrainConfig(model=str(tiny_llama), data=[str(data)], out=str(tmp_path / "o")))
+    assert prepared.fmt == "conversations"
+    assert masked_text(prepared, 0) == "صباح الخير<|im_end|>شكرا لك<|im_end|>"
+    assert masked_text(prepared, 1) == "أين السوق؟<|im_end|>"
+
+
+def test_template_without_markers_is_patched_and_renders_the_same(tmp_path, tiny_llama):
+    """SmolLM2's ChatML template has no {% generation %} markers: training must still mask."""
+    template = tmp_path / "smol.jinja"
+    template.write_text(SMOLLM2_TEMPLATE)
+    data = write(tmp_path / "c.jsonl", CONVS)
+    cfg = TrainConfig(model=str(tiny_llama), data=[str(data)], out=str(tmp_path / "o"), chat_template=str(template))
+    prepared = build_trainer(cfg)
+    assert not has_markers(prepared.original_template) and has_markers(prepared.tokenizer.chat_template)
+    assert masked_text(prepared, 1) == "أين السوق؟<|im_end|>"
+    assert "You are a helpful AI assistant" not in masked_text(prepared, 1)
+
+
+def test_template_that_cannot_be_patched_is_an_error(tiny_llama):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    tokenizer.chat_template = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+    with pytest.raises(TemplateError, match="generation"):
+        training_template(tokenizer)
+
+
+def test_completion_only_loss_for_prompt_completion(tmp_path, tiny_llama):
+    rows = [{"prompt": [{"role": "user", "content": "Translate everything that follows into Arabic:\n\nGood night"}],
+             "completion": [{"role": "assistant", "content": "تصبح على خير"}]}]  # fmt: skip
+    data = write(tmp_path / "pc.jsonl", rows)
+    prepared = build_trainer(TrainConfig(model=str(tiny_llama), data=[str(data)], out=str(tmp_path / "o")))
+    assert prepared.fmt == "prompt_completion"
+    assert masked_text(prepared, 0).startswith("تصبح على خير<|im_end|>")
+    assert "Good night" not in masked_text(prepared, 0)
+
+
+def test_no_trainable_tokens_is_an_error(tmp_path, tiny_llama):
+    rows = [{"messages": [{"role": "user", "content": "Only a question, nobody answers."}]}] * 3
+    data = write(tmp_path / "c.jsonl", rows)
+    with pytest.raises(NoTrainableTokensError, match="no trainable train rows"):
+        train(TrainConfig(model=str(tiny_llama), data=[str(data)], out=str(tmp_path / "o"), max_steps=1))
+    rejected = (tmp_path / "o" / "rejected" / "train.jsonl").read_text()
+    assert rejected.count("no_assistant_turn") == 3
+    long_prompt = [{"prompt": [{"role": "user", "content": "word " * 200}], "completion": [{"role": "assistant", "content": "ok"}]}]
+    data = write(tmp_path / "pc.jsonl", long_prompt)
+    with pytest.raises(NoTrainableTokensError, match="max_length=32"):
+        train(TrainConfig(model=str(tiny_llama), data=[str(data)], out=str(tmp_path / "o2"), max_length=32, max_steps=1))
+
+
+def test_bad_rows_are_reported_not_trained_on(tmp_path, tiny_llama):
+    data = tmp_path / "pc.jsonl"
+    good = {"prompt": [{"role": "user", "content": "Hi"}], "completion": [{"role": "assistant", "content": "مرحبا"}]}
+    data.write_text(json.dumps(good) + "\n{oops\n" + json.dumps({"prompt": "x", "completion": [1]}) + "\n")
+    prepared = build_trainer(TrainConfig(model=str(tiny_llama), data=[str(data)], out=str(tmp_path / "o")))
+    assert prepared.examples == 1 and prepared.rejected == 2
+    rejected = [json.loads(line) for line in (tmp_path / "o" / "rejected" / "train.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["kind"]) for r in rejected] == [(2, "invalid_json"), (3, "wrong_type")]
+
+
+@pytest.mark.slow
+def test_training_lowers_the_loss_and_saves_a_clean_model(tmp_path, tiny_llama):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    rows = [{"prompt": [{"role": "user", "content": "Translate everything that follows into Arabic:\n\n" + p["en"]}],
+             "completion": [{"role": "assistant", "content": p["ar"]}]} for p in seed_pairs(32)]  # fmt: skip
+    data = write(tmp_path / "pc.jsonl", rows)
+    cfg = TrainConfig(model=str(tiny_llama), data=[str(data)], out=str(tmp_path / "o"), max_steps=30, batch_size=8,
+                      learning_rate=3e-3, logging_steps=5, save_steps=1000)  # fmt: skip
+    manifest = train(cfg)
+    history = json.loads((tmp_path / "o" / "loss_history.json").read_text())
+    assert history[-1]["loss"] < history[0]["loss"] - 0.5
+    assert manifest.counts["steps"] == 30 and manifest.counts["trainable_tokens"] > 0
+    model_dir = tmp_path / "o" / "model"
+    assert (model_dir / "model.safetensors").exists() and (model_dir / "tokenizer.json").exists()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    assert tokenizer.chat_template == AutoTokenizer.from_pretrained(tiny_llama).chat_template
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    changed = any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), base.state_dict().values()))
+    assert changed
+    assert train(cfg).fingerprint == manifest.fingerprint  # a finished run is not redone
+
+
+@pytest.mark.slow
+def test_lora_is_merged_and_resume_continues(tmp_path, tiny_llama):
+    from safetensors import safe_open
+
+    data = write(tmp_path / "c.jsonl", CONVS * 8)
+    base = dict(model=str(tiny_llama), data=[str(data)], out=str(tmp_path / "o"), batch_size=4, save_steps=2,
+                lora={"r": 4, "alpha": 8}, learning_rate=1e-3)  # fmt: skip
+    train(TrainConfig(**base, max_steps=2))
+    assert (tmp_path / "o" / "checkpoints" / "checkpoint-2").exists()
+    manifest = train(TrainConfig(**base, max_steps=4, resume=True))
+    assert manifest.counts["steps"] == 4 and (tmp_path / "o" / "checkpoints" / "checkpoint-4").exists()
+    with safe_open(tmp_path / "o" / "model" / "model.safetensors", "pt") as f:
+        assert not [k for k in f.keys() if "lora" in k]
