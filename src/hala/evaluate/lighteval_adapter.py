@@ -1,0 +1,335 @@
+"""The one place hala talks to lighteval (0.13), and why each workaround here exists.
+
+hala runs lighteval's own Arabic task definitions (`lighteval.tasks.multilingual.tasks.arabic`):
+same prompt functions, splits and metric (`acc` with `LogProbCharNorm`, i.e. acc_norm). Only the
+data source changes: a custom-tasks file, written here and usable with the `lighteval` CLI as is,
+deep-copies each task's config and points `hf_repo` at a local dataset card whose `configs` name
+the local files. The scores come from lighteval's `Pipeline`; hala only reads them back.
+
+lighteval's quirks, handled here so a user never meets them (`hala.evaluate.reproduce` does the
+same for the `lighteval` CLI):
+- Building its full task `Registry` imports every task module, and some touch the network at
+  import: `tiny_benchmarks` downloads a pickle, `ifeval` calls `nltk.download`, and `mt_bench`
+  calls `HfApi.list_models(model_name=...)`, which current huggingface_hub rejects (TypeError).
+  hala gives the pipeline a registry of just the custom tasks.
+- With a local model path, its sample cache (`cache_dir / model_name`) lands *inside the model
+  folder*, and would be read back for a retrained model at the same path. hala moves the cache
+  into the run folder.
+- xxhash 4 breaks lighteval's hashing; the pin is `xxhash<4`, checked here with a clear message.
+- lighteval's own vLLM backend accepts only vllm<0.10.2 (hala pins 0.33), so `backend=vllm`
+  scores lighteval's log-likelihood requests with hala's vLLM engine (`_vllm_scorer`): the token
+  sequences lighteval's transformers backend builds (context and each choice encoded apart), summed
+  continuation log-probs and whether each token was top-1, as lighteval's vLLM model computes them.
+  Both backends thus score the same tokens, so a CPU run and a GPU run of a model agree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hala.evaluate.benchmarks import Benchmark, TaskData
+
+ARABIC_TASKS_MODULE = "lighteval.tasks.multilingual.tasks.arabic"
+NUM_FEWSHOT = 0  # the paper's setting
+
+
+class LightevalSetupError(ValueError):
+    """lighteval can't run here as installed; the message says what to change."""
+
+
+def check_versions() -> None:
+    from importlib import metadata
+
+    version = metadata.version("xxhash")
+    if int(version.split(".")[0]) >= 4:
+        raise LightevalSetupError(f"xxhash {version} breaks lighteval 0.13; install hala's pin: pip install 'xxhash<4'")
+
+
+def lighteval_subsets(bench: Benchmark) -> list[str]:
+    """The subsets lighteval defines for `bench`, less those hala skips (ArabicMMLU's aggregate "All")."""
+    from importlib import import_module
+
+    configs = import_module(ARABIC_TASKS_MODULE).TASKS_TABLE
+    names = [c.hf_subset for c in configs if c.name == bench.key or c.name.startswith(f"{bench.key}:")]
+    return [s for s in names if s not in bench.skip_subsets]
+
+
+def check_subsets(data: TaskData) -> None:
+    known = lighteval_subsets(data.bench)
+    for subset in data.subsets:
+        if subset not in known:
+            raise ValueError(
+                f"{data.root / subset}: lighteval has no {data.bench.label} subset {subset!r}; "
+                f"valid subsets: {', '.join(known)}"
+            )
+
+
+# --- the custom-tasks file and the local dataset cards it points at ---------------------------
+
+
+def _dataset_card(data: TaskData) -> str:
+    lines = ["---", "configs:"]
+    for subset, splits in data.files.items():
+        lines += [f"- config_name: {json.dumps(subset, ensure_ascii=False)}", "  data_files:"]
+        for split, path in splits.items():
+            lines += [f"  - split: {split}", f"    path: {json.dumps(str(path.resolve()), ensure_ascii=False)}"]
+    lines += ["---", "Written by `hala eval bench`: each config points at local files in the HF dataset's schema.", ""]
+    return "\n".join(lines)
+
+
+_TASKS_FILE = '''"""lighteval custom tasks written by `hala eval bench`.
+
+The OALL v2 Arabic tasks exactly as lighteval defines them ({module}),
+each pointed at a local copy of its data (a dataset card whose configs name the files).
+Use it with the lighteval CLI as is, e.g.:
+
+    lighteval accelerate "model_name=MODEL_DIR,device=cpu,dtype=float32" "{example}|0" --custom-tasks {path}
+"""
+
+import copy
+
+from {module} import TASKS_TABLE as _ARABIC
+
+LOCAL_DATA = {local}
+
+_BY_NAME = {{config.name: config for config in _ARABIC}}
+TASKS_TABLE = []
+for _name, _folder in LOCAL_DATA.items():
+    _config = copy.deepcopy(_BY_NAME[_name])
+    _config.hf_repo = _folder
+    _config.hf_revision = None
+    TASKS_TABLE.append(_config)
+'''
+
+
+def write_custom_tasks(folder: Path, task_data: list[TaskData]) -> tuple[Path, list[str]]:
+    """Write dataset cards under `folder/datasets` and `folder/tasks.py`; return it and the task names."""
+    from hala.data.writers import atomic_write_text
+
+    local: dict[str, str] = {}
+    for data in task_data:
+        card_dir = folder / "datasets" / data.bench.hf_repo
+        atomic_write_text(card_dir / "README.md", _dataset_card(data))
+        for subset in data.subsets:
+            local[data.bench.task_name(subset)] = str(card_dir.resolve())
+    path = folder / "tasks.py"
+    text = _TASKS_FILE.format(
+        module=ARABIC_TASKS_MODULE,
+        example=next(iter(local)),
+        path=path.resolve(),
+        local=json.dumps(local, indent=4, ensure_ascii=False),
+    )
+    atomic_write_text(path, text)
+    return path, list(local)
+
+
+# --- running lighteval's pipeline in process ----------------------------------------------------
+
+
+@dataclass
+class RunSettings:
+    backend: str  # "hf" or "vllm"
+    device: str  # "cpu" or "cuda" (hf)
+    dtype: str
+    batch_size: int
+    max_samples: int | None
+    cache_dir: str  # lighteval's sample cache for this model
+    chat_template: bool | None = None  # None: lighteval's default (use the tokenizer's, if any)
+    max_model_len: int | None = None  # vllm
+    tensor_parallel_size: int = 1  # vllm
+    gpu_memory_utilization: float = 0.9  # vllm
+
+
+@dataclass
+class ModelRun:
+    """What lighteval reported for one model: per task name, acc_norm, its stderr and the item count."""
+
+    metric: str = ""
+    scores: dict[str, float] = field(default_factory=dict)
+    stderr: dict[str, float] = field(default_factory=dict)
+    items: dict[str, int] = field(default_factory=dict)
+    chat_template: bool | None = None
+    details: list[dict] = field(default_factory=list)
+    lighteval_results: dict = field(default_factory=dict)
+
+
+@contextmanager
+def _pipeline_scope(cache_dir: str) -> Iterator[None]:
+    """The registry holds only the custom tasks; the sample cache lives in `cache_dir`."""
+    from lighteval.tasks.registry import Registry
+    from lighteval.utils.cache_management import SampleCache
+
+    load_all, cache_init = Registry.load_all_task_configs, SampleCache.__init__
+
+    def custom_tasks_only(custom_tasks=None, load_multilingual=False):
+        return Registry._extract_configs(Registry.create_custom_tasks_module(custom_tasks))
+
+    def cache_in_run_folder(self, model_config):
+        cache_init(self, model_config.model_copy(update={"model_name": "model", "cache_dir": cache_dir}))
+
+    Registry.load_all_task_configs = staticmethod(custom_tasks_only)
+    SampleCache.__init__ = cache_in_run_folder
+    try:
+        yield
+    finally:
+        Registry.load_all_task_configs = staticmethod(load_all)
+        SampleCache.__init__ = cache_init
+
+
+def evaluate_model(model_dir: str | Path, tasks_file: Path, task_names: list[str], settings: RunSettings) -> ModelRun:
+    """Run lighteval's pipeline on one model; loading errors propagate to the caller."""
+    check_versions()
+    from lighteval.logging.evaluation_tracker import EvaluationTracker
+    from lighteval.pipeline import ParallelismManager, Pipeline, PipelineParameters
+
+    tasks = ",".join(f"{t}|{NUM_FEWSHOT}" for t in task_names)
+    tracker = EvaluationTracker(output_dir=settings.cache_dir, save_details=False)
+    with _pipeline_scope(settings.cache_dir):
+        if settings.backend == "vllm":
+            launcher, model, model_config = ParallelismManager.VLLM, _vllm_scorer(model_dir, settings), None
+        else:
+            from lighteval.models.transformers.transformers_model import TransformersModelConfig
+
+            launcher, model = ParallelismManager.ACCELERATE, None
+            model_config = TransformersModelConfig(
+                model_name=str(model_dir), device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size
+            )
+            if settings.chat_template is not None:
+                model_config.override_chat_template = settings.chat_template
+        params = PipelineParameters(
+            launcher_type=launcher, custom_tasks_directory=str(tasks_file), max_samples=settings.max_samples
+        )
+        try:
+            pipeline = Pipeline(
+                tasks=tasks,
+                pipeline_parameters=params,
+                evaluation_tracker=tracker,
+                model_config=model_config,
+                model=model,
+            )
+            chat_template = bool(pipeline.model.use_chat_template)
+            pipeline.evaluate()  # releases the model when it is done
+        except BaseException:
+            if model is not None:
+                model.cleanup()  # a vLLM engine would otherwise hold its memory for the next model
+            raise
+    return _read_back(pipeline, task_names, chat_template)
+
+
+def _read_back(pipeline, task_names: list[str], chat_template: bool) -> ModelRun:
+    results = pipeline.get_results()
+    run = ModelRun(chat_template=chat_template, lighteval_results=json.loads(json.dumps(results, default=str)))
+    for name in task_names:
+        full = f"{name}|{NUM_FEWSHOT}"
+        run.metric = pipeline.tasks_dict[full].metrics[0].metric_name
+        # get_results() writes "task|0" as "task:0" (the CLI's results file keeps "task|0")
+        scores = results["results"][full.replace("|", ":")]
+        run.scores[name] = scores[run.metric]
+        run.stderr[name] = scores.get(f"{run.metric}_stderr")
+        run.items[name] = len(pipeline.documents_dict[full])
+    for full, entries in pipeline.get_details().items():
+        for entry in entries:
+            run.details.append(
+                {
+                    "task": full.rsplit("|", 1)[0],
+                    "id": entry.doc.id,
+                    "gold_index": entry.doc.gold_index,
+                    "choices": list(entry.doc.choices),
+                    "logprobs": list(entry.model_response.logprobs),
+                    "acc_norm": entry.metric.get(run.metric),
+                }
+            )
+    return run
+
+
+def _vllm_scorer(model_dir: str | Path, settings: RunSettings):
+    """A lighteval model whose log-likelihood requests hala's vLLM engine scores."""
+    from lighteval.models.abstract_model import LightevalModel, ModelConfig
+    from lighteval.models.model_output import ModelResponse
+    from lighteval.models.utils import uses_chat_template
+    from lighteval.tasks.prompt_manager import PromptManager
+    from lighteval.tasks.requests import SamplingMethod
+    from lighteval.utils.cache_management import SampleCache, cached
+    from transformers import AutoTokenizer
+
+    from hala.engines import EngineConfig, get_engine
+
+    class VLLMScorer(LightevalModel):
+        chunk = 1024  # prompts per vLLM call: bounds the memory its prompt log-probs take
+
+        def __init__(self):
+            self.config = ModelConfig(model_name=str(model_dir))
+            self._tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+            engine_cfg = EngineConfig(
+                kind="vllm",
+                model=str(model_dir),
+                dtype=settings.dtype,
+                max_model_len=settings.max_model_len,
+                tensor_parallel_size=settings.tensor_parallel_size,
+                gpu_memory_utilization=settings.gpu_memory_utilization,
+                enforce_eager=True,
+                # cached prefixes would return no prompt log-probs for their tokens
+                vllm_kwargs={"enable_prefix_caching": False},
+            )
+            self.engine = get_engine(engine_cfg)
+            self._max_length = self.engine.llm.llm_engine.model_config.max_model_len
+            self.use_chat_template = uses_chat_template(
+                tokenizer=self._tokenizer, override_chat_template=settings.chat_template
+            )
+            self.prompt_manager = PromptManager(self.use_chat_template, self._tokenizer, None)
+            self._cache = SampleCache(self.config)
+
+        tokenizer = property(lambda self: self._tokenizer)
+        add_special_tokens = property(lambda self: True)
+        max_length = property(lambda self: self._max_length)
+
+        def cleanup(self):
+            self.engine.close()
+
+        def greedy_until(self, docs):
+            raise NotImplementedError("the OALL v2 tasks are log-likelihood only")
+
+        def loglikelihood_rolling(self, docs):
+            raise NotImplementedError("the OALL v2 tasks are log-likelihood only")
+
+        @cached(SamplingMethod.LOGPROBS)
+        def loglikelihood(self, docs):
+            from vllm import SamplingParams
+
+            params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1)
+            responses = []
+            for start in range(0, len(docs), self.chunk):
+                batch = []
+                for doc in docs[start : start + self.chunk]:
+                    context = self.prompt_manager.prepare_prompt(doc)
+                    contexts, continuations = self.tok_encode_pair(context, doc.choices, pairwise=True)
+                    batch.append((context, contexts, continuations))
+                prompts = [
+                    {"prompt_token_ids": (ctx + cont)[-self.max_length :]}
+                    for _, ctxs, conts in batch
+                    for ctx, cont in zip(ctxs, conts)
+                ]
+                outputs = iter(self.engine.llm.generate(prompts, params, use_tqdm=False))
+                for context, ctxs, conts in batch:
+                    logprobs, greedy = [], []
+                    for cont in conts:
+                        steps = next(outputs).prompt_logprobs[-len(cont) :]
+                        picked = [step[token] for token, step in zip(cont, steps)]
+                        logprobs.append(sum(p.logprob for p in picked))
+                        greedy.append(all(p.rank == 1 for p in picked))
+                    responses.append(
+                        ModelResponse(
+                            input=context,
+                            input_tokens=ctxs,
+                            output_tokens=conts,
+                            logprobs=logprobs,
+                            argmax_logits_eq_gold=greedy,
+                        )
+                    )
+            return responses
+
+    return VLLMScorer()

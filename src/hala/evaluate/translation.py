@@ -1,0 +1,124 @@
+"""`hala eval translation`: BLEU and chrF++ of several models on a held-out parallel test set.
+
+Every model (base, fine-tuned translator, teacher in BF16 and FP8, ...) translates the same source
+sentences through the engine layer with the same prompt (the paper's translator prompt by
+default) and greedy decoding. The hypotheses are saved next to the scores
+(`hypotheses/<label>.jsonl`), so anyone can recompute them; scores are sacrebleu's corpus BLEU and
+chrF++ (chrF with word bigrams), with their signatures. A model that fails is reported and the
+others still run; each finished model is kept and skipped on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from pydantic import Field
+
+from hala.config import StrictModel
+from hala.data.manifest import FileEntry, Manifest, is_current
+from hala.data.readers import read_pairs
+from hala.data.writers import atomic_write_text, write_jsonl
+from hala.engines.base import EngineConfig, SamplingParams
+from hala.evaluate.bench import ModelsFailedError, _safe, parse_models
+from hala.translate.prompts import PAPER_TEMPLATE, render
+
+log = logging.getLogger("hala.evaluate")
+
+
+class TranslationEvalConfig(StrictModel):
+    models: list[str] = Field(min_length=1, description="model folders (or served names), each optionally LABEL=DIR")
+    data: str = Field(description="test pairs: {en, ar}, translation: {..}, {src, tgt} or TSV")
+    out: str
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="engine.model is set per model")
+    sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(max_tokens=256, temperature=0.0))
+    template: str = PAPER_TEMPLATE
+    source_lang: str = "en"
+    target_lang: str = "ar"
+    limit: int | None = Field(None, ge=1)
+
+
+def score(hypotheses: list[str], references: list[str]) -> dict:
+    """Corpus BLEU and chrF++ with sacrebleu, with the signatures that make them reproducible."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    bleu, chrf = BLEU(), CHRF(word_order=2)
+    b = bleu.corpus_score(hypotheses, [references])
+    c = chrf.corpus_score(hypotheses, [references])
+    return {"bleu": round(b.score, 2), "chrf++": round(c.score, 2),
+            "bleu_signature": str(bleu.get_signature()), "chrf_signature": str(chrf.get_signature())}  # fmt: skip
+
+
+def _translate(cfg: TranslationEvalConfig, model: str, sources: list[str]) -> list[tuple[str, str]]:
+    from hala.engines import get_engine
+
+    engine = get_engine(cfg.engine.model_copy(update={"model": model}))
+    try:
+        chats = [render(cfg.template, s, cfg.source_lang, cfg.target_lang) for s in sources]
+        return [(g.text.strip(), g.finish_reason) for g in engine.chat(chats, cfg.sampling)]
+    finally:
+        engine.close()
+
+
+def evaluate_translation(cfg: TranslationEvalConfig) -> Manifest:
+    out = Path(cfg.out)
+    inputs = [FileEntry.of(cfg.data)]
+    config = cfg.model_dump()
+    if is_current(out, config, inputs):
+        return Manifest.read(out)
+    started = time.perf_counter()
+    pairs = list(read_pairs(cfg.data, src_lang=cfg.source_lang, tgt_lang=cfg.target_lang))[: cfg.limit]
+    if not pairs:
+        raise ValueError(f"{cfg.data}: no test pairs")
+    sources, references = [p.src for p in pairs], [p.tgt for p in pairs]
+    results, failed = {}, []
+    for label, path in parse_models(cfg.models):
+        done = out / "models" / f"{_safe(label)}.json"
+        if done.exists():
+            results[label] = json.loads(done.read_text())
+            continue
+        try:
+            outputs = _translate(cfg, str(path), sources)
+        except Exception as exc:  # noqa: BLE001 - one model failing must not stop the others
+            log.error("%s: %s", label, exc)
+            failed.append({"label": label, "path": str(path), "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        hyps = [text for text, _ in outputs]
+        hyp_path = out / "hypotheses" / f"{_safe(label)}.jsonl"
+        write_jsonl(hyp_path, [{"id": p.id, "src": p.src, "ref": p.tgt, "hyp": h, "finish_reason": f}
+                               for p, (h, f) in zip(pairs, outputs)])  # fmt: skip
+        entry = {"label": label, "path": str(path), "n": len(pairs), **score(hyps, references), "hypotheses": str(hyp_path)}
+        atomic_write_text(done, json.dumps(entry, ensure_ascii=False, indent=1))
+        results[label] = entry
+        print(f"{label}: BLEU {entry['bleu']} ({entry['bleu_signature']})  chrF++ {entry['chrf++']} ({entry['chrf_signature']})")
+    report = {"data": cfg.data, "n": len(pairs), "models": results, "failed": failed}
+    atomic_write_text(out / "results.json", json.dumps(report, ensure_ascii=False, indent=1))
+    atomic_write_text(out / "results.md", markdown(report))
+    if failed:
+        raise ModelsFailedError("could not evaluate: " + "; ".join(f"{f['label']}: {f['error']}" for f in failed))
+    manifest = Manifest(
+        stage="eval-translation",
+        config=config,
+        inputs=inputs,
+        outputs=[FileEntry.of(out / "results.json")] + [FileEntry.of(r["hypotheses"]) for r in results.values()],
+        counts={"pairs": len(pairs), "models": len(results)},
+        metrics={f"{label}.{k}": r[k] for label, r in results.items() for k in ("bleu", "chrf++")},
+        timings={"total_s": round(time.perf_counter() - started, 3)},
+    )
+    manifest.write(out)
+    return manifest
+
+
+def markdown(report: dict) -> str:
+    lines = [f"Translation quality on `{report['data']}` ({report['n']} pairs)", "",
+             "| model | BLEU | chrF++ |", "|---|---:|---:|"]  # fmt: skip
+    for label, r in report["models"].items():
+        lines.append(f"| {label} | {r['bleu']:.1f} | {r['chrf++']:.1f} |")
+    for f in report["failed"]:
+        lines.append(f"| {f['label']} | failed | {f['error'][:60]} |")
+    if report["models"]:
+        first = next(iter(report["models"].values()))
+        lines += ["", f"BLEU: `{first['bleu_signature']}`  ", f"chrF++: `{first['chrf_signature']}`"]
+    return "\n".join(lines) + "\n"
