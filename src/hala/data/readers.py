@@ -117,11 +117,14 @@ def _raw_json(data: Any) -> str:
 
 
 def _rows_dataset(dataset, label: str, start: int, stop: int | None) -> Iterator[Row]:
-    for row_no, data in enumerate(dataset, start=1):
-        if row_no <= start:
-            continue
-        if stop is not None and row_no > stop:
-            break
+    if hasattr(dataset, "select"):  # a map-style Dataset: jump to the unit's rows
+        end = len(dataset) if stop is None else min(stop, len(dataset))
+        dataset = dataset.select(range(min(start, end), end))
+    else:  # streaming: skip the rows before the unit
+        dataset = dataset.skip(start)
+        if stop is not None:
+            dataset = dataset.take(stop - start)
+    for row_no, data in enumerate(dataset, start=start + 1):
         yield Row(label, row_no, _raw_json(data), dict(data))
 
 
@@ -288,7 +291,13 @@ def read_conversations_at(
             rejects.add(row.file, row.line, exc.kind, exc.reason, row.raw)
 
 
-def read_pairs(
+def read_pairs(path: str | Path, **kwargs) -> Iterator[ParallelPair]:
+    """Stream parallel pairs (`{en, ar}`, `translation: {..}`, `{src, tgt}` or TSV)."""
+    for _, pair in read_pairs_at(path, **kwargs):
+        yield pair
+
+
+def read_pairs_at(
     path: str | Path,
     *,
     rejects: RejectLog | None = None,
@@ -298,8 +307,8 @@ def read_pairs(
     start: int = 0,
     stop: int | None = None,
     split: str = "train",
-) -> Iterator[ParallelPair]:
-    """Stream parallel pairs (`{en, ar}`, `translation: {..}`, `{src, tgt}` or TSV)."""
+) -> Iterator[tuple[int, ParallelPair]]:
+    """Like `read_pairs`, with each pair's line (or row) number."""
     rejects = rejects if rejects is not None else RejectLog()
     label = source if source is not None else Path(str(path)).name
     rows = iter_rows(path, start=start, stop=stop, split=split, tsv_columns=(src_lang, tgt_lang))
@@ -308,7 +317,7 @@ def read_pairs(
             rejects.add(row.file, row.line, row.error.kind, row.error.reason, row.raw)
             continue
         try:
-            yield to_pair(row.data, source=label, src_lang=src_lang, tgt_lang=tgt_lang)
+            yield row.line, to_pair(row.data, source=label, src_lang=src_lang, tgt_lang=tgt_lang)
         except ValidationError as exc:
             bad = from_validation_error(exc)
             rejects.add(row.file, row.line, bad.kind, bad.reason, row.raw)

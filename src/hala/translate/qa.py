@@ -89,9 +89,9 @@ def _by_script(text: str, source_lang: str, target_lang: str) -> str | None:
     the languages in play uses, that language (lingua is then not asked, which saves ~50 us)."""
     if LANGUAGE_SCRIPT.get(source_lang, "latin") == LANGUAGE_SCRIPT.get(target_lang, "latin"):
         return None
-    letters = len(LETTER_RE.findall(text))
+    letters = "".join(LETTER_RE.findall(text))  # letters only: Arabic punctuation is in the Arabic block too
     for lang in (target_lang, source_lang):
-        if len(_script_re(lang).findall(text)) == letters:
+        if len(_script_re(lang).findall(letters)) == len(letters):
             return lang
     return None
 
