@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.hala-setup
-DEMO_OUT ?= runs/demo
+DEMO_OUT ?= runs/tiny-cpu
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export VLLM_CPU_KVCACHE_SPACE ?= 2
@@ -30,11 +30,8 @@ $(STAMP): pyproject.toml Makefile
 	@touch $(STAMP)
 
 demo: setup
-	$(VENV)/bin/hala models smollm2 --out $(DEMO_OUT)/smollm2
-	$(VENV)/bin/hala data convert -i src/hala/resources/samples/conversations_en.jsonl -o $(DEMO_OUT)/data --sharegpt
-	$(VENV)/bin/hala generate -i src/hala/resources/samples/conversations_en.jsonl -o $(DEMO_OUT)/generate \
-		--engine vllm --model $(DEMO_OUT)/smollm2 --max-tokens 64 --limit 16 engine.max_model_len=2048
-	@echo "demo outputs: $(DEMO_OUT)/{smollm2,data,generate} (each with manifest.json)"
+	$(VENV)/bin/hala run recipes/tiny-cpu.yaml out=$(DEMO_OUT)
+	@echo "open $(DEMO_OUT)/report/report.html"
 
 test: setup
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)

@@ -219,3 +219,15 @@ def test_parquet_output_round_trips(tmp_path):
     translate(cfg_for(tmp_path, data, output_format="parquet"))
     convs = [c for p in sorted((tmp_path / "out" / "data").glob("*.parquet")) for c in read_conversations(p)]
     assert len(convs) == 4 and convs[0].meta["source_id"] == "a"
+
+
+def test_field_maps_and_limit(tmp_path):
+    """OpenOrca-shaped rows (system_prompt/question/response) mapped onto hala's columns; first N only."""
+    rows = [{"id": f"o{i}", "system_prompt": "You are an AI assistant.", "question": f"What is {i} plus one?",
+             "response": f"It is {i + 1}."} for i in range(5)]  # fmt: skip
+    data = write_input(tmp_path / "orca.jsonl", rows)
+    mapping = {"system_prompt": "system", "question": "instruction", "response": "output"}
+    manifest = translate(cfg_for(tmp_path, data, field_maps={str(data): mapping}, limit=3))
+    recs = records(tmp_path / "out")
+    assert [r["id"] for r in recs] == ["o0", "o1", "o2"] and manifest.counts["rows_out"] == 3
+    assert [m["role"] for m in recs[0]["messages"]] == ["system", "user", "assistant"]

@@ -4,7 +4,7 @@ Instruction data comes in a handful of shapes. We read each into the one `Conver
 
 - `messages`: OpenAI chat form, `{"messages": [{"role", "content"}], ...}` (also our own output);
 - `sharegpt`: `{"conversations": [{"from": human|gpt|system, "value"}]}` (the paper's corpus schema);
-- `alpaca`: `{"instruction", "input", "output"}`;
+- `alpaca`: `{"instruction", "input", "output"}` (and an optional `system`);
 
 and parallel data into `ParallelPair`:
 
@@ -129,10 +129,13 @@ def from_alpaca(row: dict, source: str = "", lang: str = "en") -> Conversation:
     instruction = _require(row, "instruction", str)
     extra = _optional(row, "input", "")
     output = _require(row, "output", str)
+    system = _optional(row, "system", "")
     prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
     if not prompt.strip() and not output.strip():
         raise BadRecord("empty_messages", "instruction and output are both empty")
     msgs = [Message(role="user", content=prompt), Message(role="assistant", content=output)]
+    if system.strip():
+        msgs.insert(0, Message(role="system", content=system))
     return Conversation.create(msgs, **_common_fields(row, source, lang))
 
 

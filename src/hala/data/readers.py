@@ -236,6 +236,18 @@ def plan_units(inputs: list[str], rows_per_unit: int, split: str = "train") -> l
     return units
 
 
+def limit_units(units: list[Unit], limit: int) -> list[Unit]:
+    """The units covering only the first `limit` rows, in plan order (the last one cut short)."""
+    kept, left = [], limit
+    for unit in units:
+        if left <= 0:
+            break
+        size = unit.stop - unit.start
+        kept.append(unit if size <= left else Unit(unit.file, unit.start, unit.start + left))
+        left -= size
+    return kept
+
+
 def shard_units(units: list[Unit], index: int, count: int) -> list[Unit]:
     """Shard `index` of `count`: every count-th unit, so shards get similar work."""
     if not 0 <= index < count:
@@ -270,8 +282,10 @@ def read_conversations_at(
     start: int = 0,
     stop: int | None = None,
     split: str = "train",
+    rename: dict[str, str] | None = None,
 ) -> Iterator[tuple[int, Conversation]]:
-    """Like `read_conversations`, with each record's line (or row) number."""
+    """Like `read_conversations`, with each record's line (or row) number. `rename` maps a
+    dataset's own column names onto hala's (e.g. OpenOrca's question -> instruction)."""
     get_format(fmt)
     rejects = rejects if rejects is not None else RejectLog()
     label = source if source is not None else Path(str(path)).name
@@ -279,11 +293,12 @@ def read_conversations_at(
         if row.error is not None:
             rejects.add(row.file, row.line, row.error.kind, row.error.reason, row.raw)
             continue
+        data = {rename.get(k, k): v for k, v in row.data.items()} if rename else row.data
         try:
-            row_fmt = detect_format(row.data) if fmt == "auto" else fmt
+            row_fmt = detect_format(data) if fmt == "auto" else fmt
             if row_fmt not in CONVERSATION_FORMATS:
                 raise BadRecord("wrong_schema", f"row is {row_fmt!r} data, not a conversation")
-            yield row.line, CONVERSATION_FORMATS[row_fmt](row.data, source=label, lang=lang)
+            yield row.line, CONVERSATION_FORMATS[row_fmt](data, source=label, lang=lang)
         except ValidationError as exc:
             bad = from_validation_error(exc)
             rejects.add(row.file, row.line, bad.kind, bad.reason, row.raw)

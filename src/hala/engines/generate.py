@@ -18,7 +18,7 @@ from pydantic import Field
 
 from hala.config import StrictModel
 from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
-from hala.data.readers import expand_inputs, plan_units, read_conversations_at
+from hala.data.readers import expand_inputs, limit_units, plan_units, read_conversations_at
 from hala.data.records import Conversation, Message
 from hala.data.units import run_units
 from hala.engines.base import EngineConfig, SamplingParams
@@ -83,7 +83,7 @@ def generate(cfg: GenerateConfig) -> Manifest:
     started = time.perf_counter()
     units = plan_units(files, cfg.rows_per_unit)
     if cfg.limit:
-        units = _limit(units, cfg.limit)
+        units = limit_units(units, cfg.limit)
     def unit_stats(unit) -> dict:
         numbers = {"prompt_tokens": tokens["prompt_tokens"], "completion_tokens": tokens["completion_tokens"]}
         tokens.clear()
@@ -106,13 +106,3 @@ def generate(cfg: GenerateConfig) -> Manifest:
     manifest.write(out)
     return manifest
 
-
-def _limit(units, limit: int):
-    kept, left = [], limit
-    for unit in units:
-        if left <= 0:
-            break
-        size = unit.stop - unit.start
-        kept.append(unit if size <= left else type(unit)(unit.file, unit.start, unit.start + left))
-        left -= size
-    return kept

@@ -45,6 +45,10 @@ class TranslateConfig(StrictModel):
     target_lang: str = "ar"
     system_prompts: Literal["translate", "keep", "drop"] = "translate"
     format: Literal["auto", "messages", "sharegpt", "alpaca"] = "auto"
+    field_maps: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="per input (as written in inputs): its column -> hala's, e.g. "
+        "{hf://Open-Orca/OpenOrca: {system_prompt: system, question: instruction, response: output}}")
+    limit: int | None = Field(None, ge=1, description="only the first N conversations (over all inputs, in order)")
     split: str = "train"
     output_format: Literal["jsonl", "parquet"] = "jsonl"
     output_schema: Literal["messages", "sharegpt"] = "messages"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
-from hala.data.readers import expand_inputs, plan_units, read_conversations_at, shard_units
+from hala.data.readers import expand_inputs, limit_units, plan_units, read_conversations_at, shard_units
 from hala.data.records import Conversation, Message, ParallelPair
 from hala.data.units import run_units
 from hala.data.writers import write_jsonl
@@ -54,8 +54,8 @@ class _Plan:
 
 
 class UnitTranslator:
-    def __init__(self, cfg: TranslateConfig, runner: SegmentTranslator, progress: TranslateProgress):
-        self.cfg, self.runner, self.progress = cfg, runner, progress
+    def __init__(self, cfg: TranslateConfig, runner: SegmentTranslator, progress: TranslateProgress, renames: dict):
+        self.cfg, self.runner, self.progress, self.renames = cfg, runner, progress, renames
         self.counts: Counter = Counter()
         self.pairs: list[ParallelPair] = []
 
@@ -97,7 +97,7 @@ class UnitTranslator:
             self.plan(line, conv)
             for line, conv in read_conversations_at(
                 unit.file, fmt=cfg.format, rejects=rejects, lang=cfg.source_lang,
-                start=unit.start, stop=unit.stop, split=cfg.split,
+                start=unit.start, stop=unit.stop, split=cfg.split, rename=self.renames.get(unit.file),
             )
         ]  # fmt: skip
         segs = [s for p in plans for _, sp in p.messages if sp for s in sp.segments]
@@ -179,10 +179,14 @@ def translate(cfg: TranslateConfig) -> Manifest:
     claim_output(out, cfg.identity(), inputs)
 
     started = time.perf_counter()
-    units = shard_units(plan_units(files, cfg.rows_per_unit, cfg.split), cfg.shard_index, cfg.num_shards)
+    units = plan_units(files, cfg.rows_per_unit, cfg.split)
+    if cfg.limit:
+        units = limit_units(units, cfg.limit)
+    units = shard_units(units, cfg.shard_index, cfg.num_shards)
+    renames = {f: cfg.field_maps[ref] for ref in cfg.inputs if ref in cfg.field_maps for f in expand_inputs(ref)}
     progress = TranslateProgress(sum(u.stop - u.start for u in units), enabled=cfg.progress)
     runner = SegmentTranslator(cfg)
-    work = UnitTranslator(cfg, runner, progress)
+    work = UnitTranslator(cfg, runner, progress, renames)
     try:
         with progress:
             stats = run_units(units, out, work, fmt=cfg.output_format, strict=cfg.strict, unit_stats=work.finish_unit)

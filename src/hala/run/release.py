@@ -1,0 +1,112 @@
+"""Release folders: every model and the final corpus leave the run ready for the Hugging Face Hub.
+
+Models (the translator, the SFT model, the merged model) get a model card naming their base, data,
+recipe and scores; the translated corpus gets Parquet shards and a dataset card with counts,
+sources, filters and license notes. `publish` pushes them with huggingface_hub when a token is set;
+it can't be tested offline, so it stays a thin call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from hala.data.manifest import Manifest
+from hala.data.writers import atomic_write_text
+
+MODELS = {  # stage -> (folder with the weights, what it is)
+    "translator": ("translator/model", "an English-to-Arabic translator (paper, stage 3)"),
+    "sft": ("sft/model", "an Arabic instruction model, supervised fine-tune (paper, stage 5)"),
+    "merge": ("merge", "an Arabic instruction model, SLERP of the fine-tune with its base (paper, stage 6)"),
+}
+
+
+def _manifest(run: Path, stage: str) -> Manifest | None:
+    return Manifest.read(run / stage) if (run / stage / "manifest.json").exists() else None
+
+
+def _scores(run: Path) -> dict:
+    bench = run / "bench" / "results.json"
+    translation = run / "eval_translation" / "results.json"
+    out = {}
+    if bench.exists():
+        out["bench"] = json.loads(bench.read_text())
+    if translation.exists():
+        out["translation"] = json.loads(translation.read_text()).get("models", {})
+    return out
+
+
+def model_card(run: Path, stage: str, recipe_name: str) -> str:
+    folder, what = MODELS[stage]
+    manifest = _manifest(run, stage)
+    config = manifest.config if manifest else {}
+    base = config.get("base") or config.get("model", "")
+    data = config.get("data") or [config.get("model", "")]
+    scores = _scores(run)
+    lines = ["---", "language: [ar, en]", "library_name: transformers", "tags: [hala, arabic]", "---", "",
+             f"# {recipe_name}: {stage}", "", f"This is {what}, built with hala's `{recipe_name}` recipe.", "",
+             f"- base model: `{base}`", f"- training data: {', '.join(f'`{d}`' for d in data)}",
+             f"- recipe: `{recipe_name}` (hala's resolved config is in `_stages/{stage}.config.json` of the run)"]  # fmt: skip
+    if stage == "translator" and "translation" in scores:
+        for label, r in scores["translation"].items():
+            lines.append(f"- {label}: BLEU {r['bleu']}, chrF++ {r['chrf++']} on `{r.get('path', '')}`")
+    bench_md = run / "bench" / "results.md"
+    if stage in ("sft", "merge") and bench_md.exists():
+        lines += ["", "## OALL v2 (0-shot, acc_norm)", "", bench_md.read_text(encoding="utf-8")]
+    return "\n".join(lines) + "\n"
+
+
+def dataset_card(run: Path, recipe_name: str) -> str:
+    manifest = _manifest(run, "translate")
+    counts = manifest.counts if manifest else {}
+    sources = [i.path for i in manifest.inputs] if manifest else []
+    filters = {k: v for k, v in counts.items() if k.startswith(("qa_", "rejected_"))}
+    lines = ["---", "language: [ar]", "task_categories: [text-generation]", "tags: [hala, arabic, sft]", "---", "",
+             f"# {recipe_name}: translated Arabic instruction corpus", "",
+             f"{counts.get('rows_out', 0)} conversations translated segment by segment by hala's translator, in the "
+             "ShareGPT or messages schema (see `data/`). Rejected conversations are kept apart with their reasons.", "",
+             "## Sources", *[f"- `{s}`" for s in sources], "", "## Quality filters (counts)",
+             *[f"- {k}: {v}" for k, v in sorted(filters.items())], "", "## License",
+             "Translations inherit the licenses of their English sources; check each source's terms before "
+             "redistributing. hala's code is Apache-2.0."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write_release(run: Path, recipe_name: str) -> list[Path]:
+    """Model cards into every model folder and a Parquet corpus with its card; returns the folders."""
+    written = []
+    for stage, (folder, _) in MODELS.items():
+        target = run / folder
+        if (target / "config.json").exists():
+            atomic_write_text(target / "README.md", model_card(run, stage, recipe_name))
+            written.append(target)
+    data = run / "translate" / "data"
+    if data.exists():
+        from hala.data.readers import read_conversations
+        from hala.data.writers import ShardedWriter
+
+        corpus = run / "release" / "corpus"
+        with ShardedWriter(corpus / "data", "train", "parquet", 200_000) as writer:
+            for path in sorted(data.glob("*")):
+                for conv in read_conversations(path):
+                    writer.write(conv.to_sharegpt())
+        atomic_write_text(corpus / "README.md", dataset_card(run, recipe_name))
+        written.append(corpus)
+    return written
+
+
+def publish(folders: list[Path], repo_prefix: str) -> list[str]:  # pragma: no cover - needs the hub
+    """Push each release folder to `repo_prefix + folder name` (HF_TOKEN must be set)."""
+    from huggingface_hub import HfApi
+
+    token = os.environ.get("HF_TOKEN")
+    if not token:
+        raise RuntimeError("HF_TOKEN is not set: publishing needs a Hugging Face token")
+    api, urls = HfApi(token=token), []
+    for folder in folders:
+        repo = f"{repo_prefix}{folder.parent.name if folder.name in ('model', 'corpus') else folder.name}"
+        kind = "dataset" if folder.name == "corpus" else "model"
+        api.create_repo(repo, repo_type=kind, exist_ok=True)
+        urls.append(str(api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type=kind)))
+    return urls

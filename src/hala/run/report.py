@@ -1,0 +1,166 @@
+"""`hala report RUN_DIR`: one static HTML page a researcher can read and share.
+
+It reads only what the stages left on disk (stage.json, manifest.json, results.json, pairs) and
+writes OUT/report.html with its PNG plots beside it: the per-stage table, QA reject reasons,
+translation metrics, the benchmark table next to the paper's numbers, and EN/AR samples with the
+Arabic set right-to-left. Tiny models make weak translations: the page says so when the run used
+them, and shows the numbers as they are.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from pydantic import Field
+
+from hala.config import StrictModel
+from hala.data.manifest import Manifest
+from hala.data.writers import atomic_write_text
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; }
+table { border-collapse: collapse; margin: 1rem 0; } th, td { border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.ar { direction: rtl; text-align: right; font-family: "Noto Naskh Arabic", "Noto Sans Arabic", "Amiri", "Scheherazade New", "Arial", sans-serif; font-size: 1.1em; }
+.note { background: #fff7e0; border-left: 4px solid #e0a800; padding: .5rem 1rem; } img { max-width: 100%; }
+"""
+
+
+class ReportConfig(StrictModel):
+    run: str = Field(description="the run folder written by hala run")
+    out: str
+    samples: int = Field(20, ge=0)
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def _table(headers: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td class='num'>{c}</td>" if i in numeric else f"<td>{c}</td>" for i, c in enumerate(r)) + "</tr>"
+        for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _stage_rows(run: Path) -> list[list]:
+    from hala.run.runner import records
+    from hala.run.stages import STAGES
+
+    rows = []
+    for stage in STAGES:
+        folder = run / stage.name
+        status = _json(records(run, stage.name)["state"])
+        manifest = Manifest.read(folder) if (folder / "manifest.json").exists() else None
+        counts = manifest.counts if manifest else {}
+        shown = ", ".join(f"{k}={v}" for k, v in list(counts.items())[:8])
+        seconds = status.get("seconds")
+        tokens = counts.get("tokens_out")
+        rate = f"{tokens / seconds:,.0f} tok/s" if tokens and seconds else ""
+        rows.append([html.escape(stage.name), html.escape(status.get("state", "not run")), len(manifest.inputs) if manifest else "",
+                     len(manifest.outputs) if manifest else "", html.escape(shown), seconds if seconds is not None else "", rate])  # fmt: skip
+    return rows
+
+
+def _rejects(run: Path) -> list[list]:
+    rows = []
+    for name in ("teacher_translate", "judge", "pairs", "translate"):
+        manifest = Manifest.read(run / name) if (run / name / "manifest.json").exists() else None
+        for key, value in sorted((manifest.counts if manifest else {}).items()):
+            if (key.startswith(("rejected_", "qa_", "filtered_", "verdict_")) or key in ("unparseable",)) and value:
+                rows.append([name, html.escape(key), value])
+    return rows
+
+
+def _translation(run: Path, out: Path) -> str:
+    results = _json(run / "eval_translation" / "results.json")
+    models = results.get("models", {})
+    if not models:
+        return "<p>No translation evaluation in this run.</p>"
+    rows = [[html.escape(label), f"{r['bleu']:.1f}", f"{r['chrf++']:.1f}"] for label, r in models.items()]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    labels = list(models)
+    ax.bar([x - 0.2 for x in range(len(labels))], [models[m]["bleu"] for m in labels], 0.4, label="BLEU")
+    ax.bar([x + 0.2 for x in range(len(labels))], [models[m]["chrf++"] for m in labels], 0.4, label="chrF++")
+    ax.set_xticks(range(len(labels)), labels, rotation=15)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "translation.png", dpi=110)
+    plt.close(fig)
+    signature = next(iter(models.values()))
+    return (_table(["model", "BLEU", "chrF++"], rows, {1, 2}) + "<img src='translation.png' alt='BLEU and chrF++'>"
+            + f"<p><small>{html.escape(signature['bleu_signature'])}<br>{html.escape(signature['chrf_signature'])}</small></p>")  # fmt: skip
+
+
+def _bench(run: Path, out: Path) -> str:
+    md = run / "bench" / "results.md"
+    if not md.exists():
+        return "<p>No benchmark in this run.</p>"
+    lines = [line for line in md.read_text(encoding="utf-8").splitlines() if line.startswith("|")]
+    rows = [[html.escape(c.strip()) for c in line.strip("|").split("|")] for line in lines if not set(line) <= set("|-: ")]
+    chart = run / "bench" / "scores.png"
+    img = ""
+    if chart.exists():
+        (out / "bench.png").write_bytes(chart.read_bytes())
+        img = "<img src='bench.png' alt='benchmark scores'>"
+    notes = [html.escape(line) for line in md.read_text(encoding="utf-8").splitlines() if line and not line.startswith("|")]
+    return (_table(rows[0], rows[1:]) if rows else "") + img + "".join(f"<p><small>{n}</small></p>" for n in notes)
+
+
+def _samples(run: Path, n: int) -> str:
+    rows = []
+    for folder in ("translate", "teacher_translate"):
+        for path in sorted((run / folder / "pairs").glob("*.jsonl")):
+            for line in path.read_text(encoding="utf-8").splitlines():
+                pair = json.loads(line)
+                if len(pair["src"]) > 15:
+                    rows.append([folder, html.escape(pair["src"][:400]), f"<div class='ar' dir='rtl' lang='ar'>{html.escape(pair['tgt'][:400])}</div>"])
+                if len(rows) >= n:
+                    break
+            if len(rows) >= n:
+                break
+        if len(rows) >= n:
+            break
+    return _table(["stage", "English", "Arabic"], rows) if rows else "<p>No translated samples.</p>"
+
+
+def report(cfg: ReportConfig) -> Manifest:
+    run, out = Path(cfg.run), Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from hala.run.recipe import BUILTIN_MODELS
+
+    models = _json(run / "models" / "manifest.json").get("config", {}).get("names", [])
+    tiny = any(name in BUILTIN_MODELS for name in models)
+    parts = [
+        f"<h1>hala run: {html.escape(run.name)}</h1>",
+        "<p class='note'>This run used tiny models (SmolLM2-135M and/or tiny random models) on a CPU: "
+        "their translations and scores are weak by construction. The numbers below are what they are; "
+        "they show the chain works, not what the paper's models reach.</p>" if tiny else "",
+        "<h2>Stages</h2>",
+        _table(["stage", "state", "inputs", "outputs", "counts", "seconds", "throughput"], _stage_rows(run), {2, 3, 5}),
+        "<h2>Quality control: reject reasons</h2>",
+        _table(["stage", "reason", "count"], _rejects(run), {2}),
+        "<h2>Translation quality (held-out test pairs)</h2>",
+        _translation(run, out),
+        "<h2>OALL v2 benchmarks (0-shot, acc_norm) beside the paper</h2>",
+        _bench(run, out),
+        f"<h2>Samples (EN / AR)</h2>",
+        _samples(run, cfg.samples),
+    ]
+    page = f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>hala report</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
+    atomic_write_text(out / "report.html", page)
+    from hala.run.release import write_release
+
+    write_release(run, run.name)
+    manifest = Manifest(stage="report", config=cfg.model_dump(), counts={"stages": len(_stage_rows(run))})
+    manifest.write(out)
+    return manifest

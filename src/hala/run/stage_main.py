@@ -1,0 +1,23 @@
+"""Run one stage of a recipe from its resolved config (the subprocess `hala run` starts)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+from hala.run.stages import BY_NAME
+
+
+def main(name: str, config_path: str) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stage = BY_NAME[name]
+    with open(config_path, encoding="utf-8") as handle:
+        config = stage.load("config").model_validate(json.load(handle))
+    manifest = stage.load("function")(config)
+    print(json.dumps({"stage": name, "counts": manifest.counts, "metrics": getattr(manifest, "metrics", {})}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,158 @@
+"""The chain: each stage, what it reads from the stages before it, and how its config is built.
+
+A stage's config is its recipe section with the linking paths filled in (`link`). Stage functions
+are the same ones the CLI calls; two small composite stages live here: `models` (materialize the
+built-in models the recipe names) and `warmup` (the tiny recipe's teacher warm-up on seed pairs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+from pathlib import Path
+from typing import Callable
+
+from pydantic import Field
+
+from hala.config import StrictModel, set_dotted
+from hala.data.manifest import Manifest
+from hala.run.recipe import BUILTIN_MODELS, Recipe, data_path, model_path
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    about: str
+    config: str  # "module:Class"
+    function: str  # "module:function"
+    upstream: tuple[str, ...]
+    link: Callable[[Recipe, Path], dict]  # dotted key -> value, set over the recipe section
+
+    def load(self, attr: str):
+        module, _, name = getattr(self, attr).partition(":")
+        return getattr(import_module(module), name)
+
+
+# --- composite stages -----------------------------------------------------------------------------
+
+
+class ModelsConfig(StrictModel):
+    out: str
+    names: list[str] = Field(default_factory=list)
+
+
+def materialize_models(cfg: ModelsConfig) -> Manifest:
+    from hala.models.smollm2 import materialize_smollm2
+    from hala.models.tiny import make_tiny_lfm2, make_tiny_llama
+
+    builders = {"smollm2": materialize_smollm2, "tiny-llama": make_tiny_llama, "tiny-lfm2": make_tiny_lfm2}
+    for name in cfg.names:
+        target = Path(cfg.out) / name
+        if not (target / "config.json").exists():
+            builders[name](target)
+    manifest = Manifest(stage="models", config=cfg.model_dump(), counts={"models": len(cfg.names)})
+    manifest.write(cfg.out)
+    return manifest
+
+
+class WarmupConfig(StrictModel):
+    """Fine-tune the teacher on seed pairs first (tiny recipe: SmolLM2 can't translate to Arabic)."""
+
+    enabled: bool = False
+    model: str = ""
+    pairs: str = ""
+    out: str
+    train: dict = Field(default_factory=dict, description="hala train settings (epochs, learning_rate, lora, ...)")
+
+
+def warmup(cfg: WarmupConfig) -> Manifest:
+    from hala.pairs.build import build_pairs
+    from hala.pairs.config import PairsConfig
+    from hala.train.config import TrainConfig
+    from hala.train.sft import train
+
+    out = Path(cfg.out)
+    if not cfg.enabled:
+        manifest = Manifest(stage="warmup", config=cfg.model_dump(), counts={"enabled": 0})
+        manifest.write(out)
+        return manifest
+    build_pairs(PairsConfig(inputs=[cfg.pairs], out=str(out / "pairs"), splits={"dev": 0.0, "test": 0.0}))
+    settings = {**cfg.train, "model": cfg.model, "data": [str(out / "pairs" / "sft" / "train.jsonl")], "out": str(out)}
+    return train(TrainConfig.model_validate(settings))
+
+
+# --- the chain --------------------------------------------------------------------------------------
+
+
+def teacher(recipe: Recipe, run: Path) -> str:
+    """The teacher as the chain uses it: warmed up if the recipe says so."""
+    if recipe.warmup.get("enabled"):
+        return str(run / "warmup" / "model")
+    return model_path(recipe.models.teacher, run)
+
+
+def _m(recipe: Recipe, run: Path, ref: str) -> str:
+    return model_path(ref, run)
+
+
+STAGES: list[Stage] = [
+    Stage("models", "materialize built-in models", "hala.run.stages:ModelsConfig", "hala.run.stages:materialize_models", (),
+          lambda r, run: {"out": str(run / "models"),
+                          "names": sorted({m for m in r.models.model_dump().values() if m in BUILTIN_MODELS})}),
+    Stage("warmup", "warm the teacher up on seed pairs (optional)", "hala.run.stages:WarmupConfig", "hala.run.stages:warmup",
+          ("models",),
+          lambda r, run: {"out": str(run / "warmup"), "model": _m(r, run, r.models.teacher),
+                          "pairs": data_path(r.data.warmup_pairs) if r.data.warmup_pairs else ""}),
+    Stage("quantize", "FP8 teacher (compressed-tensors)", "hala.quantize.stage:QuantizeConfig", "hala.quantize.stage:quantize",
+          ("warmup",), lambda r, run: {"out": str(run / "quantize"), "model": teacher(r, run)}),
+    Stage("teacher_translate", "the teacher translates English instruction data", "hala.translate.config:TranslateConfig",
+          "hala.translate.pipeline:translate", ("quantize",),
+          lambda r, run: {"out": str(run / "teacher_translate"), "inputs": [data_path(p) for p in r.data.teacher_inputs],
+                          "engine.model": str(run / "quantize") if r.teacher_fp8 else teacher(r, run)}),
+    Stage("judge", "LLM judge on external pairs", "hala.judge.stage:JudgeConfig", "hala.judge.stage:judge", ("models",),
+          lambda r, run: {"out": str(run / "judge"), "inputs": [data_path(p) for p in r.data.external_pairs],
+                          "engine.model": _m(r, run, r.models.judge)}),
+    Stage("pairs", "the parallel corpus and the translator's training data", "hala.pairs.config:PairsConfig",
+          "hala.pairs.build:build_pairs", ("teacher_translate", "judge"),
+          lambda r, run: {"out": str(run / "pairs"),
+                          "inputs": [str(run / "teacher_translate")] + ([str(run / "judge")] if r.data.external_pairs else [])}),
+    Stage("translator", "fine-tune the translator", "hala.train.config:TrainConfig", "hala.train.sft:train", ("pairs",),
+          lambda r, run: {"out": str(run / "translator"), "model": _m(r, run, r.models.translator),
+                          "data": [str(run / "pairs" / "sft" / "train.jsonl")]}),
+    Stage("eval_translation", "BLEU/chrF++: translator base vs fine-tuned, teacher BF16 vs FP8",
+          "hala.evaluate.translation:TranslationEvalConfig", "hala.evaluate.translation:evaluate_translation",
+          ("translator", "quantize"),
+          lambda r, run: {"out": str(run / "eval_translation"), "data": data_path(r.data.test_pairs),
+                          "models": [f"translator_base={_m(r, run, r.models.translator)}",
+                                     f"translator={run / 'translator' / 'model'}",
+                                     f"teacher_bf16={teacher(r, run)}", f"teacher_fp8={run / 'quantize'}"]}),
+    Stage("translate", "the translator translates the instruction sets", "hala.translate.config:TranslateConfig",
+          "hala.translate.pipeline:translate", ("translator",),
+          lambda r, run: {"out": str(run / "translate"), "inputs": [data_path(p) for p in r.data.instructions],
+                          "engine.model": str(run / "translator" / "model")}),
+    Stage("sft", "fine-tune the Hala model on the Arabic corpus", "hala.train.config:TrainConfig", "hala.train.sft:train",
+          ("translate",),
+          lambda r, run: {"out": str(run / "sft"), "model": _m(r, run, r.models.hala_base),
+                          "data": [str(run / "translate" / "data")]}),
+    Stage("merge", "SLERP the fine-tune with its base", "hala.merge.config:MergeConfig", "hala.merge.stage:merge", ("sft",),
+          lambda r, run: {"out": str(run / "merge"), "base": _m(r, run, r.models.hala_base),
+                          "model": str(run / "sft" / "model")}),
+    Stage("bench", "OALL v2: base, SFT, merged", "hala.evaluate.bench:BenchConfig", "hala.evaluate.bench:bench", ("merge",),
+          lambda r, run: {"out": str(run / "bench"), "data_dir": r.data.bench_data,
+                          "models": [f"base={_m(r, run, r.models.hala_base)}", f"sft={run / 'sft' / 'model'}",
+                                     f"merged={run / 'merge'}"]}),
+    Stage("report", "the HTML report", "hala.run.report:ReportConfig", "hala.run.report:report",
+          ("eval_translation", "bench"), lambda r, run: {"out": str(run / "report"), "run": str(run)}),
+]  # fmt: skip
+BY_NAME = {s.name: s for s in STAGES}
+
+
+def stage_config(stage: Stage, recipe: Recipe, run: Path) -> dict:
+    """The stage's recipe section with the linking paths set (a plain dict, not yet validated)."""
+    import copy
+
+    data = copy.deepcopy(getattr(recipe, stage.name, {}) if stage.name != "models" else {})
+    for key, value in stage.link(recipe, run).items():
+        if value is not None:
+            set_dotted(data, key, value)
+    return data
