@@ -71,7 +71,8 @@ def _rejects(run: Path) -> list[list]:
     for name in ("teacher_translate", "judge", "pairs", "translate"):
         manifest = Manifest.read(run / name) if (run / name / "manifest.json").exists() else None
         for key, value in sorted((manifest.counts if manifest else {}).items()):
-            if (key.startswith(("rejected_", "qa_", "filtered_", "verdict_")) or key in ("unparseable",)) and value:
+            reason = key.startswith(("rejected_", "qa_", "filtered_", "verdict_")) and key != "qa_passed"
+            if reason and value:
                 rows.append([name, html.escape(key), value])
     return rows
 
