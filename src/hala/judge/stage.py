@@ -4,7 +4,7 @@ The paper's setup is the default: `Qwen/Qwen2.5-3B-Instruct` on vLLM, greedy, a 
 judge prompt (ours, see `prompt.JUDGE_PROMPT`). For each unit of work (a file x a range of rows):
 
 1. read the pairs (any input `hala pairs` reads; unreadable rows go to `rejected/`);
-2. ask the judge about every pair through the verdict cache (`cached.CachedChat`): a pair already
+2. ask the judge about every pair through the verdict cache (`hala.engines.cached.CachedChat`): a pair already
    judged with the same model, prompt and sampling is a lookup, in this run or any other;
 3. parse each answer (`prompt.parse_verdict`); write accepted pairs to `data/` with the verdict in
    `meta.judge`, and rejected and unparseable ones to `rejected/` with the raw answer.
@@ -31,12 +31,12 @@ from hala.data.readers import Unit, plan_units
 from hala.data.rejects import Reject
 from hala.data.units import run_units
 from hala.engines.base import EngineConfig, SamplingParams
-from hala.judge.cached import CachedChat
+from hala.engines.cached import CachedChat
 from hala.judge.prompt import (
     ACCEPT, JUDGE_PROMPT, PAPER_JUDGE_MODEL, VERDICTS, check_template, parse_verdict, render_judge,
 )  # fmt: skip
 from hala.pairs.sources import Source, read_source, resolve
-from hala.translate.cache import segment_key
+from hala.engines.cache import request_key
 from hala.translate.prompts import language_name
 
 log = logging.getLogger("hala.judge")
@@ -97,7 +97,7 @@ class UnitJudge:
 
     def _key(self, pair) -> str:
         text = json.dumps([pair.src_lang, pair.tgt_lang, pair.src, pair.tgt], ensure_ascii=False)
-        return segment_key(*self.key_prefix, text)
+        return request_key(*self.key_prefix, text)
 
     def __call__(self, unit: Unit, rejects):
         cfg = self.cfg

@@ -1,4 +1,4 @@
-"""The segment cache: no segment is ever translated twice.
+"""The request cache: no request is ever sent to an engine twice (segments, judge verdicts, ...).
 
 Content-addressed: the key is a hash of (model id, prompt template, sampling parameters, source
 text), so the same segment in another conversation, another run or after a restart is a lookup,
@@ -37,7 +37,7 @@ class Cached:
     completion_tokens: int
 
 
-def segment_key(model_id: str, template: str, sampling: dict, text: str) -> str:
+def request_key(model_id: str, template: str, sampling: dict, text) -> str:
     payload = json.dumps([model_id, template, sampling, text], ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 

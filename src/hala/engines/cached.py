@@ -2,16 +2,14 @@
 
 A stage gives `CachedChat.ask` a list of (key, chat) requests; the key is a content hash of
 everything the answer depends on (model, prompt, sampling, the text; see
-`hala.translate.cache.segment_key`). Each distinct key the cache does not hold is sent once, in
+`hala.engines.cache.request_key`). Each distinct key the cache does not hold is sent once, in
 batches of `batch_size`; each batch's answers are written to the cache as soon as they return (a
 kill loses at most one batch), and every request is answered in order. The engine is built only
 when the first miss needs it, so a fully cached rerun never starts it. A failing engine call is
 retried with exponential backoff; a batch that still fails comes back as errors (never cached), for
 the stage to count and reject.
 
-This is the loop `translate.runner.SegmentTranslator` runs for segments, without its ties to the
-translate config. It belongs in `hala.engines` beside the cache, with the translator using it too;
-until the cache moves out of `translate/`, it lives here so the shared layer does not import a stage.
+The translate stage (segments) and the judge (verdicts) both ask through it.
 """
 
 from __future__ import annotations
@@ -23,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hala.engines.base import Chat, Engine, EngineConfig, SamplingParams
-from hala.translate.cache import Cached, SegmentCache
+from hala.engines.cache import Cached, SegmentCache
 
-log = logging.getLogger("hala.judge")
+log = logging.getLogger("hala.engines")
 
 
 @dataclass(frozen=True)
@@ -79,12 +77,12 @@ class CachedChat:
                 delay *= 2
         raise AssertionError("unreachable")
 
-    def ask(self, keys: list[str], chats: list[Chat]) -> list[Answer]:
-        """One answer per request, in order."""
+    def ask(self, keys: list[str], chats: list[Chat], counter: str = "requests") -> list[Answer]:
+        """One answer per request, in order; `counter` names the stat that counts them."""
         unique = dict(zip(keys, chats))  # first chat per key, in order
         found = self.cache.get_many(list(unique))
         misses = [k for k in unique if k not in found]
-        self.stats["requests"] += len(keys)
+        self.stats[counter] += len(keys)
         self.stats["requests_unique"] += len(unique)
         self.stats["cache_hits"] += len(unique) - len(misses)
         errors: dict[str, str] = {}
