@@ -453,3 +453,17 @@ def test_generate_manifest_lists_rejected_files_among_outputs(tmp_path):
     (entry,) = [o for o in manifest.outputs if o.path == str(rejected)]
     assert (entry.sha256, entry.bytes) == (sha256_file(rejected), rejected.stat().st_size)
     assert manifest.counts["rejected_no_user_turn"] == 1
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from hala.data.writers import atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "out.json", "{}")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -1,0 +1,130 @@
+"""Writing safetensors shards whose content arrives block by block.
+
+The safetensors header must give every tensor's byte range before the data. We know every output
+tensor's dtype and shape before reading a byte of weights (an FP8 weight keeps its shape; its scale
+is [out, 1]), so the shard plan, and each shard's header, are computed up front. The data is then
+streamed in order and each tensor's byte count is checked against the plan, so a shard is either
+what its header says or the run fails. An index (`model.safetensors.index.json`) maps every tensor
+to its shard, as transformers and vLLM expect.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+
+from hala.data.writers import atomic_write_text
+from hala.quantize.checkpoint import SAFETENSORS_INDEX, itemsize
+
+_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+}
+
+
+def parse_size(size: int | str) -> int:
+    """`5GB`, `500MB`, `2GiB` or a byte count, as bytes."""
+    if isinstance(size, int):
+        return size
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", size)
+    if not match or match.group(2).upper() not in _SIZE_UNITS:
+        raise ValueError(f"size {size!r}: expected a number of bytes or e.g. 5GB, 500MB, 2GiB")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
+
+
+@dataclass(frozen=True)
+class OutTensor:
+    name: str
+    dtype: str  # safetensors dtype name
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * itemsize(self.dtype)
+
+
+def plan_shards(groups: list[list[OutTensor]], max_shard_bytes: int) -> list[list[OutTensor]]:
+    """Cut the groups (a weight and its scale stay together) into shards of at most
+    `max_shard_bytes`; a group larger than that gets a shard of its own."""
+    shards: list[list[OutTensor]] = [[]]
+    size = 0
+    for group in groups:
+        group_bytes = sum(t.nbytes for t in group)
+        if shards[-1] and size + group_bytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].extend(group)
+        size += group_bytes
+    return [s for s in shards if s]
+
+
+def shard_names(count: int) -> list[str]:
+    return [f"model-{i + 1:05d}-of-{count:05d}.safetensors" for i in range(count)]
+
+
+def header_bytes(tensors: list[OutTensor], metadata: dict[str, str] | None = None) -> bytes:
+    """The length-prefixed JSON header, padded with spaces to 8 bytes as safetensors does."""
+    header: dict = {"__metadata__": metadata or {"format": "pt"}}
+    offset = 0
+    for t in tensors:
+        header[t.name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [offset, offset + t.nbytes]}
+        offset += t.nbytes
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text
+
+
+class ShardWriter:
+    """Writes one planned shard: `write(name, data)` in plan order, several calls per tensor allowed."""
+
+    def __init__(self, path: Path, tensors: list[OutTensor]):
+        self.path = path
+        self.tensors = tensors
+        self._next = 0
+        self._written = 0
+        self._handle: BinaryIO = open(path, "wb")
+        self._handle.write(header_bytes(tensors))
+
+    def write(self, name: str, data: torch.Tensor) -> None:
+        if self._next >= len(self.tensors):
+            raise RuntimeError(f"{self.path.name}: {name} is not planned for this shard")
+        expected = self.tensors[self._next]
+        if name != expected.name:
+            raise RuntimeError(f"{self.path.name}: got {name} while {expected.name} is unfinished")
+        raw = data.contiguous().reshape(-1).view(torch.uint8).numpy()
+        if self._written + raw.size > expected.nbytes:
+            raise RuntimeError(f"{self.path.name}: {name} is larger than planned ({expected.nbytes} bytes)")
+        self._handle.write(memoryview(raw))
+        self._written += raw.size
+        if self._written == expected.nbytes:
+            self._next += 1
+            self._written = 0
+
+    def close(self) -> None:
+        self._handle.close()
+        if self._next != len(self.tensors):
+            missing = self.tensors[self._next].name
+            raise RuntimeError(f"{self.path.name}: closed before {missing} was written")
+
+    def abort(self) -> None:
+        self._handle.close()
+
+
+def write_index(folder: Path, shards: list[list[OutTensor]], names: list[str]) -> Path:
+    weight_map = {t.name: name for shard, name in zip(shards, names) for t in shard}
+    total = sum(t.nbytes for shard in shards for t in shard)
+    index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+    return atomic_write_text(folder / SAFETENSORS_INDEX, json.dumps(index, indent=2) + "\n")

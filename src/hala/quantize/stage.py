@@ -1,0 +1,183 @@
+"""`hala quantize`: compress a teacher to FP8 (compressed-tensors), stream by stream, and verify it.
+
+Stage 1 of the recipe. The checkpoint is read tensor by tensor and never built as a model, so a
+111B teacher quantizes on a machine with far less RAM than its weights; vLLM serves the output as
+is. Everything is written into a temporary folder next to `out` and renamed at the end, so an
+interrupted run leaves nothing half-written; the manifest is the last file in it. A finished run
+with the same settings and inputs is skipped (input hashes cost one read of the checkpoint).
+
+Refused, each with what to do: pickle weights (unless `allow_pickle`), an already-quantized
+checkpoint, an architecture we can't read without `linear_patterns`, NaN/Inf weights (named).
+
+Verification loads the source and the result, one at a time, in each engine of `verify.engines`;
+if either fails to load or gives NaN the run fails and keeps nothing. For the 111B teacher on a GPU
+node that means e.g. `verify.engine.tensor_parallel_size=8 verify.device_map=auto`, or
+`verify.engines=[vllm]` to leave transformers out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from hala.config import StrictModel
+from hala.data.manifest import MANIFEST, FileEntry, Manifest, OutputInUseError, is_current
+from hala.data.writers import atomic_write_text
+from hala.quantize.architectures import HEAD, classify, get_architecture, ignored_modules, module_of
+from hala.quantize.checkpoint import (
+    PICKLE_INDEX,
+    SAFETENSORS_INDEX,
+    CheckpointError,
+    resolve_model,
+    tensor_refs,
+    weight_files,
+)
+from hala.quantize.compressed_tensors_format import write_quantization_config
+from hala.quantize.report import write_report
+from hala.quantize.shards import parse_size
+from hala.quantize.stream import quantize_checkpoint
+from hala.quantize.verify import VerifyConfig, verify
+
+log = logging.getLogger("hala.quantize")
+
+# never copied from the source folder: weights (rewritten), config.json (rewritten), run records
+_NOT_COPIED = {"config.json", SAFETENSORS_INDEX, PICKLE_INDEX, MANIFEST, ".hala-run.json"}
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+# tensors that only quantized checkpoints hold (compressed-tensors, GPTQ/AWQ)
+_QUANTIZED_NAMES = ("weight_scale", "input_scale", "weight_packed", "weight_zero_point", "qweight", "qzeros", ".scales")
+
+
+class QuantizeConfig(StrictModel):
+    model: str = Field(description="source checkpoint: a folder, or a hub id read through the HF cache")
+    out: str
+    scheme: Literal["fp8-dynamic"] = "fp8-dynamic"
+    ignore: list[str] = Field(
+        default_factory=list, description="extra modules kept unquantized (name, suffix or re:REGEX)"
+    )
+    linear_patterns: list[str] = Field(
+        default_factory=list, description="regexes naming the Linear layers (unknown architectures)"
+    )
+    allow_pickle: bool = False
+    max_shard_size: int | str = "5GB"
+    chunk_mb: int = Field(32, ge=1, description="bytes of a tensor held at once while streaming")
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
+
+
+def read_model_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing; hala quantize needs a Hugging Face model folder")
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if "quantization_config" in config:
+        method = config["quantization_config"].get("quant_method", "unknown")
+        raise CheckpointError(f"{folder} is already quantized ({method}); quantize the BF16/FP16 source instead")
+    return config
+
+
+def _copied_files(folder: Path) -> list[Path]:
+    """Tokenizer, chat template, generation config and other top-level non-weight files."""
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and p.name not in _NOT_COPIED and not p.name.endswith(_WEIGHT_SUFFIXES)
+        and not p.name.startswith("quantization_report")
+    )  # fmt: skip
+
+
+def _readable_like_any_folder(folder: Path) -> None:
+    """Temporary files are created private (0600/0700); a model folder is read by whoever serves it."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(folder, 0o777 & ~mask)
+    for path in folder.iterdir():
+        os.chmod(path, 0o666 & ~mask)
+
+
+def quantize(cfg: QuantizeConfig) -> Manifest:
+    started = time.perf_counter()
+    source, out = resolve_model(cfg.model, cfg.allow_pickle), Path(cfg.out)
+    files = weight_files(source, cfg.allow_pickle)
+    model_config = read_model_config(source)
+    config = cfg.model_dump()
+    inputs = [FileEntry.of(f) for f in [source / "config.json", *files, *_copied_files(source)]]
+    if is_current(out, config, inputs):
+        log.info("%s is up to date; nothing to do", out)
+        return Manifest.read(out)
+    if out.exists() and any(out.iterdir()):
+        raise OutputInUseError(f"{out} already holds other files; choose another output folder, or delete this one")
+
+    refs = tensor_refs(files)
+    already = [r.name for r in refs if r.dtype.startswith("F8") or r.name.endswith(_QUANTIZED_NAMES)]
+    if already:
+        raise CheckpointError(
+            f"{source} holds quantized tensors ({', '.join(already[:3])}); quantize the BF16/FP16 source instead"
+        )
+    arch = get_architecture(model_config.get("model_type"), cfg.linear_patterns)
+    linear, unmatched = classify(refs, arch, model_config.get("hidden_size"))
+    if not linear:
+        raise CheckpointError(f"{source}: no Linear weights found to quantize")
+    ignored = ignored_modules(linear, cfg.ignore, [r.name for r in refs])
+    to_quantize = {n for n in linear if module_of(n) not in set(ignored)}
+    ignore = sorted({HEAD, *ignored, *(module_of(n) for n in unmatched)})
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        result = quantize_checkpoint(refs, to_quantize, tmp, parse_size(cfg.max_shard_size), cfg.chunk_mb << 20)
+        timings["quantize_s"] = round(time.perf_counter() - t0, 3)
+        for path in _copied_files(source):
+            shutil.copy2(path, tmp / path.name)
+        atomic_write_text(tmp / "config.json", json.dumps(model_config, indent=2, ensure_ascii=False) + "\n")
+        write_quantization_config(tmp, cfg.scheme, ignore)
+
+        report = {
+            "model": cfg.model,
+            "scheme": cfg.scheme,
+            "ignore": ignore,
+            "weights": result.error_summary(),
+            "sizes": {"bytes_in": result.bytes_in, "bytes_out": result.bytes_out, "ratio": result.bytes_out / max(1, result.bytes_in)},
+            "verification": None,
+        }  # fmt: skip
+        if cfg.verify.enabled:
+            t0 = time.perf_counter()
+            report["verification"] = verify(source, tmp, cfg.verify, fp8_tensors=len(to_quantize))
+            timings["verify_s"] = round(time.perf_counter() - t0, 3)
+        write_report(tmp, report)
+
+        outputs = [FileEntry.of(p).model_copy(update={"path": str(out / p.name)}) for p in sorted(tmp.iterdir())]
+        timings["total_s"] = round(time.perf_counter() - started, 3)
+        manifest = Manifest(
+            stage="quantize",
+            config=config,
+            inputs=inputs,
+            outputs=outputs,
+            counts={
+                "tensors_in": result.tensors_in,
+                "quantized": len(result.quantized),
+                "copied": result.copied,
+                "ignored_linear": len(ignored),
+                "shards": len(result.shards),
+                "bytes_in": result.bytes_in,
+                "bytes_out": result.bytes_out,
+            },
+            timings=timings,
+        )
+        manifest.write(tmp)
+        _readable_like_any_folder(tmp)
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("wrote %s: %d Linear weights in FP8, %d shard(s)", out, len(result.quantized), len(result.shards))
+    return manifest
