@@ -23,36 +23,13 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="Materialize models for tests and the tiny recipe.", no_args_is_help=True)
 data_app = typer.Typer(help="Read, validate and convert datasets into hala records.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate models: the OALL v2 benchmarks, or translation quality.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
+app.add_typer(eval_app, name="eval")
 
 OVERRIDES = typer.Argument(None, help="KEY=VALUE settings, e.g. engine.kind=fake sampling.max_tokens=64")
 CONFIG = typer.Option(None, "--config", "-c", help="YAML file with the settings (overrides apply on top)")
-
-# Stages whose issues have not landed yet: they say so and fail, never pretend success.
-PENDING = {
-    "quantize": ("Compress a model to FP8 in the compressed-tensors format.", 4),
-    "pairs": ("Build the EN-AR parallel dataset from translations and external corpora.", 5),
-    "judge": ("Filter parallel pairs with an LLM judge (ACCEPT/REJECT).", 5),
-    "merge": ("SLERP-merge a fine-tune with its base.", 6),
-    "eval": ("Evaluate translation (BLEU/chrF++) or the OALL v2 benchmarks.", 7),
-    "run": ("Run a whole recipe, stage by stage, with caching.", 8),
-    "report": ("Render a run's HTML report.", 8),
-}
-
-
-def _pending(name: str, help_text: str, issue: int):
-    def command(args: Optional[list[str]] = typer.Argument(None, hidden=True)) -> None:
-        typer.echo(f"hala {name}: not implemented yet (tracked in issue #{issue}).", err=True)
-        raise typer.Exit(2)
-
-    command.__doc__ = f"[not implemented yet] {help_text}"
-    app.command(name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(command)
-
-
-for _name, (_help, _issue) in PENDING.items():
-    _pending(_name, _help, _issue)
-
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -186,6 +163,146 @@ def translate_command(
     _run(translate, _load(TranslateConfig, config, settings, overrides))
 
 
+@app.command("pairs")
+def pairs_command(
+    inputs: Optional[list[str]] = typer.Option(None, "--input", "-i", help="translate/judge/pairs run folder, pair file or folder, saved dataset or hf://NAME (repeatable)"),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="output folder: pairs/, sft/, rejected/, manifest.json"),
+    directions: Optional[list[str]] = typer.Option(None, "--direction", help="translator training direction: en-ar (default), ar-en (repeatable)"),
+    dev: Optional[float] = typer.Option(None, "--dev", help="fraction of source ids in dev (default 0.02)"),
+    test: Optional[float] = typer.Option(None, "--test", help="fraction of source ids in test (default 0.02)"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="only the first N rows of each input file"),
+    strict: bool = typer.Option(False, "--strict", help="stop at the first unreadable row"),
+    config: Optional[Path] = CONFIG,
+    overrides: Optional[list[str]] = OVERRIDES,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Build the parallel corpus (filtered, deduplicated, split by source id) and the translator's SFT data.
+
+    Settings (see `hala.pairs.config.PairsConfig`) as KEY=VALUE, e.g. `filters.max_length_ratio=3
+    filters.numbers=false filters.language_id=false splits.seed=v2 batch_size=8192`.
+    """
+    from hala.pairs import PairsConfig, build_pairs
+
+    _setup_logging(verbose)
+    settings = {
+        "inputs": inputs or None, "out": out, "sft.directions": directions or None, "splits.dev": dev,
+        "splits.test": test, "limit": limit, "strict": True if strict else None,
+    }  # fmt: skip
+    _run(build_pairs, _load(PairsConfig, config, settings, overrides))
+
+
+@app.command("judge")
+def judge_command(
+    inputs: Optional[list[str]] = typer.Option(None, "--input", "-i", help="pairs: file, folder, saved dataset, hf://NAME or a pairs/translate run (repeatable)"),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="output folder: data/ (accepted), rejected/, stats/, cache/, manifest.json"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="judge model (default: the paper's Qwen/Qwen2.5-3B-Instruct)"),
+    engine: Optional[str] = typer.Option(None, "--engine", help="vllm (default), openai or fake"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="only the first N rows of each input file"),
+    strict: bool = typer.Option(False, "--strict", help="stop at the first unreadable row"),
+    config: Optional[Path] = CONFIG,
+    overrides: Optional[list[str]] = OVERRIDES,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Keep the pairs an LLM judge ACCEPTs; REJECT and unparseable answers go to rejected/ (resumable, cached).
+
+    Settings (see `hala.judge.stage.JudgeConfig`) as KEY=VALUE, e.g. `batch_size=8192
+    sampling.max_tokens=8 engine.tensor_parallel_size=2 prompt="..."`.
+    """
+    from hala.data.manifest import Manifest
+    from hala.judge import JudgeConfig, judge
+
+    _setup_logging(verbose)
+    settings = {
+        "inputs": inputs or None, "out": out, "engine.model": model, "engine.kind": engine, "limit": limit,
+        "strict": True if strict else None,
+    }  # fmt: skip
+    cfg = _load(JudgeConfig, config, settings, overrides)
+    _run(judge, cfg)
+    metrics = Manifest.read(cfg.out).metrics
+    typer.echo(", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+
+
+@eval_app.command("bench")
+def eval_bench(
+    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="model folder, or LABEL=DIR (repeatable)"),
+    tasks: Optional[list[str]] = typer.Option(None, "--tasks", "-t", help="benchmarks, comma-separated or repeated; default: all six"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="local OALL v2 data; default: the bundled mini data"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="at most N items per subset"),
+    out: Optional[str] = typer.Option(None, "--out", "-o"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="auto (default: vllm on a GPU, else hf), hf or vllm"),
+    paper_row: Optional[str] = typer.Option(None, "--paper-row", help="auto (match model names), none, hala-350m, hala-700m, hala-1.2b or hala-9b"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="hf backend; default 8"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="default: float32 on CPU, the model's own on GPU"),
+    config: Optional[Path] = CONFIG,
+    overrides: Optional[list[str]] = OVERRIDES,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """The paper's six OALL v2 Arabic benchmarks (0-shot, acc_norm) via lighteval, with the paper's numbers alongside."""
+    from hala.evaluate.bench import BenchConfig, bench
+
+    _setup_logging(verbose)
+    settings = {
+        "models": model or None,
+        "tasks": tasks or None,
+        "data_dir": data_dir,
+        "limit": limit,
+        "out": out,
+        "backend": backend,
+        "paper_row": paper_row,
+        "batch_size": batch_size,
+        "dtype": dtype,
+    }
+    cfg = _load(BenchConfig, config, settings, overrides)
+    _run(bench, cfg)
+    typer.echo((Path(cfg.out) / "results.md").read_text(encoding="utf-8"))
+
+
+@eval_app.command("translation")
+def eval_translation(
+    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="model folder (or served name), or LABEL=DIR (repeatable)"),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="held-out test pairs ({en, ar}, translation: {..}, TSV)"),
+    out: Optional[str] = typer.Option(None, "--out", "-o"),
+    engine: Optional[str] = typer.Option(None, "--engine", help="vllm (default), openai or fake"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="only the first N pairs"),
+    config: Optional[Path] = CONFIG,
+    overrides: Optional[list[str]] = OVERRIDES,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """BLEU and chrF++ (sacrebleu, signatures printed) of every model on the test pairs; the
+    hypotheses are saved next to the scores. Settings: sampling.max_tokens, template, target_lang, ..."""
+    from hala.evaluate.translation import TranslationEvalConfig, evaluate_translation
+
+    _setup_logging(verbose)
+    settings = {"models": model or None, "data": data, "out": out, "engine.kind": engine, "limit": limit}
+    cfg = _load(TranslationEvalConfig, config, settings, overrides)
+    _run(evaluate_translation, cfg)
+    typer.echo((Path(cfg.out) / "results.md").read_text(encoding="utf-8"))
+
+
+@app.command("quantize")
+def quantize_command(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="BF16/FP16 Hugging Face model folder (safetensors)"),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="folder for the FP8 checkpoint, its report and manifest"),
+    scheme: Optional[str] = typer.Option(None, "--scheme", help="fp8-dynamic (default): FP8 weights, dynamic per-token FP8 activations"),
+    ignore: Optional[list[str]] = typer.Option(None, "--ignore", help="keep a module unquantized: name, suffix or re:REGEX (repeatable)"),
+    linear: Optional[list[str]] = typer.Option(None, "--linear", help="regex naming Linear layers, for architectures hala doesn't know (repeatable)"),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="read .bin/.pt weights (pickle can run code: only trusted files)"),
+    no_verify: bool = typer.Option(False, "--no-verify", help="skip loading and comparing the FP8 model with its source"),
+    config: Optional[Path] = CONFIG,
+    overrides: Optional[list[str]] = OVERRIDES,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Compress a model to FP8 (compressed-tensors, as vLLM serves it), streaming, then verify it."""
+    from hala.quantize import QuantizeConfig, quantize
+
+    _setup_logging(verbose)
+    settings = {
+        "model": model, "out": out, "scheme": scheme, "ignore": ignore or None, "linear_patterns": linear or None,
+        "allow_pickle": True if allow_pickle else None, "verify.enabled": False if no_verify else None,
+    }  # fmt: skip
+    _run(quantize, _load(QuantizeConfig, config, settings, overrides))
+
+
 @app.command("train")
 def train_command(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="base model folder or hub id"),
@@ -208,6 +325,101 @@ def train_command(
     settings = {"model": model, "data": data or None, "out": out, "lora": {} if lora else None,
                 "resume": True if resume else None}  # fmt: skip
     _run(train, _load(TrainConfig, config, settings, overrides))  # errors (no trainable tokens, ...) exit 1
+
+
+@app.command("merge")
+def merge_command(
+    base: Optional[str] = typer.Option(None, "--base", "-b", help="base model folder (t=0); the output keeps its config"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="fine-tuned model folder (t=1)"),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="folder for the merged model and its manifest"),
+    t: Optional[float] = typer.Option(None, "--t", help="interpolation factor (default 0.5); gradients and filters: t=[0,0.5,1] or --config"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="bfloat16, float16 or float32 (default: the base's)"),
+    tokenizer_source: Optional[str] = typer.Option(None, "--tokenizer-source", help="base (default) or model: tokenizer, chat template, generation config"),
+    vocab_policy: Optional[str] = typer.Option(None, "--vocab-policy", help="refuse (default) or truncate, for different vocabularies"),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="read .bin/.pt weights (pickle can run code: only trusted files)"),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="let the check load custom model code"),
+    no_check: bool = typer.Option(False, "--no-check", help="skip loading the merged model and generating a few tokens"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="hala YAML, or a mergekit slerp YAML (merge_method: slerp)"),
+    overrides: Optional[list[str]] = OVERRIDES,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """SLERP-merge a fine-tune with its base (mergekit's math), streaming, checked before and after."""
+    from hala.config import ConfigError
+    from hala.merge import load_merge_config, merge
+
+    _setup_logging(verbose)
+    settings = {
+        "base": base, "model": model, "out": out, "t": t, "dtype": dtype, "tokenizer_source": tokenizer_source,
+        "vocab_policy": vocab_policy, "allow_pickle": True if allow_pickle else None,
+        "trust_remote_code": True if trust_remote_code else None, "check.enabled": False if no_check else None,
+    }  # fmt: skip
+    try:
+        cfg = load_merge_config(config, settings, overrides)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    _run(merge, cfg)
+
+
+@app.command("run")
+def run_command(
+    recipe: Path = typer.Argument(..., help="recipe YAML, e.g. recipes/tiny-cpu.yaml"),
+    overrides: Optional[list[str]] = typer.Argument(None, help="KEY=VALUE, e.g. translate.batch_size=64"),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="run folder (default: the recipe's out)"),
+    start: Optional[str] = typer.Option(None, "--from", help="rerun from this stage on"),
+    until: Optional[str] = typer.Option(None, "--until", help="stop after this stage"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan: what runs, what is skipped and why"),
+) -> None:
+    """Run the whole chain of a recipe; stages whose fingerprint matches are skipped."""
+    from hala.config import ConfigError, load_config
+    from hala.run.recipe import Recipe
+    from hala.run.runner import StageFailed, execute, plan
+
+    try:
+        cfg = load_config(Recipe, recipe, list(overrides or []), {"out": out})
+        steps = plan(cfg, str(recipe), start, until)
+    except (ConfigError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if dry_run:
+        for step in steps:
+            typer.echo(f"{step.action:4} {step.stage.name:18} {step.why}")
+        return
+    try:
+        execute(steps, Path(cfg.out), log=typer.echo, launchers=cfg.launchers)
+    except StageFailed as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    report = Path(cfg.out) / "report" / "report.html"
+    if report.exists():
+        typer.echo(f"report: {report}")
+
+
+@app.command("report")
+def report_command(
+    run_dir: Path = typer.Argument(..., help="a folder written by hala run"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="default: RUN_DIR/report"),
+) -> None:
+    """Write RUN_DIR/report/report.html: stages, QA reasons, translation metrics, benchmarks, samples."""
+    from hala.run.report import ReportConfig, report
+
+    target = out or run_dir / "report"
+    report(ReportConfig(run=str(run_dir), out=str(target)))
+    typer.echo(f"wrote {target / 'report.html'}")
+
+
+@app.command("publish")
+def publish_command(
+    run_dir: Path = typer.Argument(..., help="a finished hala run folder"),
+    repo_prefix: str = typer.Option(..., "--repo-prefix", help="e.g. my-org/hala-1.2b- (the folder name is appended)"),
+) -> None:
+    """Push the run's model folders and corpus to the Hugging Face Hub (needs HF_TOKEN; untested offline)."""
+    from hala.run.release import MODELS, publish
+
+    folders = [run_dir / f for f, _ in MODELS.values() if (run_dir / f / "README.md").exists()]
+    folders += [run_dir / "release" / "corpus"] if (run_dir / "release" / "corpus").exists() else []
+    for url in publish(folders, repo_prefix):
+        typer.echo(url)
 
 
 @models_app.command("smollm2")
