@@ -1,0 +1,180 @@
+"""The two streaming passes of a merge: measure everything, then write everything.
+
+Pass 1 reads both checkpoints chunk by chunk and computes, per tensor, what SLERP needs: the two
+norms, then cos θ (a tensor larger than one chunk is read twice, because mergekit normalizes before
+it multiplies). NaN and Inf propagate into the norms, so the same pass finds every non-finite
+tensor, and the merge is refused before a byte is written. Pass 2 reads the chunks again, applies
+the two coefficients of each tensor and streams the result into safetensors shards planned up
+front (the output dtype and shape of every tensor are known before any data is read).
+
+A chunk is a flat range of elements: SLERP treats a tensor as one vector, so rows need no special
+care, and a 256k×3584 embedding costs no more memory than a small matrix. Peak memory is a few
+chunk-sized buffers (one float32 chunk per input, the raw bytes read, the output chunk), allocated
+once and reused, whatever the size of a tensor, a shard or the model. The second read mostly hits
+the page cache; reads use plain `readinto` (no mmap), so resident memory is what we hold.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from hala.merge import slerp
+from hala.merge.plan import MergeInputError, TensorPlan
+from hala.merge.slerp import SlerpStats, coefficients, combine
+from hala.quantize.checkpoint import DTYPE_NAMES, TensorRef
+from hala.quantize.shards import OutTensor, ShardWriter, plan_shards, shard_names, write_index
+
+log = logging.getLogger("hala.merge")
+
+
+def chunk_elements(chunk_mb: float) -> int:
+    """Elements per chunk: `chunk_mb` MiB of float32, in whole SLERP sub-chunks (at least one)."""
+    elements = int(chunk_mb * (1 << 20)) // 4
+    return max(slerp.SUBCHUNK, elements - elements % slerp.SUBCHUNK)
+
+
+class Buffers:
+    """One chunk-sized buffer per role and dtype, reused for every chunk: a fresh 32 MB tensor per
+    chunk costs more in page faults than the arithmetic done on it."""
+
+    def __init__(self, step: int):
+        self.step = step
+        self._held: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+
+    def get(self, role: str, dtype: torch.dtype, n: int) -> torch.Tensor:
+        key = (role, dtype)
+        if key not in self._held:
+            self._held[key] = torch.empty(self.step, dtype=dtype)
+        return self._held[key][:n]
+
+
+def _read(ref: TensorRef, first: int, stop: int, plan: TensorPlan, out: torch.Tensor, buffers: Buffers) -> torch.Tensor:
+    """Elements [first, stop) of one input into `out` (compute dtype), rounded to `cast` first if set."""
+    size = ref.torch_dtype.itemsize
+    if ref.tensor is None:  # safetensors: straight into a reused buffer
+        raw = buffers.get("raw", ref.torch_dtype, stop - first)
+        _readinto(ref, first * size, raw)
+    else:  # a (memory-mapped) pickle tensor
+        raw = ref.read_bytes(first * size, stop * size).view(ref.torch_dtype)
+    if plan.cast is not None and plan.cast != raw.dtype:
+        raw = raw.to(plan.cast)
+    return out.copy_(raw)
+
+
+def _readinto(ref: TensorRef, begin: int, out: torch.Tensor) -> None:
+    """`ref.read_bytes` without its new buffer per call: a new 32 MB buffer per chunk lets glibc's heap
+    grow in ways the resident set shows (we saw 5 GB on a 1B merge), a reused one does not."""
+    view = memoryview(out.view(torch.uint8).numpy())
+    with open(ref.file, "rb", buffering=0) as handle:
+        handle.seek(ref.start + begin)
+        done = 0
+        while done < len(view):
+            got = handle.readinto(view[done:])
+            if not got:
+                raise MergeInputError(f"{ref.file}: truncated while reading {ref.name}")
+            done += got
+
+
+def _pair(plan: TensorPlan, first: int, stop: int, buffers: Buffers) -> tuple[torch.Tensor, torch.Tensor]:
+    n, dtype = stop - first, plan.compute_dtype
+    return (_read(plan.base, first, stop, plan, buffers.get("a", dtype, n), buffers),
+            _read(plan.model, first, stop, plan, buffers.get("b", dtype, n), buffers))  # fmt: skip
+
+
+def _chunks(numel: int, step: int):
+    for first in range(0, numel, step):
+        yield first, min(numel, first + step)
+
+
+def measure(tensors: list[TensorPlan], step: int) -> dict[str, SlerpStats]:
+    """Pass 1: norms and cos θ of every floating-point tensor pair; refuses NaN and Inf (all named)."""
+    stats: dict[str, SlerpStats] = {}
+    buffers = Buffers(step)
+    nonfinite = []
+    for plan in tensors:
+        if plan.t is None:
+            continue
+        s = stats[plan.name] = SlerpStats()
+        if plan.numel <= step:  # one chunk: read once, kept for the dot product
+            pair = _pair(plan, 0, plan.numel, buffers)
+            s.add_norms(*pair)
+            if s.finite:
+                s.add_dot(*pair)
+        else:
+            for first, stop in _chunks(plan.numel, step):
+                s.add_norms(*_pair(plan, first, stop, buffers))
+            if s.finite:
+                for first, stop in _chunks(plan.numel, step):
+                    s.add_dot(*_pair(plan, first, stop, buffers))
+        if not s.finite:
+            nonfinite.append(plan.name + _where_nonfinite(plan, step, buffers))
+    if nonfinite:
+        shown = ", ".join(nonfinite[:20]) + (f" (and {len(nonfinite) - 20} more)" if len(nonfinite) > 20 else "")
+        raise MergeInputError(f"{len(nonfinite)} tensor(s) hold NaN or Inf values: {shown}; nothing was written")
+    return stats
+
+
+def _where_nonfinite(plan: TensorPlan, step: int, buffers: Buffers) -> str:
+    """Which side holds the NaN/Inf (only run for a tensor whose norms are not finite)."""
+    sides = []
+    for side, ref in (("base", plan.base), ("model", plan.model)):
+        for first, stop in _chunks(plan.numel, step):
+            if not bool(
+                torch.isfinite(
+                    _read(ref, first, stop, plan, buffers.get("a", plan.compute_dtype, stop - first), buffers)
+                ).all()
+            ):
+                sides.append(side)
+                break
+    return f" ({' and '.join(sides) or 'overflow'})"
+
+
+@dataclass
+class WriteResult:
+    shards: list[str]
+    tensors: dict[str, dict] = field(default_factory=dict)  # name -> {t, method, dot}
+    bytes_out: int = 0
+
+
+def write_merged(
+    tensors: list[TensorPlan], stats: dict[str, SlerpStats], out_dir: Path, max_shard_bytes: int, step: int
+) -> WriteResult:
+    """Pass 2: `out_dir/model-*.safetensors` and the index, tensor by tensor in the base's order."""
+    groups = [[OutTensor(p.name, DTYPE_NAMES[p.dtype], p.shape)] for p in tensors]
+    shards = plan_shards(groups, max_shard_bytes)
+    names = shard_names(len(shards))
+    by_name = {p.name: p for p in tensors}
+    result = WriteResult(shards=names)
+    buffers = Buffers(step)
+    for planned, shard_name in zip(shards, names):
+        writer = ShardWriter(out_dir / shard_name, planned)
+        try:
+            for out in planned:
+                plan = by_name[out.name]
+                result.tensors[plan.name] = _write_tensor(plan, stats.get(plan.name), writer, step, buffers)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        result.bytes_out += sum(t.nbytes for t in planned)
+        log.info("wrote %s (%d tensors)", shard_name, len(planned))
+    write_index(out_dir, shards, names)
+    return result
+
+
+def _write_tensor(plan: TensorPlan, stats: SlerpStats | None, writer: ShardWriter, step: int, buffers: Buffers) -> dict:
+    if plan.t is None:  # integer or boolean buffers: the base's, byte for byte
+        size = plan.base.torch_dtype.itemsize
+        for first, stop in _chunks(plan.numel, step):
+            writer.write(plan.name, plan.base.read_bytes(first * size, stop * size))
+        return {"t": None, "method": "copy"}
+    coef = coefficients(plan.t, stats.cosine(), plan.compute_dtype)
+    for first, stop in _chunks(plan.numel, step):
+        a, b = _pair(plan, first, stop, buffers)
+        out = a if plan.dtype == a.dtype else buffers.get("out", plan.dtype, stop - first)
+        writer.write(plan.name, combine(a, b, coef, out))
+    return {"t": plan.t, "method": "lerp" if coef.linear else "slerp", "dot": coef.dot}
