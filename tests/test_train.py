@@ -142,3 +142,17 @@ def test_lora_is_merged_and_resume_continues(tmp_path, tiny_llama):
     assert manifest.counts["steps"] == 4 and (tmp_path / "o" / "checkpoints" / "checkpoint-4").exists()
     with safe_open(tmp_path / "o" / "model" / "model.safetensors", "pt") as f:
         assert not [k for k in f.keys() if "lora" in k]
+
+
+def test_training_works_after_a_library_turned_grad_off(tmp_path, tiny_llama):
+    """Importing lighteval's transformers model runs torch.set_grad_enabled(False) for the process."""
+    import torch
+
+    rows = [{"prompt": [{"role": "user", "content": "Hi"}], "completion": [{"role": "assistant", "content": "مرحبا"}]}] * 8
+    data = write(tmp_path / "pc.jsonl", rows)
+    torch.set_grad_enabled(False)
+    try:
+        manifest = train(TrainConfig(model=str(tiny_llama), data=[str(data)], out=str(tmp_path / "o"), max_steps=2, batch_size=4))
+    finally:
+        torch.set_grad_enabled(True)
+    assert manifest.counts["steps"] == 2

@@ -148,7 +148,10 @@ def train(cfg: TrainConfig) -> Manifest:
             f"turns and prompt-completion rows a non-empty completion within max_length={cfg.max_length}"
         )
     resume = cfg.resume if isinstance(cfg.resume, str) else (cfg.resume and any((out / "checkpoints").glob("checkpoint-*")))
-    result = trainer.train(resume_from_checkpoint=resume or None)
+    import torch
+
+    with torch.enable_grad():  # another library in this process (vLLM, lighteval) may have turned grad off
+        result = trainer.train(resume_from_checkpoint=resume or None)
 
     final = trainer.model.merge_and_unload() if cfg.lora else trainer.model
     model_dir = out / "model"
