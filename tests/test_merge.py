@@ -195,8 +195,7 @@ def test_refuses_another_vocabulary_naming_the_tensors_unless_truncate(tiny_llam
     assert torch.equal(got[name], slerp(0.5, base[name], model[name][:1024]))
     assert json.loads((tmp_path / "t" / "config.json").read_text())["vocab_size"] == 1024
     assert manifest.check["new_tokens"] >= 1
-    # the model's tokenizer would need rows the truncated model no longer has... here it has the same
-    # ids, so taking it is allowed; a tokenizer with more ids than rows is refused
+    # a tokenizer with ids past the rows kept would index outside the merged embedding: refused
     tok = json.loads((bigger / "tokenizer.json").read_text())
     tok["added_tokens"].append({**tok["added_tokens"][-1], "id": 1030, "content": "<|extra|>"})
     (bigger / "tokenizer.json").write_text(json.dumps(tok))

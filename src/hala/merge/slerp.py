@@ -76,10 +76,11 @@ class SlerpStats:
         `(x / norm_a) * (y / norm_b)`, done in place: the same roundings, no new buffers.
         Normalizing first keeps the sum from overflowing."""
         norm_a, norm_b = self.norms()
-        for x, y in zip(_subchunks(a), _subchunks(b)):
-            x.div_(norm_a)
-            y.div_(norm_b)
-            self._dot_parts.append(x.mul_(y).sum(dim=1, keepdim=True))
+        a.div_(norm_a.reshape(()))  # elementwise: one call per chunk rounds as one per sub-chunk does
+        b.div_(norm_b.reshape(()))
+        a.mul_(b)
+        for x in _subchunks(a):  # sums: per sub-chunk, in mergekit's order
+            self._dot_parts.append(x.sum(dim=1, keepdim=True))
 
     def cosine(self) -> torch.Tensor:
         """cos θ, clamped to [-1, 1], in the compute dtype (shape [1, 1])."""
