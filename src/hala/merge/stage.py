@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,12 +23,11 @@ from typing import Any
 from pydantic import Field
 
 from hala.data.manifest import MANIFEST, RUN_STAMP, FileEntry, Manifest, OutputInUseError, is_current
-from hala.data.writers import atomic_write_text
+from hala.data.writers import atomic_folder, atomic_write_text
 from hala.merge.config import MergeConfig
 from hala.merge.plan import plan_merge
 from hala.quantize.checkpoint import PICKLE_INDEX, SAFETENSORS_INDEX, weight_files
 from hala.quantize.shards import parse_size
-from hala.quantize.stage import _readable_like_any_folder  # one copy for both stages (mkdtemp is 0700)
 
 log = logging.getLogger("hala.merge")
 
@@ -98,9 +95,7 @@ def merge(cfg: MergeConfig) -> MergeManifest:
     stats = measure(plan.tensors, step)  # refuses NaN/Inf: nothing written yet
     timings["measure_s"] = round(time.perf_counter() - t0, 3)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         t0 = time.perf_counter()
         result = write_merged(plan.tensors, stats, tmp, parse_size(cfg.max_shard_size), step)
         timings["write_s"] = round(time.perf_counter() - t0, 3)
@@ -138,13 +133,6 @@ def merge(cfg: MergeConfig) -> MergeManifest:
             check=check,
         )
         manifest.write(tmp)
-        _readable_like_any_folder(tmp)
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info(
         "wrote %s: %d tensors (%d slerp, %d lerp)", out, len(methods), methods.count("slerp"), methods.count("lerp")
     )

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Literal
@@ -30,7 +28,7 @@ from pydantic import Field
 
 from hala.config import StrictModel
 from hala.data.manifest import MANIFEST, FileEntry, Manifest, OutputInUseError, is_current
-from hala.data.writers import atomic_write_text
+from hala.data.writers import atomic_folder, atomic_write_text
 from hala.quantize.architectures import HEAD, classify, get_architecture, ignored_modules, module_of
 from hala.quantize.checkpoint import (
     PICKLE_INDEX,
@@ -91,15 +89,6 @@ def _copied_files(folder: Path) -> list[Path]:
     )  # fmt: skip
 
 
-def _readable_like_any_folder(folder: Path) -> None:
-    """Temporary files are created private (0600/0700); a model folder is read by whoever serves it."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(folder, 0o777 & ~mask)
-    for path in folder.iterdir():
-        os.chmod(path, 0o666 & ~mask)
-
-
 def quantize(cfg: QuantizeConfig) -> Manifest:
     started = time.perf_counter()
     source, out = resolve_model(cfg.model, cfg.allow_pickle), Path(cfg.out)
@@ -127,9 +116,7 @@ def quantize(cfg: QuantizeConfig) -> Manifest:
     to_quantize = {n for n in linear if module_of(n) not in set(ignored)}
     ignore = sorted({HEAD, *ignored, *(module_of(n) for n in unmatched)})
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         result = quantize_checkpoint(refs, to_quantize, tmp, parse_size(cfg.max_shard_size), cfg.chunk_mb << 20)
@@ -172,12 +159,5 @@ def quantize(cfg: QuantizeConfig) -> Manifest:
             timings=timings,
         )
         manifest.write(tmp)
-        _readable_like_any_folder(tmp)
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("wrote %s: %d Linear weights in FP8, %d shard(s)", out, len(result.quantized), len(result.shards))
     return manifest
