@@ -11,9 +11,21 @@ export TRANSFORMERS_OFFLINE ?= 1
 export VLLM_CPU_KVCACHE_SPACE ?= 2
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test bench clean
+# Debian packages the tests use: headless Chromium renders the report, Noto draws its Arabic.
+SYSTEM_PACKAGES ?= chromium fonts-noto-core
+
+.PHONY: setup system demo test bench clean
 
 setup: $(STAMP)
+
+# Checked on every `make test` (dpkg -s is instant); installed with apt-get when missing (needs root).
+system:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		if [ "$$(id -u)" != 0 ]; then echo "run as root, or: sudo apt-get install" $$missing; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 # Re-runs when pyproject.toml or this Makefile change; pip makes every step idempotent.
 $(STAMP): pyproject.toml Makefile
@@ -33,7 +45,7 @@ demo: setup
 	$(VENV)/bin/hala run recipes/tiny-cpu.yaml out=$(DEMO_OUT)
 	@echo "open $(DEMO_OUT)/report/report.html"
 
-test: setup
+test: setup system
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 bench: setup
