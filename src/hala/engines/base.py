@@ -2,7 +2,10 @@
 
 An engine takes a batch of conversations (lists of `{role, content}` messages) and sampling
 parameters, and returns one `Generation` per conversation: the text, why it stopped and how many
-tokens it used. Where the backend can, it also scores prompts (per-token log-probabilities), which
+tokens it used. A backend whose requests live and fail one by one (an HTTP server) also answers
+`chat_each`, where a request that failed comes back with its own `error` instead of failing the
+batch; a backend whose batch lives or dies together (in-process vLLM) raises from `chat`, and
+`chat_each` is the same call. Where the backend can, it also scores prompts (per-token log-probabilities), which
 the quantization and evaluation stages use. Batches are lists on purpose: throughput comes from
 giving the backend many requests at once, and the engine decides how to schedule them.
 """
@@ -63,6 +66,16 @@ class Generation:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    error: str | None = None  # set (text empty) when this request failed; never cached
+
+
+class EngineError(RuntimeError):
+    """Some requests of an all-or-nothing `chat` failed; the message holds the first one's error."""
+
+
+def failed(error: str) -> Generation:
+    """The result of a request that failed: no text, its own error."""
+    return Generation("", "error", 0, 0, error)
 
 
 class Engine(ABC):
@@ -78,7 +91,12 @@ class Engine(ABC):
 
     @abstractmethod
     def chat(self, conversations: list[Chat], params: SamplingParams) -> list[Generation]:
-        """One generation per conversation, in order."""
+        """One generation per conversation, in order; raises if any request failed."""
+
+    def chat_each(self, conversations: list[Chat], params: SamplingParams) -> list[Generation]:
+        """One result per conversation, in order; one that failed has `error` set, the others are
+        kept. Raising here means the whole batch failed (the backend itself is down)."""
+        return self.chat(conversations, params)
 
     def prompt_logprobs(self, prompts: list[str]) -> list[list[float]]:
         """Log-probability of each prompt token given the ones before it (the first is skipped)."""
