@@ -117,7 +117,7 @@ class OpenAIEngine(Engine):
             try:
                 return parse(reply)
             except Exception as exc:  # noqa: BLE001 - MalformedReply, or a field of the wrong type
-                what = str(exc) if isinstance(exc, MalformedReply) else f"a malformed reply ({type(exc).__name__}: {exc})"
+                what = str(exc) if isinstance(exc, MalformedReply) else f"a malformed reply ({type(exc).__name__})"
                 return Failure(f"HTTP {status} with {what}: {text[:BODY_CHARS]!r}", True)
         return Failure(f"HTTP {status}: {text[:BODY_CHARS]}", status in RETRY_STATUS or status >= 500)
 

@@ -14,7 +14,10 @@ import re
 
 HIDDEN = "[redacted]"
 _SCHEME = re.compile(r"\b((?i:bearer)|Basic)(\s+)[A-Za-z0-9._~+/=:-]{4,}")
-_FIELD = re.compile(r"""(?i)(["']?(?:api[_-]?key|x-api-key|authorization|access[_-]?token)["']?\s*[:=]\s*["']?)(?!\[redacted\]|(?i:bearer|basic)\s)[^"'\s,;}&]+""")
+_FIELD = re.compile(  # `api_key=...`, `"authorization": "..."`; a scheme word (Bearer) is left to _SCHEME
+    r"""(?i)(["']?(?:api[_-]?key|x-api-key|authorization|access[_-]?token)["']?\s*[:=]\s*["']?)"""
+    r"""(?!\[redacted\]|(?:bearer|basic)\s)[^"'\s,;}&]+"""
+)
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]*@")
 
 
