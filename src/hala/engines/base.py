@@ -2,12 +2,16 @@
 
 An engine takes a batch of conversations (lists of `{role, content}` messages) and sampling
 parameters, and returns one `Generation` per conversation: the text, why it stopped and how many
-tokens it used. A backend whose requests live and fail one by one (an HTTP server) also answers
-`chat_each`, where a request that failed comes back with its own `error` instead of failing the
-batch; a backend whose batch lives or dies together (in-process vLLM) raises from `chat`, and
-`chat_each` is the same call. Where the backend can, it also scores prompts (per-token log-probabilities), which
+tokens it used. Where the backend can, it also scores prompts (per-token log-probabilities), which
 the quantization and evaluation stages use. Batches are lists on purpose: throughput comes from
 giving the backend many requests at once, and the engine decides how to schedule them.
+
+Two ways to ask. `chat` is all-or-nothing: it raises if any request failed, for callers that
+can't use half a batch. `chat_each` keeps what arrived: a request that failed comes back with its
+own `error` (and no text) and the others are answered; the cached stages ask this way. A backend
+whose requests live and fail one by one (an HTTP server, `openai`) implements both; one whose
+batch lives or dies together (in-process vLLM, the fake) implements `chat`, and `chat_each` is
+the same call.
 """
 
 from __future__ import annotations
@@ -68,14 +72,14 @@ class Generation:
     completion_tokens: int
     error: str | None = None  # set (text empty) when this request failed; never cached
 
+    @classmethod
+    def failed(cls, error: str) -> Generation:
+        """The result of a request that failed: no text, its own error."""
+        return cls("", "error", 0, 0, error)
+
 
 class EngineError(RuntimeError):
     """Some requests of an all-or-nothing `chat` failed; the message holds the first one's error."""
-
-
-def failed(error: str) -> Generation:
-    """The result of a request that failed: no text, its own error."""
-    return Generation("", "error", 0, 0, error)
 
 
 class Engine(ABC):

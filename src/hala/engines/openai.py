@@ -31,7 +31,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from hala.engines.base import Chat, Engine, EngineConfig, EngineError, Generation, SamplingParams, failed
+from hala.engines.base import Chat, Engine, EngineConfig, EngineError, Generation, SamplingParams
 from hala.engines.redact import api_key, redact
 
 log = logging.getLogger("hala.engines.openai")
@@ -184,7 +184,7 @@ class OpenAIEngine(Engine):
             for body in bodies:
                 body["chat_template"] = self.cfg.chat_template
         replies = self._gather("/chat/completions", bodies, _chat_reply)
-        return [failed(r.error) if isinstance(r, Failure) else r for r in replies]
+        return [Generation.failed(r.error) if isinstance(r, Failure) else r for r in replies]
 
     def chat(self, conversations: list[Chat], params: SamplingParams) -> list[Generation]:
         results = self.chat_each(conversations, params)
