@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 import hala.engines
 from hala.config import ConfigError, validate
+from hala.data.units import RequestsFailed
 from hala.engines.base import Engine, EngineConfig, Generation
 from hala.judge import JudgeConfig, judge, parse_verdict
 from hala.judge.prompt import JUDGE_PROMPT, PAPER_JUDGE_MODEL
@@ -224,9 +225,12 @@ def test_engine_failures_are_rejected_not_accepted_and_not_cached(tmp_path, scri
     data = write_jsonl(tmp_path / "in.jsonl", rows)
     cache = str(tmp_path / "cache.sqlite")
     scripted(ScriptedJudge({}, fail=RuntimeError("server down")))
-    failed = judge(cfg_for(data, tmp_path / "a", cache_path=cache, engine_retries=1, engine_backoff_s=0))
-    assert failed.counts["rows_out"] == 0 and failed.counts["rejected_judge_engine_error"] == 3
-    assert failed.counts["engine_errors"] == 2 and failed.metrics["kept_fraction"] == 0
+    with pytest.raises(RequestsFailed) as failed:  # was: a manifest and rc 0
+        judge(cfg_for(data, tmp_path / "a", cache_path=cache, engine_retries=1, engine_backoff_s=0))
+    assert (failed.value.failed, failed.value.lost) == (3, 3) and not read_dir(tmp_path / "a" / "data")
+    assert [r["kind"] for r in read_dir(tmp_path / "a" / "rejected")] == ["judge_engine_error"] * 3
+    [stats] = [json.loads(p.read_text()) for p in (tmp_path / "a" / "stats").glob("*.json")]
+    assert stats["engine_errors"] == 2 and not (tmp_path / "a" / "manifest.json").exists()
     assert "server down" in read_dir(tmp_path / "a" / "rejected")[0]["reason"]
     engine = scripted(ScriptedJudge({}))
     judge(cfg_for(data, tmp_path / "b", cache_path=cache))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from hala.data.units import RequestsFailed
 from hala.engines import EngineConfig, Generation
 from hala.engines import fake as fake_module
 from hala.translate.config import TranslateConfig
@@ -192,10 +193,11 @@ def test_engine_errors_are_retried_then_rejected(tmp_path, monkeypatch):
     assert manifest.counts["rows_out"] == 1 and manifest.counts["engine_errors"] == 2
 
     monkeypatch.setattr(fake_module.FakeEngine, "chat", lambda *a: (_ for _ in ()).throw(TimeoutError("down")))
-    manifest = translate(cfg_for(tmp_path, data, out=str(tmp_path / "o2"), engine_retries=1, engine_backoff_s=0.0))
+    with pytest.raises(RequestsFailed, match="rerun the same command"):  # was: a manifest and rc 0
+        translate(cfg_for(tmp_path, data, out=str(tmp_path / "o2"), engine_retries=1, engine_backoff_s=0.0))
     [bad] = rejected(tmp_path / "o2")
     assert bad["kind"] == "qa_engine_error" and "TimeoutError: down" in bad["raw"]
-    assert manifest.counts["rows_out"] == 0
+    assert not records(tmp_path / "o2") and not (tmp_path / "o2" / "manifest.json").exists()
 
 
 def test_target_language_is_a_setting(tmp_path, monkeypatch, engine_calls):

@@ -3,6 +3,10 @@
 Heavy libraries (torch, vllm, trl, lighteval) are imported inside the commands, so `hala --help`
 is instant. Every command that runs a stage takes an optional `--config FILE` plus dotted
 `KEY=VALUE` overrides and calls the same function the tests call.
+
+Exit status: 0 done; 1 an error (the message says what and where); 2 a bad config or command
+line; 3 the stage ran, but some engine requests failed after their retries (their rows are in
+rejected/ and the folder has no manifest): rerun the same command to retry only those.
 """
 
 from __future__ import annotations
@@ -50,12 +54,16 @@ def _run(fn, cfg) -> None:
     from hala.config import ConfigError
     from hala.data.manifest import OutputInUseError
     from hala.data.rejects import BadInputError
+    from hala.data.units import RequestsFailed
 
     try:
         manifest = fn(cfg)
     except (BadInputError, ConfigError, OutputInUseError, FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    except RequestsFailed as exc:  # the run went through, but rows are missing until a rerun
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(RequestsFailed.exit_code) from None
     counts = ", ".join(f"{k}={v}" for k, v in manifest.counts.items())
     typer.echo(f"{manifest.stage}: {counts}")
     typer.echo(f"wrote {Path(cfg.out) / 'manifest.json'}")

@@ -6,6 +6,13 @@ written first, then its output, each atomically; the output file is the unit's c
 A rerun skips every unit whose output exists and recounts its rows from disk (and reads back the
 unit's own stats, if the stage keeps any), so a resumed run reports the same counts and holds the
 same files as an uninterrupted one.
+
+One exception: a unit whose saved stats count `requests_failed` (engine requests that failed
+after their retries, so some of its rows were rejected for a reason that may not hold next time)
+is not final. A rerun redoes it: its output is removed first (the completion marker goes, so a
+kill midway still leaves an unfinished unit), then it is worked as new; its good replies come from
+the request cache, so only the failed requests reach the engine. A stage that ends with failed
+requests raises `RequestsFailed` (after all units ran) instead of reporting success.
 """
 
 from __future__ import annotations
@@ -24,6 +31,25 @@ from hala.data.writers import atomic_write_text, write_jsonl, write_rows
 log = logging.getLogger("hala.data")
 REJECTED = "rejected"
 STATS = "stats"
+FAILED_REQUESTS = "requests_failed"  # the unit stat that marks a unit to redo (see the module docstring)
+ENGINE_ERROR = "engine_error"  # reject kinds ending so are rows lost to failed requests
+
+
+class RequestsFailed(RuntimeError):
+    """A stage ran every unit, but some engine requests failed; rerunning retries only those.
+
+    Raised instead of writing the manifest: a folder with rows lost to failed requests is not a
+    finished run, so no later stage (nor `hala run`) may take it as one.
+    """
+
+    exit_code = 3  # the CLI's exit status for it (1: error, 2: bad config)
+
+    def __init__(self, folder: str | Path, failed: int, lost: int, rows: str = "rows"):
+        self.folder, self.failed, self.lost = str(folder), failed, lost
+        super().__init__(
+            f"{folder}: {failed} requests failed (engine errors), so {lost} {rows} went to rejected/ "
+            "for it; rerun the same command to retry only those"
+        )
 
 
 @dataclass
@@ -34,10 +60,30 @@ class UnitStats:
     rejects: Counter = field(default_factory=Counter)
     done: int = 0
     skipped: int = 0
+    redone: int = 0  # finished units worked again because some of their requests had failed
     extra: Counter = field(default_factory=Counter)
+
+    @property
+    def requests_failed(self) -> int:
+        return int(self.extra.get(FAILED_REQUESTS, 0))
+
+    @property
+    def lost_to_engine_errors(self) -> int:
+        return sum(n for kind, n in self.rejects.items() if kind.endswith(ENGINE_ERROR))
+
+    def raise_for_failed_requests(self, folder: str | Path, name: str = "manifest.json", rows: str = "rows") -> None:
+        """If requests failed: remove a stale manifest `name` of `folder`, log, and raise RequestsFailed."""
+        if not self.requests_failed:
+            return
+        (Path(folder) / name).unlink(missing_ok=True)
+        error = RequestsFailed(folder, self.requests_failed, self.lost_to_engine_errors, rows)
+        log.error("%s", error)
+        raise error
 
     def counts(self) -> dict[str, int]:
         counts = {"rows_out": self.rows, "units_done": self.done, "units_skipped": self.skipped}
+        if self.redone:
+            counts["units_redone"] = self.redone
         counts["rejected"] = sum(self.rejects.values())
         counts.update({f"rejected_{kind}": n for kind, n in sorted(self.rejects.items())})
         counts.update({k: v for k, v in sorted(self.extra.items()) if isinstance(v, int)})
@@ -86,10 +132,14 @@ def run_units(
     for unit in units:
         output, rejected = unit_paths(out_dir, unit, fmt)
         stats_file = stats_path(out_dir, unit)
+        saved = json.loads(stats_file.read_text(encoding="utf-8")) if output.exists() and stats_file.exists() else {}
+        if output.exists() and saved.get(FAILED_REQUESTS):
+            log.info("unit %s: redone, %d of its requests failed last time", unit.name, saved[FAILED_REQUESTS])
+            output.unlink()  # no longer finished, even if this run is killed before it lands again
+            stats.redone += 1
         if output.exists():
             rows, kinds = _recount(output, rejected, fmt)
-            if stats_file.exists():
-                stats.extra.update(json.loads(stats_file.read_text(encoding="utf-8")))
+            stats.extra.update(saved)
             stats.skipped += 1
         else:
             rejects = RejectLog(strict=strict)

@@ -5,6 +5,13 @@ parameters, and returns one `Generation` per conversation: the text, why it stop
 tokens it used. Where the backend can, it also scores prompts (per-token log-probabilities), which
 the quantization and evaluation stages use. Batches are lists on purpose: throughput comes from
 giving the backend many requests at once, and the engine decides how to schedule them.
+
+Two ways to ask. `chat` is all-or-nothing: it raises if any request failed, for callers that
+can't use half a batch. `chat_each` keeps what arrived: a request that failed comes back with its
+own `error` (and no text) and the others are answered; the cached stages ask this way. A backend
+whose requests live and fail one by one (an HTTP server, `openai`) implements both; one whose
+batch lives or dies together (in-process vLLM, the fake) implements `chat`, and `chat_each` is
+the same call.
 """
 
 from __future__ import annotations
@@ -63,6 +70,16 @@ class Generation:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    error: str | None = None  # set (text empty) when this request failed; never cached
+
+    @classmethod
+    def failed(cls, error: str) -> Generation:
+        """The result of a request that failed: no text, its own error."""
+        return cls("", "error", 0, 0, error)
+
+
+class EngineError(RuntimeError):
+    """Some requests of an all-or-nothing `chat` failed; the message holds the first one's error."""
 
 
 class Engine(ABC):
@@ -78,7 +95,12 @@ class Engine(ABC):
 
     @abstractmethod
     def chat(self, conversations: list[Chat], params: SamplingParams) -> list[Generation]:
-        """One generation per conversation, in order."""
+        """One generation per conversation, in order; raises if any request failed."""
+
+    def chat_each(self, conversations: list[Chat], params: SamplingParams) -> list[Generation]:
+        """One result per conversation, in order; one that failed has `error` set, the others are
+        kept. Raising here means the whole batch failed (the backend itself is down)."""
+        return self.chat(conversations, params)
 
     def prompt_logprobs(self, prompts: list[str]) -> list[list[float]]:
         """Log-probability of each prompt token given the ones before it (the first is skipped)."""

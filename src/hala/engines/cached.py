@@ -5,9 +5,14 @@ everything the answer depends on (model, prompt, sampling, the text; see
 `hala.engines.cache.request_key`). Each distinct key the cache does not hold is sent once, in
 batches of `batch_size`; each batch's answers are written to the cache as soon as they return (a
 kill loses at most one batch), and every request is answered in order. The engine is built only
-when the first miss needs it, so a fully cached rerun never starts it. A failing engine call is
-retried with exponential backoff; a batch that still fails comes back as errors (never cached), for
-the stage to count and reject.
+when the first miss needs it, so a fully cached rerun never starts it.
+
+Requests fail one by one (`Engine.chat_each`): a request the engine gave up on (after its own
+retries, see `hala.engines.openai`) comes back as an `Answer` with its own error, and every reply
+that did arrive is cached. An engine call that raises (the backend itself failed) is retried
+with exponential backoff; if it still fails, each request of the batch gets that error. Errors
+are never cached and are counted as `requests_failed`, the stat by which `run_units` knows to
+redo the unit on a rerun (`hala.data.units`), which then sends only the failed requests.
 
 The translate stage (segments) and the judge (verdicts) both ask through it.
 """
@@ -20,8 +25,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from hala.data.units import FAILED_REQUESTS
 from hala.engines.base import Chat, Engine, EngineConfig, SamplingParams
 from hala.engines.cache import Cached, SegmentCache
+from hala.engines.redact import api_key, redact
 
 log = logging.getLogger("hala.engines")
 
@@ -58,24 +65,31 @@ class CachedChat:
             self.engine = get_engine(self.engine_cfg)
         return self.engine
 
-    def _chat(self, chats: list[Chat]) -> list[Cached] | str:
-        """One engine call with retries; the error text if it keeps failing."""
+    def _chat(self, chats: list[Chat]) -> list[Cached | str]:
+        """One engine call (retried while it raises); per request, its reply or its error text."""
         delay = self.backoff_s
         for attempt in range(self.retries + 1):
             try:
                 started = time.perf_counter()
-                gens = self._engine().chat(chats, self.sampling)
+                gens = self._engine().chat_each(chats, self.sampling)
                 self.stats["engine_ms"] += int((time.perf_counter() - started) * 1000)
-                return [Cached(g.text, g.finish_reason, g.prompt_tokens, g.completion_tokens) for g in gens]
+                return [
+                    redact(g.error, self._key()) if g.error is not None
+                    else Cached(g.text, g.finish_reason, g.prompt_tokens, g.completion_tokens)
+                    for g in gens
+                ]  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - any engine failure is retried, then reported
-                error = f"{type(exc).__name__}: {exc}"
+                error = redact(f"{type(exc).__name__}: {exc}", self._key())
                 self.stats["engine_errors"] += 1
                 if attempt == self.retries:
-                    return error
+                    return [error] * len(chats)
                 log.warning("engine call failed (%s); retry %d in %.1fs", error, attempt + 1, delay)
                 time.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")
+
+    def _key(self) -> str | None:
+        return api_key(self.engine_cfg.api_key_env) if self.engine_cfg.kind == "openai" else None
 
     def ask(self, keys: list[str], chats: list[Chat], counter: str = "requests") -> list[Answer]:
         """One answer per request, in order; `counter` names the stat that counts them."""
@@ -88,16 +102,18 @@ class CachedChat:
         errors: dict[str, str] = {}
         for i in range(0, len(misses), self.batch_size):
             batch = misses[i : i + self.batch_size]
-            answers = self._chat([unique[k] for k in batch])
-            if isinstance(answers, str):
-                errors.update(dict.fromkeys(batch, answers))
-                continue
-            fresh = dict(zip(batch, answers))
+            answers = dict(zip(batch, self._chat([unique[k] for k in batch])))
+            fresh = {k: a for k, a in answers.items() if isinstance(a, Cached)}
+            errors.update({k: a for k, a in answers.items() if isinstance(a, str)})
             self.cache.put_many(fresh)
             found.update(fresh)
             self.stats["engine_requests"] += len(batch)
-            self.stats["tokens_in"] += sum(a.prompt_tokens for a in answers)
-            self.stats["tokens_out"] += sum(a.completion_tokens for a in answers)
+            self.stats["tokens_in"] += sum(a.prompt_tokens for a in fresh.values())
+            self.stats["tokens_out"] += sum(a.completion_tokens for a in fresh.values())
+        if errors:
+            self.stats[FAILED_REQUESTS] += len(errors)
+            log.warning("%d of %d requests failed (not cached; a rerun retries them); first: %s",
+                        len(errors), len(misses), next(iter(errors.values())))  # fmt: skip
         return [
             Answer("", "error", errors[k]) if k in errors else Answer(found[k].text, found[k].finish_reason)
             for k in keys

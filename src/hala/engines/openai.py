@@ -1,12 +1,25 @@
 """A client for any OpenAI-compatible server (vLLM, SGLang, TGI, hosted APIs).
 
 Requests go out concurrently (at most `max_concurrency` in flight) over one or several base URLs,
-round-robin, so a batch can fan out over a fleet of servers. Each request has a timeout and is
-retried with exponential backoff on connection errors, timeouts, 429 and 5xx; other errors fail
-at once with the server's message. Results come back in input order.
+round-robin, so a batch can fan out over a fleet of servers. Every request lives and fails on its
+own: one bad reply costs that request, never the batch.
+
+- Transient failures are retried, each retry on the next base URL (a dead server costs a request
+  one try): connection errors, timeouts, HTTP 408/409/425/429/5xx, and a 200 whose body is not
+  JSON (truncated) or has no usable `choices`. After a full round over the URLs the request waits
+  (exponential backoff) before the next round; after `max_retries` retries it fails.
+- Any other 4xx is the server refusing this request: it fails at once, with the server's message.
+- A URL that refused `max_retries + 1` connections in a row is left out for the rest of the batch;
+  when every URL is, the batch's remaining requests fail at once instead of each waiting through
+  its backoff (a rerun retries them, see `hala.engines.cached`).
+
+`chat_each` returns one result per request, a failed one carrying its own error; `chat` and
+`prompt_logprobs` are all-or-nothing and raise `ServerError` naming the first failure. `_gather`
+(any endpoint path, any reply parser) is the one request loop every method uses.
 
 The API key is read only from the environment variable named by `api_key_env`. It is sent in the
-Authorization header and is never logged, printed, stored in a manifest or shown in an error.
+Authorization header and every error text passes through `redact` first, so it is never logged,
+printed, stored in a manifest or a reject, or shown in an exception, even when a server echoes it.
 """
 
 from __future__ import annotations
@@ -14,17 +27,57 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 import random
+from dataclasses import dataclass
+from typing import Any, Callable
 
-from hala.engines.base import Chat, Engine, EngineConfig, Generation, SamplingParams
+from hala.engines.base import Chat, Engine, EngineConfig, EngineError, Generation, SamplingParams
+from hala.engines.redact import api_key, redact
 
 log = logging.getLogger("hala.engines.openai")
-RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+RETRY_STATUS = {408, 409, 425, 429}  # and every 5xx
+BODY_CHARS = 300  # of a server's error body kept in the error text
 
 
-class ServerError(RuntimeError):
+class ServerError(EngineError):
     """A request the server refused, or that still failed after every retry."""
+
+
+class MalformedReply(ValueError):
+    """A 200 whose body can't be used (truncated, no choices): retried like a 5xx."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One request's failure: what went wrong, and whether another try may succeed."""
+
+    error: str
+    transient: bool
+    unreachable: bool = False  # the connection itself failed (the server looks down)
+
+
+class _Fleet:
+    """The base URLs of one batch and which of them keep refusing connections."""
+
+    def __init__(self, urls: list[str], patience: int):
+        self.urls, self.patience = urls, patience
+        self.refusals = dict.fromkeys(urls, 0)
+        self.last = ""  # the last refusal, as an error text
+
+    def pick(self, start: int) -> str | None:
+        """The first URL from `start` on (round-robin) that is still up; None when all are down."""
+        for i in range(len(self.urls)):
+            url = self.urls[(start + i) % len(self.urls)]
+            if self.refusals[url] < self.patience:
+                return url
+        return None
+
+    def record(self, url: str, failure: Failure | None) -> None:
+        """A URL that answered at all (even with an error) is up; one that refused is one step closer to down."""
+        refused = failure is not None and failure.unreachable
+        self.refusals[url] = self.refusals[url] + 1 if refused else 0
+        if refused:
+            self.last = failure.error
 
 
 class OpenAIEngine(Engine):
@@ -37,44 +90,82 @@ class OpenAIEngine(Engine):
         self.base_urls = [u.rstrip("/") for u in cfg.base_urls]
 
     def _headers(self) -> dict[str, str]:
-        key = os.environ.get(self.cfg.api_key_env)
+        key = api_key(self.cfg.api_key_env)
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    async def _post(self, client, url: str, body: dict) -> dict:
+    def _redact(self, text: str) -> str:
+        return redact(text, api_key(self.cfg.api_key_env))
+
+    async def _try(self, client, url: str, body: dict, parse: Callable[[Any], Any]) -> Any:
+        """One try of one request: the parsed reply, or a `Failure`."""
         import httpx
 
-        delay = self.cfg.backoff_s
-        for attempt in range(self.cfg.max_retries + 1):
-            last = attempt == self.cfg.max_retries
+        try:
+            response = await client.post(url, json=body, headers=self._headers())
+        except httpx.TimeoutException as exc:
+            return Failure(type(exc).__name__, True, unreachable=isinstance(exc, httpx.ConnectTimeout))
+        except httpx.TransportError as exc:
+            return Failure(f"{type(exc).__name__}: {exc}", True, unreachable=isinstance(exc, httpx.ConnectError))
+        except Exception as exc:  # noqa: BLE001 - one request's odd failure must not fail the others
+            return Failure(f"{type(exc).__name__}: {exc}", False)
+        status, text = response.status_code, response.text
+        if 200 <= status < 300:
             try:
-                response = await client.post(url, json=body, headers=self._headers())
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                if last:
-                    raise ServerError(f"{url}: {type(exc).__name__} after {attempt + 1} tries") from None
-                log.warning("%s: %s, retrying in %.1fs", url, type(exc).__name__, delay)
-            else:
-                if response.status_code == 200:
-                    return response.json()
-                if response.status_code not in RETRY_STATUS or last:
-                    raise ServerError(f"{url}: HTTP {response.status_code}: {response.text[:500]}")
-                log.warning("%s: HTTP %d, retrying in %.1fs", url, response.status_code, delay)
-            await asyncio.sleep(delay * (1 + random.random() * 0.1))
-            delay *= 2
-        raise AssertionError("unreachable")
+                reply = response.json()
+            except ValueError:  # a truncated or garbled body
+                return Failure(f"HTTP {status} with invalid JSON: {text[:BODY_CHARS]!r}", True)
+            try:
+                return parse(reply)
+            except Exception as exc:  # noqa: BLE001 - MalformedReply, or a field of the wrong type
+                what = str(exc) if isinstance(exc, MalformedReply) else f"a malformed reply ({type(exc).__name__})"
+                return Failure(f"HTTP {status} with {what}: {text[:BODY_CHARS]!r}", True)
+        return Failure(f"HTTP {status}: {text[:BODY_CHARS]}", status in RETRY_STATUS or status >= 500)
 
-    async def _gather(self, path: str, bodies: list[dict]) -> list[dict]:
+    async def _post(self, client, fleet: _Fleet, first: int, path: str, body: dict, parse) -> Any:
+        """One request with its retries, each on the next URL; the parsed reply, or a `Failure`
+        whose error text is already redacted."""
+        delay, tries, error = self.cfg.backoff_s, 0, ""
+        for attempt in range(self.cfg.max_retries + 1):
+            url = fleet.pick(first + attempt)
+            if url is None:
+                error = (f"{path}: every base URL refused {fleet.patience} connections in a row, so this request "
+                         f"was not tried {'again ' if tries else ''}in this batch; last: {fleet.last}")  # fmt: skip
+                return Failure(self._redact(error), True)
+            if attempt and attempt % len(fleet.urls) == 0:  # every URL had a try: wait before the next round
+                await asyncio.sleep(delay * (1 + random.random() * 0.1))
+                delay *= 2
+            outcome = await self._try(client, url + path, body, parse)
+            tries += 1
+            if not isinstance(outcome, Failure):
+                fleet.record(url, None)
+                return outcome
+            error = self._redact(f"{url}: {outcome.error}")
+            fleet.record(url, Failure(error, outcome.transient, outcome.unreachable))
+            if not outcome.transient:
+                return Failure(error, False)
+            if attempt < self.cfg.max_retries:
+                log.warning("%s; retrying (%d of %d)", error, attempt + 1, self.cfg.max_retries)
+        urls = f" over {len(fleet.urls)} base URLs" if len(fleet.urls) > 1 else ""
+        return Failure(f"{error} after {tries} tries{urls}", True)
+
+    def _gather(self, path: str, bodies: list[dict], parse: Callable[[Any], Any]) -> list[Any]:
+        """POST every body to `path` (e.g. "/chat/completions"), at most `max_concurrency` at once;
+        one parsed reply or `Failure` per body, in order. Never raises for one request."""
+        return asyncio.run(self._gather_async(path, bodies, parse))
+
+    async def _gather_async(self, path: str, bodies: list[dict], parse) -> list[Any]:
         import httpx
 
-        urls = itertools.cycle(self.base_urls)
+        fleet = _Fleet(self.base_urls, patience=self.cfg.max_retries + 1)
+        starts = itertools.cycle(range(len(self.base_urls)))
         limit = asyncio.Semaphore(self.cfg.max_concurrency)
-        timeout = httpx.Timeout(self.cfg.timeout_s)
-        async with httpx.AsyncClient(timeout=timeout) as client:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(self.cfg.timeout_s)) as client:
 
-            async def one(url: str, body: dict) -> dict:
+            async def one(first: int, body: dict):
                 async with limit:
-                    return await self._post(client, url + path, body)
+                    return await self._post(client, fleet, first, path, body, parse)
 
-            return await asyncio.gather(*(one(next(urls), b) for b in bodies))
+            return await asyncio.gather(*(one(next(starts), b) for b in bodies))
 
     def _sampling(self, params: SamplingParams) -> dict:
         body = {"max_tokens": params.max_tokens, "temperature": params.temperature, "top_p": params.top_p}
@@ -84,7 +175,7 @@ class OpenAIEngine(Engine):
             body["stop"] = params.stop
         return body
 
-    def chat(self, conversations: list[Chat], params: SamplingParams) -> list[Generation]:
+    def chat_each(self, conversations: list[Chat], params: SamplingParams) -> list[Generation]:
         if not conversations:
             return []
         sampling = self._sampling(params)
@@ -92,19 +183,15 @@ class OpenAIEngine(Engine):
         if self.cfg.chat_template:
             for body in bodies:
                 body["chat_template"] = self.cfg.chat_template
-        replies = asyncio.run(self._gather("/chat/completions", bodies))
-        results = []
-        for reply in replies:
-            choice = reply["choices"][0]
-            usage = reply.get("usage") or {}
-            results.append(
-                Generation(
-                    text=choice["message"].get("content") or "",
-                    finish_reason=choice.get("finish_reason") or "stop",
-                    prompt_tokens=usage.get("prompt_tokens", 0),
-                    completion_tokens=usage.get("completion_tokens", 0),
-                )
-            )
+        replies = self._gather("/chat/completions", bodies, _chat_reply)
+        return [Generation.failed(r.error) if isinstance(r, Failure) else r for r in replies]
+
+    def chat(self, conversations: list[Chat], params: SamplingParams) -> list[Generation]:
+        results = self.chat_each(conversations, params)
+        errors = [g.error for g in results if g.error is not None]
+        if errors:
+            more = f" (and {len(errors) - 1} more failed requests)" if len(errors) > 1 else ""
+            raise ServerError(errors[0] + more)
         return results
 
     def prompt_logprobs(self, prompts: list[str]) -> list[list[float]]:
@@ -112,14 +199,41 @@ class OpenAIEngine(Engine):
         if not prompts:
             return []
         bodies = [{"model": self.cfg.model, "prompt": p, "max_tokens": 1, "prompt_logprobs": 0} for p in prompts]
-        replies = asyncio.run(self._gather("/completions", bodies))
+        replies = self._gather("/completions", bodies, _prompt_logprobs_reply)
         scores = []
         for reply in replies:
-            steps = reply["choices"][0].get("prompt_logprobs") or reply.get("prompt_logprobs")
-            if steps is None:
+            if isinstance(reply, Failure):
+                raise ServerError(reply.error)
+            if reply is None:
                 raise ServerError("the server does not return prompt_logprobs (a vLLM extension)")
-            scores.append([_chosen_logprob(step) for step in steps[1:]])
+            scores.append([_chosen_logprob(step) for step in reply[1:]])
         return scores
+
+
+def first_choice(reply: Any) -> dict:
+    """`choices[0]` of a reply, or MalformedReply (an empty or missing `choices` is retried)."""
+    choices = reply.get("choices") if isinstance(reply, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise MalformedReply("no choices")
+    return choices[0]
+
+
+def _chat_reply(reply: Any) -> Generation:
+    choice = first_choice(reply)
+    message = choice.get("message")
+    if not isinstance(message, dict) or not isinstance(message.get("content") or "", str):
+        raise MalformedReply("choices[0] has no message content")
+    usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
+    return Generation(
+        text=message.get("content") or "",
+        finish_reason=choice.get("finish_reason") or "stop",
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+    )
+
+
+def _prompt_logprobs_reply(reply: Any) -> list | None:
+    return first_choice(reply).get("prompt_logprobs") or reply.get("prompt_logprobs")
 
 
 def _chosen_logprob(step: dict) -> float:

@@ -10,7 +10,9 @@ judge prompt (ours, see `prompt.JUDGE_PROMPT`). For each unit of work (a file x 
    `meta.judge`, and rejected and unparseable ones to `rejected/` with the raw answer.
 
 Units finish atomically (`hala.data.units.run_units`), so a killed run resumes where it stopped,
-and its finished batches are in the cache. `manifest.json` counts each verdict and reports the kept
+and its finished batches are in the cache. A pair whose request failed is rejected alone, as
+`judge_engine_error` with its own error; its unit is redone on a rerun, and until then `judge`
+raises `hala.data.units.RequestsFailed` (no manifest; the CLI exits 3). `manifest.json` counts each verdict and reports the kept
 fraction (accepted / judged).
 """
 
@@ -158,6 +160,7 @@ def judge(cfg: JudgeConfig) -> Manifest:
         stats = run_units(units, out, work, fmt=cfg.output_format, strict=cfg.strict, unit_stats=work.finish_unit)
     finally:
         asker.close()
+    stats.raise_for_failed_requests(out, rows="pairs")
     counts = {"judged": 0, **{f"verdict_{v}": 0 for v in VERDICTS}, **stats.counts(), "units": len(units)}
     judged = counts["judged"]
     metrics = {

@@ -13,6 +13,11 @@ For each unit of work (a file x a range of conversations, see `hala.data.readers
 
 Units finish atomically (`hala.data.units.run_units`), so a killed run resumes to the same result;
 shards are interleaved units (`--shard I/N`), and the manifest of each shard records N.
+
+A segment whose engine request failed (after the engine's retries) rejects only its own
+conversation, as `qa_engine_error` with that request's error. Its unit is redone on a rerun (only
+the failed requests reach the engine), and until then the shard has no manifest: `translate`
+raises `hala.data.units.RequestsFailed` (the CLI exits 3) after every unit ran.
 """
 
 from __future__ import annotations
@@ -123,8 +128,11 @@ class UnitTranslator:
                 texts = finals[position : position + n]
                 for si, (v, text) in enumerate(zip(verdicts[position : position + n], texts)):
                     if v:
+                        result = results[position + si]
                         failures.append({"message": mi, "segment": si, "filter": v, "source": sp.segments[si].source,
-                                         "output": results[position + si].text or results[position + si].error})  # fmt: skip
+                                         "output": result.text or result.error})  # fmt: skip
+                        if result.error is not None:
+                            failures[-1]["error"] = result.error
                 if not failures:
                     out_messages.append(Message(role=msg.role, content=segment.join(sp, texts)))
                     unit_pairs += [(mi, si, sp.segments[si].source, text) for si, text in enumerate(texts)]
@@ -133,6 +141,8 @@ class UnitTranslator:
             if failures:
                 first = failures[0]
                 reason = f"conversation {plan.conv.id}: message {first['message']} segment {first['segment']} failed {first['filter']}"
+                if "error" in first:
+                    reason += f" ({first['error']})"
                 raw = json.dumps({"id": plan.conv.id, "failures": failures}, ensure_ascii=False)
                 rejects.add(unit.file, plan.line, f"qa_{first['filter']}", reason, raw)
                 continue
@@ -192,6 +202,7 @@ def translate(cfg: TranslateConfig) -> Manifest:
             stats = run_units(units, out, work, fmt=cfg.output_format, strict=cfg.strict, unit_stats=work.finish_unit)
     finally:
         runner.close()
+    stats.raise_for_failed_requests(out, name, rows="conversations")
     manifest = Manifest(
         stage="translate",
         config=config,
