@@ -51,14 +51,54 @@ def _run(fn, cfg) -> None:
     from hala.data.manifest import OutputInUseError
     from hala.data.rejects import BadInputError
 
+    out = Path(cfg.out)
+    created = not out.exists()
     try:
         manifest = fn(cfg)
     except (BadInputError, ConfigError, OutputInUseError, FileNotFoundError, ValueError) as exc:
+        if created:
+            _remove_if_unused(out)
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     counts = ", ".join(f"{k}={v}" for k, v in manifest.counts.items())
     typer.echo(f"{manifest.stage}: {counts}")
-    typer.echo(f"wrote {Path(cfg.out) / 'manifest.json'}")
+    typer.echo(f"wrote {out / 'manifest.json'}")
+    nothing = _nothing_kept(manifest.counts, out)
+    if nothing:
+        typer.echo(f"error: {nothing}", err=True)
+        raise typer.Exit(1)
+
+
+def _nothing_kept(counts: dict[str, int], out: Path) -> str | None:
+    """Why a data stage that finished kept no row (None when it kept some, or is not a data stage).
+
+    A run whose output holds no row is not a success, even when every step worked: exit 1 says so
+    (the manifest and rejects are kept, so the reasons can be read and a rerun is still skipped)."""
+    kept = counts.get("rows_out", counts.get("kept"))
+    if kept is None or kept > 0:
+        return None
+    rejected = counts.get("rejected", 0)
+    if rejected:
+        kinds = ", ".join(f"{k.removeprefix('rejected_')}={v}" for k, v in counts.items() if k.startswith("rejected_"))
+        return f"no row was kept: all {rejected} were rejected ({kinds}); the reasons are in {out / 'rejected'}"
+    if counts.get("units", 1) == 0:  # a shard that got no unit of a larger run: nothing to do is right
+        return None
+    return "no row was kept: the inputs hold no records (only blank lines?)"
+
+
+def _remove_if_unused(folder: Path) -> None:
+    """Remove an output folder this command created, when the failure left nothing in it but the
+    run stamp and empty folders (a --strict stop at the first row, a refused input): never user data."""
+    from hala.data.manifest import RUN_STAMP
+
+    if not folder.is_dir():
+        return
+    entries = sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True)
+    if any(p.is_file() and p != folder / RUN_STAMP for p in entries):
+        return
+    for path in entries:
+        path.unlink() if path.is_file() else path.rmdir()
+    folder.rmdir()
 
 
 @data_app.command("convert")
@@ -377,7 +417,7 @@ def run_command(
 
     try:
         cfg = load_config(Recipe, recipe, list(overrides or []), {"out": out})
-        steps = plan(cfg, str(recipe), start, until)
+        steps = plan(cfg, str(recipe), start, until, overrides=list(overrides or []))
     except (ConfigError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
