@@ -104,6 +104,14 @@ def test_convert_where_every_row_is_rejected_exits_1_naming_the_reasons(tmp_path
     assert len(list((tmp_path / "out" / "rejected").iterdir())) == 1  # the reasons stay readable
 
 
+def test_a_run_whose_rows_were_all_turned_down_by_a_verdict_warns_loudly(tmp_path):
+    rows = [{"en": f"Sentence number {i}.", "ar": f"الجملة رقم {i}."} for i in range(3)]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    result = _cli("judge", "-i", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out"), "--engine", "fake")
+    assert result.exit_code == 0, result.output  # the judge did its job: the fake engine's answers are unparseable
+    assert "warning: no row was kept: all 3 were rejected (judge_unparseable=3)" in result.output
+
+
 def test_strict_stop_at_the_first_row_leaves_no_output_folder(tmp_path):
     (tmp_path / "in.jsonl").write_text('{"foo": 1}\n')
     result = _cli("data", "convert", "-i", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out"), "--strict")

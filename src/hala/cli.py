@@ -63,27 +63,35 @@ def _run(fn, cfg) -> None:
     counts = ", ".join(f"{k}={v}" for k, v in manifest.counts.items())
     typer.echo(f"{manifest.stage}: {counts}")
     typer.echo(f"wrote {out / 'manifest.json'}")
-    nothing = _nothing_kept(manifest.counts, out)
+    nothing, fatal = _nothing_kept(manifest.counts, out)
     if nothing:
-        typer.echo(f"error: {nothing}", err=True)
-        raise typer.Exit(1)
+        typer.echo(f"{'error' if fatal else 'warning'}: {nothing}", err=True)
+        if fatal:
+            raise typer.Exit(1)
 
 
-def _nothing_kept(counts: dict[str, int], out: Path) -> str | None:
-    """Why a data stage that finished kept no row (None when it kept some, or is not a data stage).
+def _nothing_kept(counts: dict[str, int], out: Path) -> tuple[str | None, bool]:
+    """(why a data stage that finished kept no row, whether that is a failure); (None, False) when
+    it kept some, or is not a data stage.
 
-    A run whose output holds no row is not a success, even when every step worked: exit 1 says so
-    (the manifest and rejects are kept, so the reasons can be read and a rerun is still skipped)."""
+    Inputs of which not one row could be read are a failure (exit 1), even though every step
+    worked; the manifest and rejects are kept, so the reasons can be read and a rerun is still
+    skipped. When rows were read but all were turned down by a verdict (QA, filters, the judge), the
+    run did its job: a warning says so loudly and the exit code stays 0."""
+    from hala.data.formats import BAD_KINDS
+
     kept = counts.get("rows_out", counts.get("kept"))
     if kept is None or kept > 0:
-        return None
+        return None, False
     rejected = counts.get("rejected", 0)
     if rejected:
-        kinds = ", ".join(f"{k.removeprefix('rejected_')}={v}" for k, v in counts.items() if k.startswith("rejected_"))
-        return f"no row was kept: all {rejected} were rejected ({kinds}); the reasons are in {out / 'rejected'}"
+        kinds = {k.removeprefix("rejected_"): v for k, v in counts.items() if k.startswith("rejected_")}
+        shown = ", ".join(f"{k}={v}" for k, v in kinds.items())
+        unreadable = all(k in BAD_KINDS for k in kinds)
+        return f"no row was kept: all {rejected} were rejected ({shown}); the reasons are in {out / 'rejected'}", unreadable
     if counts.get("units", 1) == 0:  # a shard that got no unit of a larger run: nothing to do is right
-        return None
-    return "no row was kept: the inputs hold no records (only blank lines?)"
+        return None, False
+    return "no row was kept: the inputs hold no records (only blank lines?)", True
 
 
 def _remove_if_unused(folder: Path) -> None:
