@@ -69,7 +69,8 @@ def test_merge_no_check_refuses_a_config_that_lies_about_a_shape(tiny_llama, tmp
     result = _cli("merge", "-b", str(base), "-m", str(tiny_llama), "-o", str(tmp_path / "out"), "--no-check")
     assert result.exit_code == 1, result.output
     assert str(base / "config.json") in result.output
-    assert "model.layers.1.mlp.up_proj.weight: config.json implies [512, 128], model.safetensors holds [256, 128]" in result.output
+    expected = "model.layers.1.mlp.up_proj.weight: config.json implies [512, 128], model.safetensors holds [256, 128]"
+    assert expected in result.output
     assert not (tmp_path / "out").exists()
 
 
@@ -168,6 +169,18 @@ def test_a_typo_in_an_override_is_blamed_on_the_override_not_the_file(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(MergeConfig, recipe, ["check.promt=hi"])
     assert str(err.value).startswith("command-line override 'check.promt=hi': check.promt: unknown key")
+
+    from hala.run.recipe import Recipe
+    from hala.run.runner import plan
+
+    tiny = Path(__file__).parent.parent / "recipes" / "tiny-cpu.yaml"
+    overrides = ["translate.engine.kindd=fake", f"out={tmp_path / 'run'}"]
+    with pytest.raises(ConfigError) as err:  # a stage's key, checked when `hala run` plans
+        plan(load_config(Recipe, tiny, overrides), str(tiny), check_refs=False, overrides=overrides)
+    assert str(err.value).startswith(
+        "command-line override 'translate.engine.kindd=fake': translate.engine.kindd: unknown key"
+    )
+    assert "(valid keys under translate.engine: kind, model," in str(err.value)
 
 
 def test_t_out_of_range_bad_launchers_and_duplicate_yaml_keys_are_refused(tmp_path):

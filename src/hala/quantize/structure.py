@@ -51,7 +51,7 @@ def expected_tensors(config: dict, config_path: Path) -> Expected | None:
 
     model_type = config.get("model_type")
     if model_type not in transformers.CONFIG_MAPPING:
-        log.warning("%s: transformers does not know model_type %r; tensors not checked against it", config_path, model_type)
+        log.warning("%s: transformers does not know model_type %r; tensors not checked", config_path, model_type)
         return None
     if get_checkpoint_conversion_mapping(model_type):
         log.warning("%s: %s checkpoints are renamed while loading; tensors not checked against config.json",

@@ -124,7 +124,8 @@ def plan(
     forced = False
     for stage in STAGES:
         data = stage_config(stage, recipe, run)
-        config = validate(stage.load("config"), data, origin, overrides, prefix=f"{stage.name}.").model_dump(mode="json")
+        model = validate(stage.load("config"), data, origin, overrides, prefix=f"{stage.name}.")
+        config = model.model_dump(mode="json")
         fp = fingerprint(config, [steps[u].fingerprint for u in stage.upstream], run)
         state = status(run, stage.name)
         forced = forced or stage.name == start
