@@ -56,9 +56,13 @@ def _run(fn, cfg) -> None:
     from hala.data.rejects import BadInputError
     from hala.data.units import RequestsFailed
 
+    out = Path(cfg.out)
+    created = not out.exists()
     try:
         manifest = fn(cfg)
     except (BadInputError, ConfigError, OutputInUseError, FileNotFoundError, ValueError) as exc:
+        if created:
+            _remove_if_unused(out)
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     except RequestsFailed as exc:  # the run went through, but rows are missing until a rerun
@@ -66,7 +70,51 @@ def _run(fn, cfg) -> None:
         raise typer.Exit(RequestsFailed.exit_code) from None
     counts = ", ".join(f"{k}={v}" for k, v in manifest.counts.items())
     typer.echo(f"{manifest.stage}: {counts}")
-    typer.echo(f"wrote {Path(cfg.out) / 'manifest.json'}")
+    typer.echo(f"wrote {out / 'manifest.json'}")
+    nothing, fatal = _nothing_kept(manifest.counts, out)
+    if nothing:
+        typer.echo(f"{'error' if fatal else 'warning'}: {nothing}", err=True)
+        if fatal:
+            raise typer.Exit(1)
+
+
+def _nothing_kept(counts: dict[str, int], out: Path) -> tuple[str | None, bool]:
+    """(why a data stage that finished kept no row, whether that is a failure); (None, False) when
+    it kept some, or is not a data stage.
+
+    Inputs of which not one row could be read are a failure (exit 1), even though every step
+    worked; the manifest and rejects are kept, so the reasons can be read and a rerun is still
+    skipped. When rows were read but all were turned down by a verdict (QA, filters, the judge), the
+    run did its job: a warning says so loudly and the exit code stays 0."""
+    from hala.data.formats import BAD_KINDS
+
+    kept = counts.get("rows_out", counts.get("kept"))
+    if kept is None or kept > 0:
+        return None, False
+    rejected = counts.get("rejected", 0)
+    if rejected:
+        kinds = {k.removeprefix("rejected_"): v for k, v in counts.items() if k.startswith("rejected_")}
+        shown = ", ".join(f"{k}={v}" for k, v in kinds.items())
+        unreadable = all(k in BAD_KINDS for k in kinds)
+        return f"no row was kept: all {rejected} were rejected ({shown}); the reasons are in {out / 'rejected'}", unreadable
+    if counts.get("units", 1) == 0:  # a shard that got no unit of a larger run: nothing to do is right
+        return None, False
+    return "no row was kept: the inputs hold no records (only blank lines?)", True
+
+
+def _remove_if_unused(folder: Path) -> None:
+    """Remove an output folder this command created, when the failure left nothing in it but the
+    run stamp and empty folders (a --strict stop at the first row, a refused input): never user data."""
+    from hala.data.manifest import RUN_STAMP
+
+    if not folder.is_dir():
+        return
+    entries = sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True)
+    if any(p.is_file() and p != folder / RUN_STAMP for p in entries):
+        return
+    for path in entries:
+        path.unlink() if path.is_file() else path.rmdir()
+    folder.rmdir()
 
 
 @data_app.command("convert")
@@ -385,7 +433,7 @@ def run_command(
 
     try:
         cfg = load_config(Recipe, recipe, list(overrides or []), {"out": out})
-        steps = plan(cfg, str(recipe), start, until)
+        steps = plan(cfg, str(recipe), start, until, overrides=list(overrides or []))
     except (ConfigError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -8,8 +8,9 @@ command line as `section.key=value`, where the value is parsed as YAML (`transla
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -73,28 +74,93 @@ def _deep_copy(data: Any) -> Any:
     return data
 
 
-def describe_errors(exc: ValidationError, origin: str) -> str:
-    """One line per problem: `origin: key.path: what was wrong (got value)`."""
-    lines = []
+def _config_class(annotation: Any) -> type[BaseModel] | None:
+    """The config class inside an annotation (`X`, `X | None`, `list[X]`, `dict[str, X]`), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _config_class(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _section(model: type[BaseModel], loc: tuple) -> tuple[str, type[BaseModel] | None]:
+    """(dotted path, config class) of the section that holds the key at `loc`."""
+    current: type[BaseModel] | None = model
+    path = []
+    for part in loc[:-1]:
+        if current is not None and isinstance(part, str) and part in current.model_fields:
+            path.append(part)
+            current = _config_class(current.model_fields[part].annotation)
+        elif isinstance(part, int):
+            path[-1:] = [f"{path[-1]}[{part}]"] if path else [f"[{part}]"]
+        # else: a dict key or a pydantic union branch; the section stays where it is
+    return ".".join(path), current
+
+
+def _blame(dotted: str, overrides: list[str], origin: str) -> str:
+    """The command-line override that set `dotted` (or a section above or below it), else `origin`."""
+    for text in reversed(overrides):  # the last override of a key wins, so it is the one to blame
+        key = text.partition("=")[0].strip()
+        if dotted == key or dotted.startswith(key + ".") or key.startswith(dotted + "."):
+            return f"command-line override {text!r}"
+    return origin
+
+
+def describe_errors(
+    exc: ValidationError, origin: str, model: type[BaseModel] | None = None, overrides: list[str] = (), prefix: str = ""
+) -> str:
+    """One line per problem: `where: key.path: what was wrong (got value)`, where is the file, or
+    the command-line override that set the key; then the valid keys of each section with an unknown key."""
+    lines, hints = [], {}
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         if err["type"] == "extra_forbidden":
             problem = "unknown key"
+            if model is not None:
+                section, found = _section(model, err["loc"])
+                if found is not None:
+                    dotted = (prefix + section).rstrip(".")
+                    where = f"under {dotted}" if dotted else "at the top level"
+                    hints[where] = f"valid keys {where}: {', '.join(found.model_fields)}"
         else:
-            problem = err["msg"]
+            problem = err["msg"].removeprefix("Value error, ")
         got = err.get("input")
         shown = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {got!r})"
-        lines.append(f"{origin}: {key}: {problem}{shown}")
-    return "\n".join(lines)
+        lines.append(f"{_blame(prefix + key, list(overrides), origin)}: {prefix}{key}: {problem}{shown}")
+    return "\n".join(lines + [f"  ({hint})" for hint in hints.values()])
 
 
-def validate(model: type[T], data: dict, origin: str = "<config>") -> T:
-    """Validate `data` as `model`, turning pydantic's error into a ConfigError that names keys."""
+def validate(
+    model: type[T], data: dict, origin: str = "<config>", overrides: list[str] = (), prefix: str = ""
+) -> T:
+    """Validate `data` as `model`, turning pydantic's error into a ConfigError that names keys.
+
+    `overrides` are the `KEY=VALUE` texts applied to `data` (a key they set is blamed on them, not
+    on `origin`); `prefix` is where `data` sits in a larger config (`translate.` for a recipe's stage)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        hint = f"valid keys at the top level: {', '.join(model.model_fields)}"
-        raise ConfigError(describe_errors(exc, origin) + f"\n  ({hint})") from None
+        raise ConfigError(describe_errors(exc, origin, model, overrides, prefix)) from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; a recipe with `t: 0.5` twice would run with one of
+    them silently. This loader refuses a key given twice in one mapping, with both lines."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # SafeLoader's own error names it below
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -105,7 +171,7 @@ def read_yaml(path: str | Path) -> dict:
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such recipe file") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -127,7 +193,4 @@ def load_config(
         if value is not None:
             set_dotted(data, key, value)
     data = apply_overrides(data, list(overrides))
-    origin = str(path) if path else "<command line>"
-    if overrides and path:
-        origin = f"{path} (with overrides)"
-    return validate(model, data, origin)
+    return validate(model, data, str(path) if path else "<command line>", list(overrides))

@@ -10,7 +10,8 @@ and parallel data into `ParallelPair`:
 
 - `pairs`: `{"en": ..., "ar": ...}`, opus-100's `{"translation": {"en", "ar"}}`, or a TSV row.
 
-A row that does not fit raises `BadRecord` with a `kind` (counted in run summaries) and a reason
+A row whose id names another record already read (other content) is a `duplicate_id` (see
+`readers`). A row that does not fit raises `BadRecord` with a `kind` (counted in run summaries) and a reason
 that names the offending field, so the reader can report `file:line: reason`.
 """
 
@@ -38,6 +39,7 @@ BAD_KINDS = (
     "wrong_type",
     "empty_messages",
     "unknown_role",
+    "duplicate_id",
 )
 
 def from_validation_error(exc) -> BadRecord:

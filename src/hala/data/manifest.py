@@ -69,8 +69,10 @@ class FileEntry(BaseModel):
 
 
 def fingerprint(config: dict, inputs: list[FileEntry]) -> str:
+    """What the outputs depend on. Not where they are: `out` is left out, so a finished folder that
+    was copied or renamed is still the same run (its outputs are found relative to it)."""
     payload = {
-        "config": config,
+        "config": {k: v for k, v in config.items() if k != "out"},
         "inputs": sorted((i.path, i.sha256) for i in inputs),
         "hala": __version__,
     }
@@ -126,7 +128,8 @@ def claim_output(folder: str | Path, config: dict, inputs: list[FileEntry]) -> s
     if stamp.exists() and holds_units:
         previous = json.loads(stamp.read_text(encoding="utf-8"))
         if previous["fingerprint"] != current:
-            changed = sorted(k for k in set(config) | set(previous["config"]) if config.get(k) != previous["config"].get(k))
+            keys = (set(config) | set(previous["config"])) - {"out"}
+            changed = sorted(k for k in keys if config.get(k) != previous["config"].get(k))
             what = f"settings {', '.join(changed)}" if changed else "inputs"
             raise OutputInUseError(
                 f"{folder} holds a run with different {what}; "
@@ -143,7 +146,19 @@ def is_current(folder: str | Path, config: dict, inputs: list[FileEntry], name: 
     manifest = Manifest.read(folder, name)
     if manifest is None or manifest.fingerprint != fingerprint(config, inputs):
         return False
-    return all(Path(o.path).is_file() and Path(o.path).stat().st_size == o.bytes for o in manifest.outputs)
+    paths = [located(folder, o.path, manifest.config.get("out")) for o in manifest.outputs]
+    return all(p.is_file() and p.stat().st_size == o.bytes for p, o in zip(paths, manifest.outputs))
+
+
+def located(folder: str | Path, recorded: str, recorded_out: str | None) -> Path:
+    """Where an output recorded as `recorded` (under the run's `out` then) is now: under `folder`,
+    wherever the folder was copied or moved since."""
+    if recorded_out:
+        try:
+            return Path(folder) / Path(recorded).relative_to(recorded_out)
+        except ValueError:
+            pass
+    return Path(recorded)
 
 
 class Timer:

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,9 +20,10 @@ from typing import Any, Iterator
 from pydantic import ValidationError
 
 from hala.data.formats import CONVERSATION_FORMATS, BadRecord, detect_format, from_validation_error, get_format, to_pair
-from hala.data.records import Conversation, ParallelPair
+from hala.data.records import Conversation, ParallelPair, content_id
 from hala.data.rejects import RejectLog
 
+log = logging.getLogger("hala.data")
 HUB_PREFIX = "hf://"
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".tsv")
 
@@ -79,7 +81,7 @@ def _rows_tsv(path: Path, start: int, stop: int | None, columns: tuple[str, str]
                 text = raw_bytes.decode("utf-8", errors="backslashreplace").rstrip("\n")
                 yield Row(str(path), line_no, text, None, BadRecord("non_utf8", f"not valid UTF-8 ({exc.reason} at byte {exc.start})"))
                 continue
-            if not raw.strip():
+            if not raw.strip() and "\t" not in raw:  # a blank line; a lone tab is a row with two empty sides
                 continue
             fields = next(csv.reader(io.StringIO(raw), delimiter="\t", quoting=csv.QUOTE_NONE))
             if line_no == 1 and tuple(fields) == columns:
@@ -224,15 +226,26 @@ class Unit:
         return f"{Path(self.file).stem}-{digest}-{self.start:09d}-{self.stop:09d}"
 
 
+class EmptyInputError(ValueError):
+    """Not one row in any input: almost always a wrong path or an unfinished export, so not a success."""
+
+
 def plan_units(inputs: list[str], rows_per_unit: int, split: str = "train") -> list[Unit]:
-    """Split every input into units of at most `rows_per_unit` rows, in a stable order."""
+    """Split every input into units of at most `rows_per_unit` rows, in a stable order.
+
+    An empty input is named in a warning; when every input is empty nothing can be done and the
+    stage stops here, before it writes anything."""
     if rows_per_unit < 1:
         raise ValueError("rows_per_unit must be at least 1")
     units = []
     for file in inputs:
         total = count_rows(file, split)
+        if total == 0:
+            log.warning("%s: empty input (no rows)", file)
         for start in range(0, total, rows_per_unit):
             units.append(Unit(file, start, min(start + rows_per_unit, total)))
+    if inputs and not units:
+        raise EmptyInputError(f"no rows in the inputs ({', '.join(inputs[:5])}): nothing to do; check the paths")
     return units
 
 
@@ -266,6 +279,22 @@ def sniff_format(path: str | Path, split: str = "train", probe_rows: int = 100) 
     return "messages"
 
 
+class _IdCheck:
+    """Ids name one record: a second row with a seen id but other content is rejected as
+    `duplicate_id`, naming the first one's line (the first in input order wins). Checked within
+    one read (a unit of work), so a resumed run rejects exactly what an uninterrupted one does."""
+
+    def __init__(self):
+        self.seen: dict[str, tuple[int, str]] = {}  # id -> (line, content hash)
+
+    def clash(self, record_id: str, content: Any, line: int) -> str | None:
+        key = content_id(content)
+        first = self.seen.setdefault(record_id, (line, key))
+        if first[1] == key:
+            return None  # the first copy, or the same record again
+        return f"id {record_id!r} is already used by line {first[0]} for other content; give each record its own id"
+
+
 def read_conversations(path: str | Path, **kwargs) -> Iterator[Conversation]:
     """Stream conversations from one input; bad rows go to `rejects` (a fresh log if None)."""
     for _, conv in read_conversations_at(path, **kwargs):
@@ -288,6 +317,7 @@ def read_conversations_at(
     dataset's own column names onto hala's (e.g. OpenOrca's question -> instruction)."""
     get_format(fmt)
     rejects = rejects if rejects is not None else RejectLog()
+    ids = _IdCheck()
     label = source if source is not None else Path(str(path)).name
     for row in iter_rows(path, start=start, stop=stop, split=split):
         if row.error is not None:
@@ -298,7 +328,11 @@ def read_conversations_at(
             row_fmt = detect_format(data) if fmt == "auto" else fmt
             if row_fmt not in CONVERSATION_FORMATS:
                 raise BadRecord("wrong_schema", f"row is {row_fmt!r} data, not a conversation")
-            yield row.line, CONVERSATION_FORMATS[row_fmt](data, source=label, lang=lang)
+            conv = CONVERSATION_FORMATS[row_fmt](data, source=label, lang=lang)
+            clash = ids.clash(conv.id, [m.model_dump() for m in conv.messages], row.line)
+            if clash:
+                raise BadRecord("duplicate_id", clash)
+            yield row.line, conv
         except ValidationError as exc:
             bad = from_validation_error(exc)
             rejects.add(row.file, row.line, bad.kind, bad.reason, row.raw)
@@ -327,12 +361,17 @@ def read_pairs_at(
     rejects = rejects if rejects is not None else RejectLog()
     label = source if source is not None else Path(str(path)).name
     rows = iter_rows(path, start=start, stop=stop, split=split, tsv_columns=(src_lang, tgt_lang))
+    ids = _IdCheck()
     for row in rows:
         if row.error is not None:
             rejects.add(row.file, row.line, row.error.kind, row.error.reason, row.raw)
             continue
         try:
-            yield row.line, to_pair(row.data, source=label, src_lang=src_lang, tgt_lang=tgt_lang)
+            pair = to_pair(row.data, source=label, src_lang=src_lang, tgt_lang=tgt_lang)
+            clash = ids.clash(pair.id, [pair.src, pair.tgt], row.line)
+            if clash:
+                raise BadRecord("duplicate_id", clash)
+            yield row.line, pair
         except ValidationError as exc:
             bad = from_validation_error(exc)
             rejects.add(row.file, row.line, bad.kind, bad.reason, row.raw)

@@ -3,6 +3,14 @@
 Every row that can't become a record is reported as `file:line: reason`, its raw text is kept
 under `rejected/` with the reason, and the run summary counts each kind. With `strict`, the first
 bad row stops the run with the same message.
+
+Two outcomes are not a success even though no step failed, and the `hala` commands exit 1 for
+them: inputs that hold no row at all (stopped before anything is written: a wrong path, an
+unfinished export), and inputs of which not one row could be read (every row a reject of
+`BAD_KINDS`; the manifest and `rejected/` are kept so the reasons can be read). Rows all turned
+down by a verdict (QA, filters, the judge) end with a loud warning and exit 0: that run did its job. A row whose id is already used by an earlier row
+of the same unit of work with other content is rejected as `duplicate_id` (the first wins; the
+same record twice is not a clash), naming that row's line.
 """
 
 from __future__ import annotations

@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from hala.config import ConfigError, StrictModel, apply_overrides, read_yaml, set_dotted, validate
-from hala.merge.params import MergeSlice, TSetting
+from hala.merge.params import MergeSlice, TSetting, check_t
 
 MERGEKIT_KEYS = ("merge_method", "base_model", "models", "slices", "parameters", "dtype")
 DTYPES = ("bfloat16", "float16", "float32")
@@ -51,6 +51,8 @@ class MergeConfig(StrictModel):
     )
     max_shard_size: int | str = "5GB"
     check: CheckConfig = Field(default_factory=CheckConfig)
+
+    _t_range = field_validator("t")(check_t)
 
 
 def _model_ref(value: Any, where: str) -> str:

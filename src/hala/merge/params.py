@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from hala.config import StrictModel
 
@@ -22,11 +22,23 @@ Scalar = float
 Gradient = list[float]
 
 
+def check_t(value):
+    """t runs from the base (0) to the model (1). SLERP outside [0, 1] extrapolates, which no merge
+    recipe means and which a typo (t=5 for 0.5) would give silently, so it is refused."""
+    numbers = [value] if isinstance(value, (int, float)) else value if isinstance(value, list) else []
+    for v in numbers:
+        if isinstance(v, (int, float)) and not 0 <= v <= 1:
+            raise ValueError("t must be between 0 (the base) and 1 (the model)")
+    return value
+
+
 class FilteredT(StrictModel):
     """`{filter: self_attn, value: [0, 0.5, 1]}`: the value for tensors whose name holds `filter`."""
 
     filter: str | None = Field(None, description="substring of the tensor name; absent or '*' matches every tensor")
     value: Scalar | Gradient
+
+    _t_range = field_validator("value")(check_t)
 
 
 TSetting = Scalar | Gradient | FilteredT | list[FilteredT]
@@ -37,6 +49,8 @@ class MergeSlice(StrictModel):
 
     layer_range: tuple[int, int]
     t: TSetting | None = None
+
+    _t_range = field_validator("t")(check_t)
 
 
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)\.")

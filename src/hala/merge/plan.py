@@ -9,7 +9,9 @@ another architecture, still "works" and produces a broken model (mergekit #169, 
 - a different vocabulary: a different `vocab_size`, embedding/LM-head rows, or token ids that map
   to other strings in the two tokenizers. `vocab_policy=truncate` keeps the rows both share
   (mergekit's unsafe truncation) when the shared ids mean the same tokens;
-- a tensor for which no t is given.
+- a tensor for which no t is given;
+- tensors that are not what the output's config.json describes (`quantize.structure`: missing or
+  extra tensors, shapes, dtypes), which holds even when the generation check is switched off.
 
 Non-finite weights need the data; the first streaming pass refuses them, still before writing.
 """
@@ -27,7 +29,8 @@ import torch
 from hala.merge.config import MergeConfig
 from hala.merge.params import check_slices, default_slices, layer_index, resolve_t
 from hala.merge.slerp import compute_dtype
-from hala.quantize.checkpoint import TensorRef, tensor_refs, weight_files
+from hala.quantize.checkpoint import DTYPE_NAMES, TensorRef, tensor_refs, weight_files
+from hala.quantize.structure import check_structure
 
 log = logging.getLogger("hala.merge")
 _QUANTIZED_NAMES = ("_scale", "weight_packed", "qweight", "qzeros", "weight_zero_point")
@@ -182,6 +185,9 @@ def plan_merge(cfg: MergeConfig) -> MergePlan:
         config.pop("torch_dtype", None)
     if rows is not None:
         config["vocab_size"] = rows
+    # what will be written must be what the written config.json describes (a lying base config, ...)
+    written = [TensorRef(p.name, DTYPE_NAMES[p.dtype], p.shape, p.base.file) for p in plans]
+    check_structure(written, config, base_dir / "config.json")
     return MergePlan(plans, config, num_layers, rows)
 
 

@@ -7,7 +7,9 @@ interrupted run leaves nothing half-written; the manifest is the last file in it
 with the same settings and inputs is skipped (input hashes cost one read of the checkpoint).
 
 Refused, each with what to do: pickle weights (unless `allow_pickle`), an already-quantized
-checkpoint, an architecture we can't read without `linear_patterns`, NaN/Inf weights (named).
+checkpoint, an architecture we can't read without `linear_patterns`, weights that are not what
+config.json describes (`structure`: missing or extra tensors, shapes, dtypes; checked from the
+headers, so even with verification off), NaN/Inf weights (named).
 
 Verification loads the source and the result, one at a time, in each engine of `verify.engines`;
 if either fails to load or gives NaN the run fails and keeps nothing. For the 111B teacher on a GPU
@@ -42,6 +44,7 @@ from hala.quantize.compressed_tensors_format import write_quantization_config
 from hala.quantize.report import write_report
 from hala.quantize.shards import parse_size
 from hala.quantize.stream import quantize_checkpoint
+from hala.quantize.structure import check_structure
 from hala.quantize.verify import VerifyConfig, verify
 
 log = logging.getLogger("hala.quantize")
@@ -95,13 +98,6 @@ def quantize(cfg: QuantizeConfig) -> Manifest:
     files = weight_files(source, cfg.allow_pickle)
     model_config = read_model_config(source)
     config = cfg.model_dump()
-    inputs = [FileEntry.of(f) for f in [source / "config.json", *files, *_copied_files(source)]]
-    if is_current(out, config, inputs):
-        log.info("%s is up to date; nothing to do", out)
-        return Manifest.read(out)
-    if out.exists() and any(out.iterdir()):
-        raise OutputInUseError(f"{out} already holds other files; choose another output folder, or delete this one")
-
     refs = tensor_refs(files)
     already = [r.name for r in refs if r.dtype.startswith("F8") or r.name.endswith(_QUANTIZED_NAMES)]
     if already:
@@ -115,6 +111,13 @@ def quantize(cfg: QuantizeConfig) -> Manifest:
     ignored = ignored_modules(linear, cfg.ignore, [r.name for r in refs])
     to_quantize = {n for n in linear if module_of(n) not in set(ignored)}
     ignore = sorted({HEAD, *ignored, *(module_of(n) for n in unmatched)})
+    check_structure(refs, model_config, source / "config.json")  # O(header), before hashing or writing anything
+    inputs = [FileEntry.of(f) for f in [source / "config.json", *files, *_copied_files(source)]]
+    if is_current(out, config, inputs):
+        log.info("%s is up to date; nothing to do", out)
+        return Manifest.read(out)
+    if out.exists() and any(out.iterdir()):
+        raise OutputInUseError(f"{out} already holds other files; choose another output folder, or delete this one")
 
     with atomic_folder(out) as tmp:
         timings: dict[str, float] = {}

@@ -13,10 +13,11 @@ Data references: a path, `hf://NAME`, or `bundled:FILE` for hala's bundled sampl
 
 from __future__ import annotations
 
+import shlex
 from importlib import resources
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from hala.config import StrictModel
 
@@ -61,6 +62,25 @@ class Recipe(StrictModel):
     merge: dict = Field(default_factory=dict)
     bench: dict = Field(default_factory=dict)
     report: dict = Field(default_factory=dict)
+
+    @field_validator("launchers")
+    @classmethod
+    def _known_stages_and_commands(cls, launchers: dict[str, str]) -> dict[str, str]:
+        """A launcher for a stage that does not exist, or one that is not a command, would be ignored
+        or fail only when its stage starts (maybe hours in): refuse it here."""
+        from hala.run.stages import STAGES
+
+        names = [s.name for s in STAGES]
+        for stage, prefix in launchers.items():
+            if stage not in names:
+                raise ValueError(f"{stage!r} is not a stage; stages: {', '.join(names)}")
+            try:
+                words = shlex.split(prefix)
+            except ValueError as exc:
+                raise ValueError(f"{stage}: {prefix!r} is not a command line ({exc})") from None
+            if not words:
+                raise ValueError(f"{stage}: empty; give a command prefix, e.g. 'accelerate launch'")
+        return launchers
 
 
 def data_path(ref: str) -> str:

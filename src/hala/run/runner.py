@@ -109,7 +109,8 @@ def check_references(recipe: Recipe, origin: str) -> None:
 
 
 def plan(
-    recipe: Recipe, origin: str, start: str | None = None, until: str | None = None, check_refs: bool = True
+    recipe: Recipe, origin: str, start: str | None = None, until: str | None = None, check_refs: bool = True,
+    overrides: list[str] = (),
 ) -> list[Step]:
     """Validate every stage config up front, then decide what runs and why."""
     if check_refs:
@@ -123,10 +124,8 @@ def plan(
     forced = False
     for stage in STAGES:
         data = stage_config(stage, recipe, run)
-        try:
-            config = validate(stage.load("config"), data, f"{origin}: {stage.name}").model_dump(mode="json")
-        except ConfigError as exc:
-            raise ConfigError(str(exc).replace(f"{origin}: {stage.name}: ", f"{origin}: {stage.name}.")) from None
+        model = validate(stage.load("config"), data, origin, overrides, prefix=f"{stage.name}.")
+        config = model.model_dump(mode="json")
         fp = fingerprint(config, [steps[u].fingerprint for u in stage.upstream], run)
         state = status(run, stage.name)
         forced = forced or stage.name == start
