@@ -3,7 +3,8 @@
 Shards write their units into the same output folder and each leaves its own manifest. Merging
 checks that every shard of the run finished with the same settings and inputs, then streams the
 unit files in plan order (input by input, row range by row range: the order of the source data)
-into consolidated shards, with one manifest that sums the counts.
+into consolidated shards, with one manifest that sums the counts. It also folds the segment
+cache's per-writer files (one per shard process, see `hala.engines.cache`) into one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from hala.data.manifest import FileEntry, Manifest
 from hala.data.readers import iter_rows, plan_units
 from hala.data.units import unit_paths
 from hala.data.writers import ShardedWriter
+from hala.engines.cache import fold
 
 SHARD_MANIFEST_RE = re.compile(r"^manifest(?:\.shard-(\d+)-of-(\d+))?\.json$")
 
@@ -81,6 +83,7 @@ def merge_shards(out: str | Path, dest: str | Path | None = None, rows_per_file:
         counts=dict(counts),
     )
     manifest.write(dest)
+    fold(config.get("cache_path") or out / "cache" / "segments.sqlite")
     return manifest
 
 
