@@ -95,9 +95,9 @@ def _translate_cli(tmp_path: Path, out: Path, *settings: str) -> subprocess.Comp
     data = tmp_path / "in.jsonl"
     rows = [{"id": f"c{i}", "messages": [{"role": "user", "content": f"Question {i}?"}]} for i in range(6)]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cmd = [sys.executable, "-m", "hala.cli", "translate", "-i", str(data), "-o", str(out), "--engine", "fake", "-m", "m",
-           "rows_per_unit=3", "progress=false", *settings]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    cmd = [sys.executable, "-m", "hala.cli", "translate", "-i", str(data), "-o", str(out), "--engine", "fake",
+           "-m", "m", "rows_per_unit=3", "progress=false", *settings]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True)
 
 
 def test_cli_a_garbage_cache_file_is_named_and_the_run_goes_on(tmp_path):
@@ -109,6 +109,7 @@ def test_cli_a_garbage_cache_file_is_named_and_the_run_goes_on(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert str(garbage) in result.stderr and "delete it" in result.stderr
+    assert result.stderr.count(str(garbage)) == 1  # once, not once per batch
     assert json.loads((out / "manifest.json").read_text())["counts"]["rows_out"] == 6
 
 
@@ -168,3 +169,33 @@ def test_fold_never_removes_a_running_writers_file(tmp_path, finish):
     assert fold(path) == 2 and len(members(path)) == 1  # closed, or dead on this machine: folded now
     cache = SegmentCache(path)
     assert set(cache.get_many(["early", "late", "done-1", "done-2"])) == {"early", "late", "done-1", "done-2"}
+
+
+def test_files_of_many_runs_are_folded_when_a_writer_closes(tmp_path):
+    from hala.engines.cache import FOLD_AT
+
+    path = tmp_path / "segments.sqlite"
+    for run in range(FOLD_AT + 1):  # one file per run (or resume after a kill), until a close folds them
+        cache = SegmentCache(path)
+        cache.put_many({f"run-{run}": _entry(f"run-{run}")})
+        cache.close()
+    assert len(members(path)) == 1
+    every = {f"run-{r}": _entry(f"run-{r}") for r in range(FOLD_AT + 1)}
+    assert SegmentCache(path).get_many(list(every)) == every
+
+
+def test_local_workers_write_their_own_files_and_the_merge_folds_them(tmp_path):
+    from hala.engines import EngineConfig
+    from hala.translate.config import TranslateConfig
+    from hala.translate.pipeline import translate
+
+    data = tmp_path / "in.jsonl"
+    rows = [{"id": f"c{i}", "messages": [{"role": "user", "content": f"Question {i}?"}]} for i in range(12)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = dict(inputs=[str(data)], engine=EngineConfig(kind="fake", model="m"), rows_per_unit=3, progress=False)
+    out = tmp_path / "local"
+    manifest = translate(TranslateConfig(**base, out=str(out), executor="local", workers=3))
+    cache = out / "cache" / "segments.sqlite"
+    assert manifest.counts["num_shards"] == 3 and len(members(cache)) == 1
+    again = translate(TranslateConfig(**base, out=str(tmp_path / "again"), cache_path=str(cache)))
+    assert again.counts.get("engine_segments", 0) == 0 and again.counts["rows_out"] == 12

@@ -19,8 +19,9 @@ or on a network file system (where SQLite's WAL mode does not work and locking i
   removes a member, once the member's writer has closed it (or provably died on this machine) and
   its entries are safely in a merged file.
 - A problem with the file this process writes is an error (`CacheError`) naming the file.
-- `fold` (run by `hala translate --merge-shards` and the local and ray executors) copies the
-  finished members into one new member and removes them, so the cache stays one file per run.
+- `fold` (run by `hala translate --merge-shards` and the local and ray executors, and by a writer
+  closing a cache of more than `FOLD_AT` files) copies the finished members into one new member
+  and removes them, so files do not pile up over runs and resumes.
 - A single-file cache from an older hala (`cache_path` itself) is read as one more member and
   folded like the others.
 """
@@ -54,6 +55,7 @@ CREATE TABLE IF NOT EXISTS writer (machine TEXT NOT NULL, pid INTEGER NOT NULL, 
 COLUMNS = "key, text, finish_reason, prompt_tokens, completion_tokens"
 READ_TIMEOUT_S = 10.0  # waiting longer for another writer's lock than this is slower than a miss
 WRITE_TIMEOUT_S = 120.0  # readers hold their shared lock only for one query
+FOLD_AT = 16  # members; past this a closing writer folds them, so single runs and resumes don't pile up files
 ADVICE = "it is only a cache: delete it and rerun (its entries will be requested again)"
 _serial = itertools.count()
 
@@ -84,15 +86,19 @@ def machine_id() -> str:
         return f"{socket.gethostname()}:unknown:{os.getpid()}"
 
 
+def _stem_suffix(path: Path) -> tuple[str, str]:
+    return (path.stem, path.suffix) if path.suffix else (path.name, ".sqlite")
+
+
 def _member_re(path: Path) -> re.Pattern:
-    suffix = path.suffix or ".sqlite"
-    return re.compile(rf"^{re.escape(path.stem if path.suffix else path.name)}\.[A-Za-z0-9_-]+\.\d+\.\d+{re.escape(suffix)}$")
+    stem, suffix = _stem_suffix(path)
+    return re.compile(rf"^{re.escape(stem)}\.[A-Za-z0-9_-]+\.\d+\.\d+{re.escape(suffix)}$")
 
 
 def new_member(path: Path) -> Path:
     """A member name no other process uses: this host, this pid, a counter within the process."""
     host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
-    stem, suffix = (path.stem, path.suffix) if path.suffix else (path.name, ".sqlite")
+    stem, suffix = _stem_suffix(path)
     return path.with_name(f"{stem}.{host}.{os.getpid()}.{next(_serial)}{suffix}")
 
 
@@ -110,7 +116,11 @@ def _read_only(path: Path, timeout: float = READ_TIMEOUT_S) -> sqlite3.Connectio
     return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=timeout)
 
 
-def _warn_unreadable(path: Path, exc: Exception) -> None:
+def _warn_unreadable(path: Path, exc: Exception, seen: set | None = None) -> None:
+    if seen is not None:  # once per file and error: a lookup per batch would repeat it all run long
+        if (path, str(exc)) in seen:
+            return
+        seen.add((path, str(exc)))
     log.warning("%s: cannot read this cache file (%s: %s); its entries count as misses. "
                 "If no run is writing it and this repeats, %s", path, type(exc).__name__, exc, ADVICE)  # fmt: skip
 
@@ -132,13 +142,16 @@ class SegmentCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise CacheError(f"{self.path.parent}: cannot create the cache folder ({exc}); set cache_path to a writable place") from None
+            message = f"{self.path.parent}: cannot create the cache folder ({exc}); set cache_path to a writable place"
+            raise CacheError(message) from None
         self.own_path = new_member(self.path)
         self.db: sqlite3.Connection | None = None  # made on the first write, so a fully cached run leaves no file
         self.others: dict[Path, sqlite3.Connection] = {}
+        self.warned: set = set()
 
     def _fail(self, exc: Exception) -> CacheError:
-        return CacheError(f"{self.own_path}: the request cache this run writes is unusable ({type(exc).__name__}: {exc}); {ADVICE}")
+        problem = f"{type(exc).__name__}: {exc}"
+        return CacheError(f"{self.own_path}: the request cache this run writes is unusable ({problem}); {ADVICE}")
 
     def _own(self) -> sqlite3.Connection:
         if self.db is None:
@@ -165,7 +178,7 @@ class SegmentCache:
                     self.others[path] = _read_only(path)
                 except sqlite3.Error as exc:
                     if path.exists():
-                        _warn_unreadable(path, exc)
+                        _warn_unreadable(path, exc, self.warned)
 
     def get_many(self, keys: list[str], chunk: int = 500) -> dict[str, Cached]:
         found: dict[str, Cached] = {}
@@ -184,7 +197,7 @@ class SegmentCache:
             except sqlite3.Error as exc:  # dropped, so the next lookup opens it afresh
                 self.others.pop(path).close()
                 if path.exists():
-                    _warn_unreadable(path, exc)
+                    _warn_unreadable(path, exc, self.warned)
         return found
 
     def put_many(self, entries: dict[str, Cached]) -> None:
@@ -203,19 +216,25 @@ class SegmentCache:
         return count_entries(self.path)
 
     def close(self) -> None:
-        """Mark the own member finished (so `fold` may take it), then close every file."""
-        if self.db is not None:
-            try:
-                with self.db:
-                    self.db.execute("UPDATE writer SET closed = ?", (time.time(),))
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from None
-            finally:
-                self.db.close()
-                self.db = None
+        """Mark the own member finished (so `fold` may take it), close every file, fold if many."""
         for db in self.others.values():
             db.close()
         self.others.clear()
+        if self.db is None:
+            return
+        try:
+            with self.db:
+                self.db.execute("UPDATE writer SET closed = ?", (time.time(),))
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        finally:
+            self.db.close()
+            self.db = None
+        if len(members(self.path)) > FOLD_AT:
+            try:
+                fold(self.path)
+            except (sqlite3.Error, OSError) as exc:  # only housekeeping: every entry is still in its file
+                log.warning("%s: could not fold the cache's files (%s); they stay as they are", self.path, exc)
 
 
 def _union(db: sqlite3.Connection, sources: list[Path]) -> list[Path]:
