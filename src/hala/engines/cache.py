@@ -233,8 +233,8 @@ class SegmentCache:
         if len(members(self.path)) > FOLD_AT:
             try:
                 fold(self.path)
-            except (sqlite3.Error, OSError) as exc:  # only housekeeping: every entry is still in its file
-                log.warning("%s: could not fold the cache's files (%s); they stay as they are", self.path, exc)
+            except CacheError as exc:  # only housekeeping: every entry is still in its file
+                log.warning("%s", exc)
 
 
 def _union(db: sqlite3.Connection, sources: list[Path]) -> list[Path]:
@@ -309,17 +309,22 @@ def fold(path: str | Path) -> int:
         return 0
     target = new_member(path)
     tmp = target.with_name(f".{target.name}.tmp")
-    db = sqlite3.connect(tmp.absolute().as_uri(), uri=True)  # uri: so ATTACH reads the sources read-only
     try:
-        db.executescript(SCHEMA)
-        now = time.time()
-        db.execute("INSERT INTO writer VALUES (?, ?, ?, ?)", (here, os.getpid(), now, now))
-        db.commit()
-        copied = _union(db, sources)
-    finally:
-        db.close()
-    os.replace(tmp, target)
-    _fsync_dir(path.parent)
+        db = sqlite3.connect(tmp.absolute().as_uri(), uri=True)  # uri: so ATTACH reads the sources read-only
+        try:
+            db.executescript(SCHEMA)
+            now = time.time()
+            db.execute("INSERT INTO writer VALUES (?, ?, ?, ?)", (here, os.getpid(), now, now))
+            db.commit()
+            copied = _union(db, sources)
+        finally:
+            db.close()
+        os.replace(tmp, target)
+        _fsync_dir(path.parent)
+    except (sqlite3.Error, OSError) as exc:  # nothing was removed: the cache is as it was
+        tmp.unlink(missing_ok=True)
+        message = f"{path}: could not fold the cache's files into {target.name} ({exc}); they stay as they are"
+        raise CacheError(message) from None
     for source in copied:  # an older hala's file may have WAL companions
         for name in (source.name, *(source.name + end for end in ("-journal", "-wal", "-shm"))):
             source.with_name(name).unlink(missing_ok=True)
