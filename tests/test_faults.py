@@ -171,6 +171,30 @@ def test_fold_never_removes_a_running_writers_file(tmp_path, finish):
     assert set(cache.get_many(["early", "late", "done-1", "done-2"])) == {"early", "late", "done-1", "done-2"}
 
 
+def _killed_mid_commit(path: str) -> None:
+    cache = SegmentCache(path)
+    cache.put_many({"committed": _entry("committed")})
+    cache.db.execute("PRAGMA cache_size = 5")  # spill the open transaction into the file: a hot journal
+    cache.db.execute("BEGIN")
+    cache.db.executemany("INSERT INTO segments VALUES (?, 'x', 'stop', 1, 1)", [(f"k{i}",) for i in range(20_000)])
+    os._exit(0)
+
+
+def test_a_writer_killed_mid_commit_keeps_its_committed_entries(tmp_path, caplog):
+    path = tmp_path / "segments.sqlite"
+    writer = multiprocessing.get_context("fork").Process(target=_killed_mid_commit, args=(str(path),))
+    writer.start()
+    writer.join()
+    (member,) = members(path)
+    assert member.with_name(member.name + "-journal").exists()
+    with caplog.at_level(logging.WARNING, logger="hala.engines"):
+        cache = SegmentCache(path)
+        assert cache.get_many(["committed", "k1"]) == {"committed": _entry("committed")}
+        cache.close()
+    assert caplog.text == ""
+    assert fold(path) == 0 and members(path) == [member]  # one finished file: nothing to fold
+
+
 def test_files_of_many_runs_are_folded_when_a_writer_closes(tmp_path):
     from hala.engines.cache import FOLD_AT
 

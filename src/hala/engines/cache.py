@@ -10,14 +10,17 @@ workers and Slurm tasks on several nodes may all point at one `cache_path` at on
 or on a network file system (where SQLite's WAL mode does not work and locking is unreliable):
 
 - `cache_path` (e.g. `cache/segments.sqlite`) names the cache. Each process that writes makes its
-  own member file beside it, `segments.<host>.<pid>.<n>.sqlite` (see `members`), on its first
-  write, with a plain rollback journal: it is the only process that ever writes it.
+  own member file beside it, `segments.<host>.<pid>.<n>.sqlite`, on its first write, with a plain
+  rollback journal: it is the only process that ever writes it (`hala.engines.cache_files` names
+  the members and folds them).
 - A lookup reads the writer's own file first, then every other member read-only (re-listed at each
   lookup, so a shard sees what the others wrote meanwhile). A member that cannot be read (locked,
   damaged, half-copied, gone) is a miss with a logged warning: the cache is an optimisation, and
   a miss costs one re-request. An entry a writer wrote to its own file is never lost: only `fold`
   removes a member, once the member's writer has closed it (or provably died on this machine) and
   its entries are safely in a merged file.
+  A writer killed mid-commit leaves a journal that a read-only reader cannot roll back; once that
+  writer is provably dead (on this machine), a reader rolls it back and reads the file.
 - A problem with the file this process writes is an error (`CacheError`) naming the file.
 - `fold` (run by `hala translate --merge-shards` and the local and ray executors, and by a writer
   closing a cache of more than `FOLD_AT` files) copies the finished members into one new member
@@ -29,39 +32,34 @@ or on a network file system (where SQLite's WAL mode does not work and locking i
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
 import os
-import re
-import socket
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hala.engines.cache_files import (
+    ADVICE,
+    COLUMNS,
+    SCHEMA,
+    CacheError,
+    count_entries,
+    fold,
+    machine_id,
+    members,
+    new_member,
+    read_only,
+    recover,
+    warn_unreadable,
+)
+
+__all__ = ["Cached", "CacheError", "SegmentCache", "fold", "members", "request_key"]
 log = logging.getLogger("hala.engines")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS segments (
-    key TEXT PRIMARY KEY,
-    text TEXT NOT NULL,
-    finish_reason TEXT NOT NULL,
-    prompt_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS writer (machine TEXT NOT NULL, pid INTEGER NOT NULL, opened REAL NOT NULL, closed REAL);
-"""
-COLUMNS = "key, text, finish_reason, prompt_tokens, completion_tokens"
-READ_TIMEOUT_S = 10.0  # waiting longer for another writer's lock than this is slower than a miss
 WRITE_TIMEOUT_S = 120.0  # readers hold their shared lock only for one query
 FOLD_AT = 16  # members; past this a closing writer folds them, so single runs and resumes don't pile up files
-ADVICE = "it is only a cache: delete it and rerun (its entries will be requested again)"
-_serial = itertools.count()
-
-
-class CacheError(ValueError):
-    """The cache file this process writes cannot be used: the run stops, naming the file."""
 
 
 @dataclass(frozen=True)
@@ -75,54 +73,6 @@ class Cached:
 def request_key(model_id: str, template: str, sampling: dict, text) -> str:
     payload = json.dumps([model_id, template, sampling, text], ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-def machine_id() -> str:
-    """Which processes' pids this process can check: one kernel boot and one pid namespace."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        return f"{socket.gethostname()}:{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
-    except OSError:  # not Linux: no pid is ever judged dead, so nothing is removed early
-        return f"{socket.gethostname()}:unknown:{os.getpid()}"
-
-
-def _stem_suffix(path: Path) -> tuple[str, str]:
-    return (path.stem, path.suffix) if path.suffix else (path.name, ".sqlite")
-
-
-def _member_re(path: Path) -> re.Pattern:
-    stem, suffix = _stem_suffix(path)
-    return re.compile(rf"^{re.escape(stem)}\.[A-Za-z0-9_-]+\.\d+\.\d+{re.escape(suffix)}$")
-
-
-def new_member(path: Path) -> Path:
-    """A member name no other process uses: this host, this pid, a counter within the process."""
-    host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
-    stem, suffix = _stem_suffix(path)
-    return path.with_name(f"{stem}.{host}.{os.getpid()}.{next(_serial)}{suffix}")
-
-
-def members(path: Path) -> list[Path]:
-    """The files that make up the cache named `path`: an older single file, then the writers'."""
-    pattern = _member_re(path)
-    try:
-        names = sorted(p for p in path.parent.iterdir() if pattern.match(p.name))
-    except FileNotFoundError:
-        return []
-    return ([path] if path.is_file() else []) + names
-
-
-def _read_only(path: Path, timeout: float = READ_TIMEOUT_S) -> sqlite3.Connection:
-    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=timeout)
-
-
-def _warn_unreadable(path: Path, exc: Exception, seen: set | None = None) -> None:
-    if seen is not None:  # once per file and error: a lookup per batch would repeat it all run long
-        if (path, str(exc)) in seen:
-            return
-        seen.add((path, str(exc)))
-    log.warning("%s: cannot read this cache file (%s: %s); its entries count as misses. "
-                "If no run is writing it and this repeats, %s", path, type(exc).__name__, exc, ADVICE)  # fmt: skip
 
 
 def _query(db: sqlite3.Connection, keys: list[str], found: dict, chunk: int) -> None:
@@ -148,6 +98,7 @@ class SegmentCache:
         self.db: sqlite3.Connection | None = None  # made on the first write, so a fully cached run leaves no file
         self.others: dict[Path, sqlite3.Connection] = {}
         self.warned: set = set()
+        self.here = machine_id()
 
     def _fail(self, exc: Exception) -> CacheError:
         problem = f"{type(exc).__name__}: {exc}"
@@ -159,7 +110,7 @@ class SegmentCache:
             try:  # initialised under a temporary name, so no reader ever sees a member without its tables
                 with sqlite3.connect(tmp) as db:
                     db.executescript(SCHEMA)
-                    db.execute("INSERT INTO writer VALUES (?, ?, ?, NULL)", (machine_id(), os.getpid(), time.time()))
+                    db.execute("INSERT INTO writer VALUES (?, ?, ?, NULL)", (self.here, os.getpid(), time.time()))
                 db.close()
                 os.replace(tmp, self.own_path)
                 self.db = sqlite3.connect(self.own_path, timeout=WRITE_TIMEOUT_S)
@@ -175,10 +126,10 @@ class SegmentCache:
         for path in current:
             if path not in self.others:
                 try:
-                    self.others[path] = _read_only(path)
+                    self.others[path] = read_only(path)
                 except sqlite3.Error as exc:
                     if path.exists():
-                        _warn_unreadable(path, exc, self.warned)
+                        warn_unreadable(path, exc, self.warned)
 
     def get_many(self, keys: list[str], chunk: int = 500) -> dict[str, Cached]:
         found: dict[str, Cached] = {}
@@ -196,8 +147,16 @@ class SegmentCache:
                 _query(db, keys, found, chunk)
             except sqlite3.Error as exc:  # dropped, so the next lookup opens it afresh
                 self.others.pop(path).close()
-                if path.exists():
-                    _warn_unreadable(path, exc, self.warned)
+                if not recover(path, self.here):
+                    if path.exists():
+                        warn_unreadable(path, exc, self.warned)
+                    continue
+                try:
+                    self.others[path] = read_only(path)
+                    _query(self.others[path], keys, found, chunk)
+                except sqlite3.Error as again:
+                    self.others.pop(path).close()
+                    warn_unreadable(path, again, self.warned)
         return found
 
     def put_many(self, entries: dict[str, Cached]) -> None:
@@ -235,106 +194,3 @@ class SegmentCache:
                 fold(self.path)
             except CacheError as exc:  # only housekeeping: every entry is still in its file
                 log.warning("%s", exc)
-
-
-def _union(db: sqlite3.Connection, sources: list[Path]) -> list[Path]:
-    """Copy every entry of `sources` into `db` (a temporary file); the sources copied whole."""
-    copied = []
-    for path in sources:
-        try:
-            db.execute("ATTACH DATABASE ? AS src", (f"{path.absolute().as_uri()}?mode=ro",))
-        except sqlite3.Error as exc:
-            if path.exists():
-                _warn_unreadable(path, exc)
-            continue
-        try:
-            with db:
-                db.execute(f"INSERT OR IGNORE INTO segments SELECT {COLUMNS} FROM src.segments")
-            copied.append(path)
-        except sqlite3.Error as exc:
-            if path.exists():
-                _warn_unreadable(path, exc)
-        finally:
-            db.execute("DETACH DATABASE src")
-    return copied
-
-
-def count_entries(path: str | Path) -> int:
-    db = sqlite3.connect("", uri=True)  # a private temporary database
-    db.executescript(SCHEMA)
-    _union(db, members(Path(path)))
-    count = db.execute("SELECT COUNT(*) FROM segments").fetchone()[0]
-    db.close()
-    return count
-
-
-def _finished(path: Path, here: str) -> bool:
-    """May `path` be folded away: its writer closed it, or died on this machine (or it predates members)?"""
-    try:
-        db = _read_only(path)
-        try:
-            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if "writer" not in tables:
-                return "segments" in tables  # a single-file cache from an older hala: nobody writes it now
-            machine, pid, closed = db.execute("SELECT machine, pid, closed FROM writer").fetchone()
-        finally:
-            db.close()
-    except (sqlite3.Error, TypeError) as exc:
-        if path.exists():
-            _warn_unreadable(path, exc)
-        return False
-    if closed is not None:
-        return True
-    if machine != here or pid == os.getpid():
-        return False  # maybe still running, on another machine or in this process
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        pass
-    return False
-
-
-def fold(path: str | Path) -> int:
-    """Fold the finished members of the cache `path` into one new member; returns how many it took.
-
-    Safe beside running writers and other folds: the merged file is complete under its own name
-    before any source is removed, and a member still being written is left alone.
-    """
-    path = Path(path)
-    here = machine_id()
-    sources = [p for p in members(path) if _finished(p, here)]
-    if len(sources) < 2 and not (sources and sources[0] == path):
-        return 0
-    target = new_member(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        db = sqlite3.connect(tmp.absolute().as_uri(), uri=True)  # uri: so ATTACH reads the sources read-only
-        try:
-            db.executescript(SCHEMA)
-            now = time.time()
-            db.execute("INSERT INTO writer VALUES (?, ?, ?, ?)", (here, os.getpid(), now, now))
-            db.commit()
-            copied = _union(db, sources)
-        finally:
-            db.close()
-        os.replace(tmp, target)
-        _fsync_dir(path.parent)
-    except (sqlite3.Error, OSError) as exc:  # nothing was removed: the cache is as it was
-        tmp.unlink(missing_ok=True)
-        message = f"{path}: could not fold the cache's files into {target.name} ({exc}); they stay as they are"
-        raise CacheError(message) from None
-    for source in copied:  # an older hala's file may have WAL companions
-        for name in (source.name, *(source.name + end for end in ("-journal", "-wal", "-shm"))):
-            source.with_name(name).unlink(missing_ok=True)
-    return len(copied)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the merged file's name durable before its sources are removed."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
