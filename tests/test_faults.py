@@ -223,3 +223,25 @@ def test_local_workers_write_their_own_files_and_the_merge_folds_them(tmp_path):
     assert manifest.counts["num_shards"] == 3 and len(members(cache)) == 1
     again = translate(TranslateConfig(**base, out=str(tmp_path / "again"), cache_path=str(cache)))
     assert again.counts.get("engine_segments", 0) == 0 and again.counts["rows_out"] == 12
+
+
+def test_a_cache_that_cannot_be_folded_leaves_the_merge_complete(tmp_path, monkeypatch, caplog):
+    from hala.engines import EngineConfig
+    from hala.translate import shards
+    from hala.translate.config import TranslateConfig
+    from hala.translate.pipeline import translate
+
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps({"id": f"c{i}", "messages": [{"role": "user", "content": f"Q {i}?"}]}) + "\n"
+                            for i in range(6)))  # fmt: skip
+    out = tmp_path / "out"
+    engine = EngineConfig(kind="fake", model="m")
+    translate(TranslateConfig(inputs=[str(data)], out=str(out), engine=engine, progress=False))
+
+    def no_room(path):
+        raise CacheError(f"{path}: could not fold the cache's files (disk full); they stay as they are")
+
+    monkeypatch.setattr(shards, "fold", no_room)
+    with caplog.at_level(logging.WARNING, logger="hala.translate"):
+        manifest = shards.merge_shards(out)
+    assert manifest.counts["rows_out"] == 6 and "could not fold" in caplog.text

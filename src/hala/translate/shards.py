@@ -9,6 +9,7 @@ cache's per-writer files (one per shard process, see `hala.engines.cache`) into 
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from collections import Counter
@@ -18,7 +19,9 @@ from hala.data.manifest import FileEntry, Manifest
 from hala.data.readers import iter_rows, plan_units
 from hala.data.units import unit_paths
 from hala.data.writers import ShardedWriter
-from hala.engines.cache import fold
+from hala.engines.cache import CacheError, fold
+
+log = logging.getLogger("hala.translate")
 
 SHARD_MANIFEST_RE = re.compile(r"^manifest(?:\.shard-(\d+)-of-(\d+))?\.json$")
 
@@ -83,7 +86,10 @@ def merge_shards(out: str | Path, dest: str | Path | None = None, rows_per_file:
         counts=dict(counts),
     )
     manifest.write(dest)
-    fold(config.get("cache_path") or out / "cache" / "segments.sqlite")
+    try:
+        fold(config.get("cache_path") or out / "cache" / "segments.sqlite")
+    except CacheError as exc:  # the merged dataset is complete; the cache only stays in more files
+        log.warning("%s", exc)
     return manifest
 
 
