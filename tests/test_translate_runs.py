@@ -60,7 +60,7 @@ def _wait_for(predicate, proc, timeout=60.0):
 
 KILL_POINTS = {
     # some segments cached, no unit finished yet
-    "mid-first-unit": lambda out: (out / "cache" / "segments.sqlite").exists() and not list((out / "stats").glob("*")),
+    "mid-first-unit": lambda out: list((out / "cache").glob("segments.*.sqlite")) and not list((out / "stats").glob("*")),
     "after-one-unit": lambda out: len(list((out / "data").glob("*.jsonl"))) >= 1,
     "after-half": lambda out: len(list((out / "data").glob("*.jsonl"))) >= 4,
 }

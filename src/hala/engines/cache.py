@@ -5,28 +5,61 @@ text), so the same segment in another conversation, another run or after a resta
 and changing any of those four makes a fresh key instead of a wrong hit. Every engine output is
 kept, including ones QA rejects (QA is deterministic, so they'd be rejected again).
 
-Storage is one SQLite file in WAL mode: concurrent readers, one writer at a time with a busy
-timeout, which is what K local workers on one node need. SQLite over NFS is not safe; shards on
-several nodes should point `cache_path` at node-local disk (or accept per-node caches).
+Storage: one SQLite file per writer, so that no two processes ever write one file. Shards, local
+workers and Slurm tasks on several nodes may all point at one `cache_path` at once, on local disk
+or on a network file system (where SQLite's WAL mode does not work and locking is unreliable):
+
+- `cache_path` (e.g. `cache/segments.sqlite`) names the cache. Each process that writes makes its
+  own member file beside it, `segments.<host>.<pid>.<n>.sqlite`, on its first write, with a plain
+  rollback journal: it is the only process that ever writes it (`hala.engines.cache_files` names
+  the members and folds them).
+- A lookup reads the writer's own file first, then every other member read-only (re-listed at each
+  lookup, so a shard sees what the others wrote meanwhile). A member that cannot be read (locked,
+  damaged, half-copied, gone) is a miss with a logged warning: the cache is an optimisation, and
+  a miss costs one re-request. An entry a writer wrote to its own file is never lost: only `fold`
+  removes a member, once the member's writer has closed it (or provably died on this machine) and
+  its entries are safely in a merged file.
+  A writer killed mid-commit leaves a journal that a read-only reader cannot roll back; once that
+  writer is provably dead (on this machine), a reader rolls it back and reads the file.
+- A problem with the file this process writes is an error (`CacheError`) naming the file.
+- `fold` (run by `hala translate --merge-shards` and the local and ray executors, and by a writer
+  closing a cache of more than `FOLD_AT` files) copies the finished members into one new member
+  and removes them, so files do not pile up over runs and resumes.
+- A single-file cache from an older hala (`cache_path` itself) is read as one more member and
+  folded like the others.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS segments (
-    key TEXT PRIMARY KEY,
-    text TEXT NOT NULL,
-    finish_reason TEXT NOT NULL,
-    prompt_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL
+from hala.engines.cache_files import (
+    ADVICE,
+    COLUMNS,
+    SCHEMA,
+    CacheError,
+    count_entries,
+    fold,
+    machine_id,
+    members,
+    new_member,
+    read_only,
+    recover,
+    warn_unreadable,
 )
-"""
+
+__all__ = ["Cached", "CacheError", "SegmentCache", "fold", "members", "request_key"]
+log = logging.getLogger("hala.engines")
+
+WRITE_TIMEOUT_S = 120.0  # readers hold their shared lock only for one query
+FOLD_AT = 16  # members; past this a closing writer folds them, so single runs and resumes don't pile up files
 
 
 @dataclass(frozen=True)
@@ -42,33 +75,122 @@ def request_key(model_id: str, template: str, sampling: dict, text) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+def _query(db: sqlite3.Connection, keys: list[str], found: dict, chunk: int) -> None:
+    wanted = [k for k in keys if k not in found]
+    for i in range(0, len(wanted), chunk):
+        batch = wanted[i : i + chunk]
+        marks = ",".join("?" * len(batch))
+        for key, *values in db.execute(f"SELECT {COLUMNS} FROM segments WHERE key IN ({marks})", batch):
+            found[key] = Cached(*values)
+
+
 class SegmentCache:
+    """The cache named `path`, as one writer: writes go to its own member, reads see all members."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=120)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute(SCHEMA)
-        self.db.commit()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            message = f"{self.path.parent}: cannot create the cache folder ({exc}); set cache_path to a writable place"
+            raise CacheError(message) from None
+        self.own_path = new_member(self.path)
+        self.db: sqlite3.Connection | None = None  # made on the first write, so a fully cached run leaves no file
+        self.others: dict[Path, sqlite3.Connection] = {}
+        self.warned: set = set()
+        self.here = machine_id()
+
+    def _fail(self, exc: Exception) -> CacheError:
+        problem = f"{type(exc).__name__}: {exc}"
+        return CacheError(f"{self.own_path}: the request cache this run writes is unusable ({problem}); {ADVICE}")
+
+    def _own(self) -> sqlite3.Connection:
+        if self.db is None:
+            tmp = self.own_path.with_name(f".{self.own_path.name}.tmp")
+            try:  # initialised under a temporary name, so no reader ever sees a member without its tables
+                with sqlite3.connect(tmp) as db:
+                    db.executescript(SCHEMA)
+                    db.execute("INSERT INTO writer VALUES (?, ?, ?, NULL)", (self.here, os.getpid(), time.time()))
+                db.close()
+                os.replace(tmp, self.own_path)
+                self.db = sqlite3.connect(self.own_path, timeout=WRITE_TIMEOUT_S)
+            except (sqlite3.Error, OSError) as exc:
+                raise self._fail(exc) from None
+        return self.db
+
+    def _refresh(self) -> None:
+        """Open the members that appeared since the last lookup; forget the ones folded away."""
+        current = [p for p in members(self.path) if p != self.own_path]
+        for gone in set(self.others) - set(current):
+            self.others.pop(gone).close()
+        for path in current:
+            if path not in self.others:
+                try:
+                    self.others[path] = read_only(path)
+                except sqlite3.Error as exc:
+                    if path.exists():
+                        warn_unreadable(path, exc, self.warned)
 
     def get_many(self, keys: list[str], chunk: int = 500) -> dict[str, Cached]:
-        found = {}
-        for i in range(0, len(keys), chunk):
-            batch = keys[i : i + chunk]
-            marks = ",".join("?" * len(batch))
-            rows = self.db.execute(f"SELECT key, text, finish_reason, prompt_tokens, completion_tokens FROM segments WHERE key IN ({marks})", batch)
-            for key, *values in rows:
-                found[key] = Cached(*values)
+        found: dict[str, Cached] = {}
+        if self.db is not None:
+            try:
+                _query(self.db, keys, found, chunk)
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from None
+        self._refresh()
+        wanted = len(set(keys))
+        for path, db in list(self.others.items()):
+            if len(found) == wanted:
+                break
+            try:
+                _query(db, keys, found, chunk)
+            except sqlite3.Error as exc:  # dropped, so the next lookup opens it afresh
+                self.others.pop(path).close()
+                if not recover(path, self.here):
+                    if path.exists():
+                        warn_unreadable(path, exc, self.warned)
+                    continue
+                try:
+                    self.others[path] = read_only(path)
+                    _query(self.others[path], keys, found, chunk)
+                except sqlite3.Error as again:
+                    self.others.pop(path).close()
+                    warn_unreadable(path, again, self.warned)
         return found
 
     def put_many(self, entries: dict[str, Cached]) -> None:
+        if not entries:
+            return
         rows = [(k, c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens) for k, c in entries.items()]
-        with self.db:
-            self.db.executemany("INSERT OR IGNORE INTO segments VALUES (?, ?, ?, ?, ?)", rows)
+        db = self._own()
+        try:
+            with db:
+                db.executemany("INSERT OR IGNORE INTO segments VALUES (?, ?, ?, ?, ?)", rows)
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
 
     def __len__(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM segments").fetchone()[0]
+        """Distinct keys over all readable members (reads every key: for tests and tools)."""
+        return count_entries(self.path)
 
     def close(self) -> None:
-        self.db.close()
+        """Mark the own member finished (so `fold` may take it), close every file, fold if many."""
+        for db in self.others.values():
+            db.close()
+        self.others.clear()
+        if self.db is None:
+            return
+        try:
+            with self.db:
+                self.db.execute("UPDATE writer SET closed = ?", (time.time(),))
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        finally:
+            self.db.close()
+            self.db = None
+        if len(members(self.path)) > FOLD_AT:
+            try:
+                fold(self.path)
+            except CacheError as exc:  # only housekeeping: every entry is still in its file
+                log.warning("%s", exc)

@@ -3,11 +3,13 @@
 Shards write their units into the same output folder and each leaves its own manifest. Merging
 checks that every shard of the run finished with the same settings and inputs, then streams the
 unit files in plan order (input by input, row range by row range: the order of the source data)
-into consolidated shards, with one manifest that sums the counts.
+into consolidated shards, with one manifest that sums the counts. It also folds the segment
+cache's per-writer files (one per shard process, see `hala.engines.cache`) into one.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from collections import Counter
@@ -17,6 +19,9 @@ from hala.data.manifest import FileEntry, Manifest
 from hala.data.readers import iter_rows, plan_units
 from hala.data.units import unit_paths
 from hala.data.writers import ShardedWriter
+from hala.engines.cache import CacheError, fold
+
+log = logging.getLogger("hala.translate")
 
 SHARD_MANIFEST_RE = re.compile(r"^manifest(?:\.shard-(\d+)-of-(\d+))?\.json$")
 
@@ -81,6 +86,10 @@ def merge_shards(out: str | Path, dest: str | Path | None = None, rows_per_file:
         counts=dict(counts),
     )
     manifest.write(dest)
+    try:
+        fold(config.get("cache_path") or out / "cache" / "segments.sqlite")
+    except CacheError as exc:  # the merged dataset is complete; the cache only stays in more files
+        log.warning("%s", exc)
     return manifest
 
 
