@@ -16,8 +16,10 @@ a token travel to them in `HALA_OUTPUT_LOCKS` (pass `held_fds()` to `subprocess.
 A child that got the descriptor keeps the lock alive even if its parent is killed, so a relaunch
 while an orphan still writes fails cleanly instead of racing it; a child that only got the token
 (a launcher such as `accelerate launch` closed the descriptor) trusts the holder whose token the
-file still carries. Shards of a multi-shard run started one by one (Slurm array tasks) share the
-lock (`shared=True`): they exclude a whole run of the folder, not each other.
+file still carries. The exclusive holder removes the lock file when it lets go (the next holder
+checks that the file it locked is still the one in place). Shards of a multi-shard run started one
+by one (Slurm array tasks) share the lock (`shared=True`): they exclude a whole run of the folder,
+not each other.
 
 A fresh exclusive holder is the only writer, so any temporary file or folder left by a killed
 write (`.NAME.XXXX.tmp`, from `atomic_path` and `atomic_folder`) is stale; it removes them.
@@ -55,7 +57,7 @@ class OutputNotWritableError(OutputInUseError):
 
 
 def lock_path(folder: str | Path) -> Path:
-    folder = Path(folder).absolute()
+    folder = Path(folder).resolve()  # one lock however the folder is named
     return folder.parent / f".{folder.name}{LOCK_NAME}"
 
 
@@ -185,6 +187,36 @@ def _check_writable(folder: Path) -> None:
         raise
 
 
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _unlink_if_same(path: Path, fd: int) -> None:
+    if _same_file(fd, path):
+        path.unlink(missing_ok=True)
+
+
+def _acquire(path: Path, folder: Path, shared: bool) -> int:
+    """Open and flock the lock file; retry if its holder removed it between our open and our flock
+    (we would hold a file nobody else can see)."""
+    while True:
+        fd = _open(path, folder)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputLockedError(
+                f"{folder} is in use by another run: {describe_holder(path)}. "
+                "Wait for it to finish, or stop it; two runs into one folder would mix their outputs"
+            ) from None
+        if _same_file(fd, path):
+            return fd
+        os.close(fd)
+
+
 @contextmanager
 def hold_output(folder: str | Path, shared: bool = False) -> Iterator[Path]:
     """Hold the lock of `folder` for the body; raise OutputLockedError at once if another run holds it,
@@ -194,15 +226,7 @@ def hold_output(folder: str | Path, shared: bool = False) -> Iterator[Path]:
     if path.exists() and _inherited(path):
         yield path
         return
-    fd = _open(path, folder)
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise OutputLockedError(
-            f"{folder} is in use by another run: {describe_holder(path)}. "
-            "Wait for it to finish, or stop it; two runs into one folder would mix their outputs"
-        ) from None
+    fd = _acquire(path, folder, shared)
     token = uuid.uuid4().hex
     previous = os.environ.get(ENV)
     try:
@@ -221,7 +245,9 @@ def hold_output(folder: str | Path, shared: bool = False) -> Iterator[Path]:
             os.environ.pop(ENV, None)
         else:
             os.environ[ENV] = previous
-        os.close(fd)  # releases the lock (children that got the descriptor keep it until they exit)
+        if not shared:  # the last holder leaves no file behind (removed while still held: see _acquire)
+            _unlink_if_same(path, fd)
+        os.close(fd)  # releases the lock
 
 
 def holds_output(shared: Callable | None = None, folder: Callable = lambda cfg, *a, **k: cfg.out):

@@ -225,8 +225,7 @@ def _wait(proc: subprocess.Popen) -> tuple[int, int | None]:
 def execute(steps: list[Step], run: Path, log=print, launchers: dict[str, str] | None = None) -> dict:
     """Run the steps that need it, in order, holding the run folder's lock; returns {stage: seconds}
     for the stages that ran."""
-    run.mkdir(parents=True, exist_ok=True)
-    with hold_output(run / RECORDS):
+    with hold_output(run / RECORDS):  # creates the run folder, or says why it can't
         return _execute(steps, run, log, launchers)
 
 

@@ -55,9 +55,10 @@ def run_local(cfg: TranslateConfig) -> Manifest:
     try:
         codes = [p.wait() for p in procs]
     finally:
-        for p in procs:  # interrupted (SIGTERM, Ctrl-C): take the workers down too
+        for p in procs:  # interrupted (SIGTERM, Ctrl-C): take the workers down before the lock goes
             if p.poll() is None:
                 p.terminate()
+                p.wait()
     failed = [i for i, code in enumerate(codes) if code != 0]
     if failed:
         raise RuntimeError(f"local shards {failed} of {n} failed (exit codes {[codes[i] for i in failed]}); rerun to resume")
