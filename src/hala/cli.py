@@ -197,6 +197,7 @@ def translate_command(
 
     _setup_logging(verbose)
     if merge:
+        from hala.data.manifest import OutputInUseError
         from hala.translate.shards import IncompleteRunError, merge_shards
 
         target = out or (_load(TranslateConfig, config, {}, overrides).out if config else None)
@@ -205,7 +206,7 @@ def translate_command(
             raise typer.Exit(2)
         try:
             manifest = merge_shards(target)
-        except IncompleteRunError as exc:
+        except (IncompleteRunError, OutputInUseError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
         typer.echo(f"merged {manifest.counts.get('num_shards')} shard(s): rows_out={manifest.counts.get('rows_out')}")
@@ -428,6 +429,7 @@ def run_command(
 ) -> None:
     """Run the whole chain of a recipe; stages whose fingerprint matches are skipped."""
     from hala.config import ConfigError, load_config
+    from hala.data.manifest import OutputInUseError
     from hala.run.recipe import Recipe
     from hala.run.runner import StageFailed, execute, plan
 
@@ -440,10 +442,12 @@ def run_command(
     if dry_run:
         for step in steps:
             typer.echo(f"{step.action:4} {step.stage.name:18} {step.why}")
+            if step.folder:
+                typer.echo(f"{'':4} {'':18} {step.folder}")
         return
     try:
         execute(steps, Path(cfg.out), log=typer.echo, launchers=cfg.launchers)
-    except StageFailed as exc:
+    except (StageFailed, OutputInUseError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     report = Path(cfg.out) / "report" / "report.html"

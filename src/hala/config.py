@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Any, TypeVar, get_args
+from typing import Any, ClassVar, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -19,9 +19,42 @@ T = TypeVar("T", bound=BaseModel)
 
 
 class StrictModel(BaseModel):
-    """Base of every config: unknown keys are errors, values are validated on assignment."""
+    """Base of every config: unknown keys are errors, values are validated on assignment.
+
+    `NOT_OUTPUT` names the settings that can't change what a run writes (batch sizes, timeouts,
+    retries, concurrency, progress, how it is launched). `identity()` leaves them out; it is what
+    a stage folder's stamp and manifest and `hala run`'s stage fingerprint are made of, so changing
+    such a setting neither reruns a stage nor makes its folder "another run".
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    NOT_OUTPUT: ClassVar[frozenset[str]] = frozenset()
+
+    def identity(self, mode: str = "python") -> dict:
+        """The settings the output depends on (see `output_settings`)."""
+        return output_settings(self, mode)
+
+
+def _not_output_exclude(model: BaseModel) -> dict:
+    """pydantic's nested `exclude` for the NOT_OUTPUT settings of `model` and of the configs inside it."""
+    skip = getattr(type(model), "NOT_OUTPUT", frozenset())
+    unknown = skip - set(type(model).model_fields)
+    if unknown:
+        raise TypeError(f"{type(model).__name__}.NOT_OUTPUT names no such setting: {', '.join(sorted(unknown))}")
+    exclude: dict = {name: True for name in skip}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if name not in skip and isinstance(value, BaseModel):
+            inner = _not_output_exclude(value)
+            if inner:
+                exclude[name] = inner
+    return exclude
+
+
+def output_settings(model: BaseModel, mode: str = "python") -> dict:
+    """`model` dumped without the settings that can't change its output (each class's NOT_OUTPUT,
+    at every level). The one definition of a config's identity."""
+    return model.model_dump(mode=mode, exclude=_not_output_exclude(model) or None)
 
 
 class ConfigError(ValueError):

@@ -14,6 +14,7 @@ from typing import Literal
 
 from hala.config import StrictModel
 from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
+from hala.data.output_lock import holds_output
 from hala.data.readers import expand_inputs, plan_units, read_conversations, read_pairs, sniff_format
 from hala.data.units import run_units
 
@@ -34,11 +35,12 @@ class ConvertConfig(StrictModel):
     strict: bool = False
 
 
+@holds_output()
 def convert(cfg: ConvertConfig) -> Manifest:
     out = Path(cfg.out)
     files = [f for path in cfg.inputs for f in expand_inputs(path)]
     inputs = [FileEntry.of(f) for f in files]
-    config = cfg.model_dump()
+    config = cfg.identity()
     if is_current(out, config, inputs):
         log.info("%s is up to date; nothing to do", out)
         return Manifest.read(out)

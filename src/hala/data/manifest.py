@@ -123,7 +123,8 @@ def claim_output(folder: str | Path, config: dict, inputs: list[FileEntry]) -> s
     folder = Path(folder)
     current = fingerprint(config, inputs)
     stamp = folder / RUN_STAMP
-    # a stamp over no finished unit (a run that failed before writing anything) holds nothing to protect
+    # a stamp over no finished unit holds nothing to protect: the run that wrote it is dead, since
+    # every stage holds the folder's lock while it runs (hala.data.output_lock)
     holds_units = any((folder / "data").glob("*")) if (folder / "data").is_dir() else False
     if stamp.exists() and holds_units:
         previous = json.loads(stamp.read_text(encoding="utf-8"))

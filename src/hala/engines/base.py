@@ -40,6 +40,12 @@ class SamplingParams(StrictModel):
 class EngineConfig(StrictModel):
     """Which engine serves which model, and how."""
 
+    # where and how fast the model is served, not what it answers (the model is `model`; base_urls are its replicas)
+    NOT_OUTPUT = frozenset({
+        "gpu_memory_utilization", "cpu_kvcache_gb", "data_parallel_size", "base_urls", "api_key_env",
+        "max_concurrency", "timeout_s", "max_retries", "backoff_s", "fake_delay_s",
+    })  # fmt: skip
+
     kind: Literal["vllm", "openai", "fake"] = "vllm"
     model: str = ""
     # vllm

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from hala.config import StrictModel
 from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
+from hala.data.output_lock import holds_output
 from hala.data.readers import expand_inputs, limit_units, plan_units, read_conversations_at
 from hala.data.records import Conversation, Message
 from hala.data.units import run_units
@@ -46,11 +47,12 @@ def prompt_of(conv: Conversation) -> list[Message]:
     return conv.messages[: last_user + 1]
 
 
+@holds_output()
 def generate(cfg: GenerateConfig) -> Manifest:
     out = Path(cfg.out)
     files = expand_inputs(cfg.input)
     inputs = [FileEntry.of(f) for f in files]
-    config = cfg.model_dump()
+    config = cfg.identity()
     if is_current(out, config, inputs):
         log.info("%s is up to date; nothing to do", out)
         return Manifest.read(out)

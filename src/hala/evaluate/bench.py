@@ -25,6 +25,7 @@ from pydantic import Field, field_validator
 
 from hala.config import StrictModel
 from hala.data.manifest import FileEntry, Manifest, Timer, claim_output, is_current
+from hala.data.output_lock import holds_output
 from hala.data.writers import atomic_write_text, write_jsonl
 from hala.evaluate import lighteval_adapter as adapter
 from hala.evaluate.benchmarks import MissingDataError, bundled_data_dir, find_task_data, resolve_tasks
@@ -36,6 +37,7 @@ log = logging.getLogger("hala.evaluate")
 
 
 class BenchConfig(StrictModel):
+    NOT_OUTPUT = frozenset({"batch_size", "gpu_memory_utilization"})
     models: list[str] = Field(min_length=1, description="model folders, each optionally as LABEL=DIR")
     out: str
     tasks: list[str] = Field(default_factory=list, description="benchmark names; empty: all six")
@@ -94,6 +96,7 @@ def _resolve_backend(cfg: BenchConfig) -> tuple[str, str]:
     return ("vllm" if device == "cuda" and importlib.util.find_spec("vllm") else "hf"), device
 
 
+@holds_output()
 def bench(cfg: BenchConfig) -> Manifest:
     out = Path(cfg.out)
     benches = resolve_tasks(cfg.tasks)
@@ -107,7 +110,7 @@ def bench(cfg: BenchConfig) -> Manifest:
     adapter.check_versions()
 
     inputs = [FileEntry.of(path) for _, path in models] + [FileEntry.of(d.root) for d in task_data]
-    config = cfg.model_dump()
+    config = cfg.identity()
     if is_current(out, config, inputs):
         log.info("%s is up to date; nothing to do", out)
         return Manifest.read(out)

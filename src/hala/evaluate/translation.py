@@ -19,6 +19,7 @@ from pydantic import Field
 
 from hala.config import StrictModel
 from hala.data.manifest import FileEntry, Manifest, is_current
+from hala.data.output_lock import holds_output
 from hala.data.readers import read_pairs
 from hala.data.writers import atomic_write_text, write_jsonl
 from hala.engines.base import EngineConfig, SamplingParams
@@ -62,10 +63,11 @@ def _translate(cfg: TranslationEvalConfig, model: str, sources: list[str]) -> li
         engine.close()
 
 
+@holds_output()
 def evaluate_translation(cfg: TranslationEvalConfig) -> Manifest:
     out = Path(cfg.out)
     inputs = [FileEntry.of(cfg.data)]
-    config = cfg.model_dump()
+    config = cfg.identity()
     if is_current(out, config, inputs):
         return Manifest.read(out)
     started = time.perf_counter()

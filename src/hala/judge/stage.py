@@ -29,6 +29,7 @@ from pydantic import Field, field_validator, model_validator
 
 from hala.config import StrictModel
 from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
+from hala.data.output_lock import holds_output
 from hala.data.readers import Unit, plan_units
 from hala.data.rejects import Reject
 from hala.data.units import run_units
@@ -45,6 +46,7 @@ log = logging.getLogger("hala.judge")
 
 
 class JudgeConfig(StrictModel):
+    NOT_OUTPUT = frozenset({"batch_size", "cache_path", "engine_retries", "engine_backoff_s"})  # pace, not verdicts
     inputs: list[str] = Field(
         min_length=1, description="pair files or folders, saved datasets, hf://NAME, judge/pairs/translate runs"
     )
@@ -139,12 +141,13 @@ def _limit(units: list[Unit], limit: int | None) -> list[Unit]:
     return [Unit(u.file, u.start, min(u.stop, limit)) for u in units if u.start < limit]
 
 
+@holds_output()
 def judge(cfg: JudgeConfig) -> Manifest:
     """Judge every pair of `cfg.inputs` into `cfg.out` (see the module docstring)."""
     out = Path(cfg.out)
     sources = {f: source for source in map(resolve, cfg.inputs) for f in source.files}
     inputs = [FileEntry.of(f) for f in sources]
-    config = cfg.model_dump()
+    config = cfg.identity()
     if is_current(out, config, inputs):
         log.info("%s is up to date; nothing to do", out)
         return Manifest.read(out)

@@ -31,6 +31,7 @@ class CheckConfig(StrictModel):
 
 
 class MergeConfig(StrictModel):
+    NOT_OUTPUT = frozenset({"chunk_mb"})  # streaming memory, same roundings (hala.merge.stream)
     base: str = Field(description="the base model folder (t=0); the output keeps its config and dtype")
     model: str = Field(description="the fine-tuned model folder (t=1)")
     out: str

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import Field
 
 from hala.data.manifest import MANIFEST, RUN_STAMP, FileEntry, Manifest, OutputInUseError, is_current
+from hala.data.output_lock import holds_output
 from hala.data.writers import atomic_folder, atomic_write_text
 from hala.merge.config import MergeConfig
 from hala.merge.plan import plan_merge
@@ -71,13 +72,14 @@ def _inputs(cfg: MergeConfig) -> list[FileEntry]:
     return [FileEntry.of(f) for f in files]
 
 
+@holds_output()
 def merge(cfg: MergeConfig) -> MergeManifest:
     from hala.merge.check import generation_check
     from hala.merge.stream import chunk_elements, measure, write_merged
 
     started = time.perf_counter()
     out = Path(cfg.out)
-    config = cfg.model_dump()
+    config = cfg.identity()
     timings: dict[str, float] = {}
     plan = plan_merge(cfg)  # refuses mismatched models before hashing gigabytes
     # Hashing is sequential on purpose: a hashing thread beside torch's own threads made a 1B merge

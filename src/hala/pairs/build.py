@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator
 
 from hala.data.manifest import MANIFEST, FileEntry, Manifest, claim_output, is_current
+from hala.data.output_lock import holds_output
 from hala.data.rejects import Reject, RejectLog
 from hala.data.units import REJECTED
 from hala.data.writers import atomic_path
@@ -135,12 +136,13 @@ def _batched(rows: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
+@holds_output()
 def build_pairs(cfg: PairsConfig) -> Manifest:
     """Build `cfg.out` from `cfg.inputs` (see the module docstring)."""
     out = Path(cfg.out)
     sources = [resolve(path) for path in cfg.inputs]
     inputs = [FileEntry.of(f) for source in sources for f in source.files]
-    config = cfg.model_dump()
+    config = cfg.identity()
     if is_current(out, config, inputs):
         log.info("%s is up to date; nothing to do", out)
         return Manifest.read(out)

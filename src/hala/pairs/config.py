@@ -12,6 +12,7 @@ from hala.translate.prompts import language_name
 
 
 class PairsConfig(StrictModel):
+    NOT_OUTPUT = frozenset({"batch_size"})  # language ID per batch: same verdicts
     inputs: list[str] = Field(
         min_length=1, description="translate/judge/pairs run folders, pair files or folders, saved datasets, hf://NAME"
     )

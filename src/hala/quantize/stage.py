@@ -30,6 +30,7 @@ from pydantic import Field
 
 from hala.config import StrictModel
 from hala.data.manifest import MANIFEST, FileEntry, Manifest, OutputInUseError, is_current
+from hala.data.output_lock import holds_output
 from hala.data.writers import atomic_folder, atomic_write_text
 from hala.quantize.architectures import HEAD, classify, get_architecture, ignored_modules, module_of
 from hala.quantize.checkpoint import (
@@ -57,6 +58,7 @@ _QUANTIZED_NAMES = ("weight_scale", "input_scale", "weight_packed", "weight_zero
 
 
 class QuantizeConfig(StrictModel):
+    NOT_OUTPUT = frozenset({"chunk_mb"})  # streaming memory, same bytes out
     model: str = Field(description="source checkpoint: a folder, or a hub id read through the HF cache")
     out: str
     scheme: Literal["fp8-dynamic"] = "fp8-dynamic"
@@ -92,12 +94,13 @@ def _copied_files(folder: Path) -> list[Path]:
     )  # fmt: skip
 
 
+@holds_output()
 def quantize(cfg: QuantizeConfig) -> Manifest:
     started = time.perf_counter()
     source, out = resolve_model(cfg.model, cfg.allow_pickle), Path(cfg.out)
     files = weight_files(source, cfg.allow_pickle)
     model_config = read_model_config(source)
-    config = cfg.model_dump()
+    config = cfg.identity()
     refs = tensor_refs(files)
     already = [r.name for r in refs if r.dtype.startswith("F8") or r.name.endswith(_QUANTIZED_NAMES)]
     if already:

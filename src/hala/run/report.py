@@ -17,6 +17,7 @@ from pydantic import Field
 
 from hala.config import StrictModel
 from hala.data.manifest import Manifest
+from hala.data.output_lock import holds_output
 from hala.data.writers import atomic_write_text
 
 STYLE = """
@@ -134,6 +135,7 @@ def _samples(run: Path, n: int) -> str:
     return _table(["stage", "English", "Arabic"], rows) if rows else "<p>No translated samples.</p>"
 
 
+@holds_output()
 def report(cfg: ReportConfig) -> Manifest:
     run, out = Path(cfg.run), Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -162,6 +164,6 @@ def report(cfg: ReportConfig) -> Manifest:
     from hala.run.release import write_release
 
     write_release(run, run.name)
-    manifest = Manifest(stage="report", config=cfg.model_dump(), counts={"stages": len(_stage_rows(run))})
+    manifest = Manifest(stage="report", config=cfg.identity(), counts={"stages": len(_stage_rows(run))})
     manifest.write(out)
     return manifest

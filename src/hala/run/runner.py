@@ -16,22 +16,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
-import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from hala import __version__
 from hala.config import ConfigError, validate
+from hala.children import die_with_parent
 from hala.data.manifest import FileEntry
+from hala.data.output_lock import held_fds, hold_output
 from hala.data.writers import atomic_write_text
 from hala.run.recipe import Recipe
 from hala.run.stages import STAGES, Stage, stage_config
 
 RECORDS = "_stages"
+OLD = "old"  # OUT/_stages/old/<stage>-<time>/: stage folders of earlier settings, moved aside
 
 
 class StageFailed(RuntimeError):
@@ -41,10 +47,33 @@ class StageFailed(RuntimeError):
 @dataclass
 class Step:
     stage: Stage
-    config: dict
+    config: dict  # the resolved config the stage's process reads
     fingerprint: str
     action: str  # "skip" or "run"
     why: str
+    settings: dict | None = None  # the output-affecting part of `config`, which `fingerprint` covers
+    folder: str = ""  # what happens to the stage's folder before it runs, when something does
+
+
+def changed_settings(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """`key: old -> new` for every dotted key whose value differs."""
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        a, b, name = old.get(key), new.get(key), f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += changed_settings(a, b, name + ".")
+        elif a != b:
+            lines.append(f"{name}: {_short(a)} -> {_short(b)}")
+    return lines
+
+
+def _short(value, limit: int = 40) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _holds_files(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.iterdir())
 
 
 def _data_files(config: dict, run: Path) -> list[str]:
@@ -124,9 +153,9 @@ def plan(
     forced = False
     for stage in STAGES:
         data = stage_config(stage, recipe, run)
-        model = validate(stage.load("config"), data, origin, overrides, prefix=f"{stage.name}.")
-        config = model.model_dump(mode="json")
-        fp = fingerprint(config, [steps[u].fingerprint for u in stage.upstream], run)
+        validated = validate(stage.load("config"), data, origin, overrides, prefix=f"{stage.name}.")
+        config, settings = validated.model_dump(mode="json"), validated.identity(mode="json")
+        fp = fingerprint(settings, [steps[u].fingerprint for u in stage.upstream], run)
         state = status(run, stage.name)
         forced = forced or stage.name == start
         if forced:
@@ -137,18 +166,68 @@ def plan(
             action, why = "run", "resume an interrupted run"
         elif any(steps[u].action == "run" for u in stage.upstream):
             action, why = "run", "an upstream stage reruns"
+        elif state and "settings" in state:
+            changed = changed_settings(state["settings"], settings)
+            why = f"its settings changed: {'; '.join(changed)}" if changed else "its inputs changed"
+            action = "run"
         elif state:
             action, why = "run", "its settings or inputs changed"
         else:
             action, why = "run", "not run yet"
-        steps[stage.name] = Step(stage, config, fp, action, why)
+        folder = run / stage.name
+        fate = ""
+        if action == "run" and state.get("fingerprint") != fp and _holds_files(folder):
+            fate = f"{folder} holds another run's outputs: it will be moved to {run / RECORDS / OLD}/{stage.name}-<time>/"
+        steps[stage.name] = Step(stage, config, fp, action, why, settings, fate)
         if until and stage.name == until:
             break
     return list(steps.values())
 
 
+def move_aside(folder: Path, run: Path) -> Path:
+    """Move a stage folder out of the way, whole, to OUT/_stages/old/<stage>-<UTC time>/."""
+    when = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = run / RECORDS / OLD / f"{folder.name}-{when}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = target.with_name(f"{folder.name}-{when}-{n}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(folder, target)
+    return target
+
+
+def _wait(proc: subprocess.Popen) -> tuple[int, int | None]:
+    """Wait for the stage; a SIGTERM or Ctrl-C of `hala run` meanwhile stops the stage's whole
+    process group first. Returns (exit code, the signal that stopped `hala run` or None)."""
+    if threading.current_thread() is not threading.main_thread():
+        return proc.wait(), None
+    stopped: list[int] = []
+
+    def forward(signum, _frame):
+        stopped.append(signum)
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = proc.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return code, (stopped[0] if stopped else None)
+
+
 def execute(steps: list[Step], run: Path, log=print, launchers: dict[str, str] | None = None) -> dict:
-    """Run the steps that need it, in order; returns {stage: seconds} for the stages that ran."""
+    """Run the steps that need it, in order, holding the run folder's lock; returns {stage: seconds}
+    for the stages that ran."""
+    with hold_output(run / RECORDS):  # creates the run folder, or says why it can't
+        return _execute(steps, run, log, launchers)
+
+
+def _execute(steps: list[Step], run: Path, log, launchers: dict[str, str] | None) -> dict:
     ran = {}
 
     def launcher(stage: str) -> list[str]:
@@ -161,21 +240,37 @@ def execute(steps: list[Step], run: Path, log=print, launchers: dict[str, str] |
         if step.action == "skip":
             log(f"= {name}: skipped, {step.why}")
             continue
-        if folder.exists() and status(run, name).get("fingerprint") != step.fingerprint:
-            shutil.rmtree(folder)  # another config's outputs: start clean
-        paths["state"].parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(paths["state"], json.dumps({"fingerprint": step.fingerprint, "state": "running"}))
-        atomic_write_text(paths["config"], json.dumps(step.config, indent=1, ensure_ascii=False))
-        log(f"> {name}: {step.stage.about} ({step.why})")
-        started = time.perf_counter()
-        command = [*launcher(step.stage.name), "-m", "hala.run.stage_main", name, str(paths["config"])]
-        with open(paths["log"], "ab") as handle:
-            code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT)
-        seconds = round(time.perf_counter() - started, 1)
-        if code != 0:
-            raise StageFailed(f"stage {name} failed (exit {code}) after {seconds}s; log: {paths['log']}")
-        state = {"fingerprint": step.fingerprint, "state": "done", "seconds": seconds}
+        with hold_output(folder) as lock:  # the lock the stage itself takes: nobody else writes there now
+            if _holds_files(folder) and status(run, name).get("fingerprint") != step.fingerprint:
+                moved = move_aside(folder, run)  # another config's outputs: start clean, keep them
+                log(f"  {name}: {folder} held another run's outputs; moved to {moved} (delete it when no longer needed)")
+            seconds = _run_stage(step, run, paths, launcher(name), lock, log)
+        state = {"fingerprint": step.fingerprint, "state": "done", "seconds": seconds, "settings": step.settings}
         atomic_write_text(paths["state"], json.dumps(state, indent=1))
         ran[name] = seconds
         log(f"  {name}: done in {seconds}s")
     return ran
+
+
+def _run_stage(step: Step, run: Path, paths: dict[str, Path], prefix: list[str], lock: Path, log) -> float:
+    name = step.stage.name
+    paths["state"].parent.mkdir(parents=True, exist_ok=True)
+    running = {"fingerprint": step.fingerprint, "state": "running", "settings": step.settings}
+    atomic_write_text(paths["state"], json.dumps(running))
+    atomic_write_text(paths["config"], json.dumps(step.config, indent=1, ensure_ascii=False))
+    log(f"> {name}: {step.stage.about} ({step.why})")
+    started = time.perf_counter()
+    command = [*prefix, "-m", "hala.run.stage_main", name, str(paths["config"])]
+    with open(paths["log"], "ab") as handle:
+        # the stage shares the stage folder's lock (not the run's), runs in its own process group
+        # (so it can be stopped whole) and gets SIGTERM if `hala run` dies
+        proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, pass_fds=held_fds([lock]),
+                                preexec_fn=die_with_parent, process_group=0)  # fmt: skip
+        code, stopped = _wait(proc)
+    seconds = round(time.perf_counter() - started, 1)
+    if stopped is not None:
+        log(f"  {name}: stopped by {signal.Signals(stopped).name} after {seconds}s; rerun to resume it")
+        raise SystemExit(128 + stopped)
+    if code != 0:
+        raise StageFailed(f"stage {name} failed (exit {code}) after {seconds}s; log: {paths['log']}")
+    return seconds

@@ -6,15 +6,22 @@ import json
 import logging
 import sys
 
+from hala.children import exit_on_sigterm
+from hala.data.manifest import OutputInUseError
 from hala.run.stages import BY_NAME
 
 
 def main(name: str, config_path: str) -> int:
+    exit_on_sigterm()  # `hala run` stopping (or dying) cleans up like an exception: temp folders go
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stage = BY_NAME[name]
     with open(config_path, encoding="utf-8") as handle:
         config = stage.load("config").model_validate(json.load(handle))
-    manifest = stage.load("function")(config)
+    try:
+        manifest = stage.load("function")(config)
+    except OutputInUseError as exc:  # a folder in use or not writable: the message is the whole story
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps({"stage": name, "counts": manifest.counts, "metrics": getattr(manifest, "metrics", {})}))
     return 0
 

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from hala.config import StrictModel, set_dotted
 from hala.data.manifest import Manifest
+from hala.data.output_lock import holds_output
 from hala.run.recipe import BUILTIN_MODELS, Recipe, data_path, model_path
 
 
@@ -41,6 +42,7 @@ class ModelsConfig(StrictModel):
     names: list[str] = Field(default_factory=list)
 
 
+@holds_output()
 def materialize_models(cfg: ModelsConfig) -> Manifest:
     from hala.models.smollm2 import materialize_smollm2
     from hala.models.tiny import make_tiny_lfm2, make_tiny_llama
@@ -50,7 +52,7 @@ def materialize_models(cfg: ModelsConfig) -> Manifest:
         target = Path(cfg.out) / name
         if not (target / "config.json").exists():
             builders[name](target)
-    manifest = Manifest(stage="models", config=cfg.model_dump(), counts={"models": len(cfg.names)})
+    manifest = Manifest(stage="models", config=cfg.identity(), counts={"models": len(cfg.names)})
     manifest.write(cfg.out)
     return manifest
 
@@ -65,6 +67,7 @@ class WarmupConfig(StrictModel):
     train: dict = Field(default_factory=dict, description="hala train settings (epochs, learning_rate, lora, ...)")
 
 
+@holds_output()
 def warmup(cfg: WarmupConfig) -> Manifest:
     from hala.pairs.build import build_pairs
     from hala.pairs.config import PairsConfig
@@ -73,7 +76,7 @@ def warmup(cfg: WarmupConfig) -> Manifest:
 
     out = Path(cfg.out)
     if not cfg.enabled:
-        manifest = Manifest(stage="warmup", config=cfg.model_dump(), counts={"enabled": 0})
+        manifest = Manifest(stage="warmup", config=cfg.identity(), counts={"enabled": 0})
         manifest.write(out)
         return manifest
     build_pairs(PairsConfig(inputs=[cfg.pairs], out=str(out / "pairs"), splits={"dev": 0.0, "test": 0.0}))

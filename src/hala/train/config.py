@@ -17,6 +17,7 @@ class LoraSettings(StrictModel):
 
 
 class TrainConfig(StrictModel):
+    NOT_OUTPUT = frozenset({"logging_steps", "save_steps", "save_total_limit", "gradient_checkpointing"})
     model: str = Field(description="base model folder or hub id")
     data: list[str] = Field(min_length=1, description="training files: prompt-completion rows or conversations")
     eval_data: list[str] = Field(default_factory=list)

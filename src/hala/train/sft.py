@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hala.data.manifest import FileEntry, Manifest, is_current
+from hala.data.output_lock import distributed_rank, holds_output
 from hala.data.readers import expand_inputs
 from hala.data.rejects import RejectLog
 from hala.data.writers import write_jsonl
@@ -128,11 +129,12 @@ def build_trainer(cfg: TrainConfig) -> Prepared:
     return Prepared(trainer, tokenizer, original_template, len(train_set), rejected, fmt)
 
 
+@holds_output(shared=distributed_rank)
 def train(cfg: TrainConfig) -> Manifest:
     out = Path(cfg.out)
     files = [f for p in cfg.data + cfg.eval_data for f in expand_inputs(p)]
     inputs = [FileEntry.of(f) for f in files]
-    config = cfg.model_dump()
+    config = cfg.identity()
     if is_current(out, config, inputs):
         log.info("%s is up to date", out)
         return Manifest.read(out)

@@ -13,8 +13,6 @@ from hala.translate.prompts import PromptConfig
 from hala.translate.qa import QAConfig
 
 SHARD_RE = re.compile(r"^(\d+)/(\d+)$")
-# settings that change how a run is launched, not what it produces
-LAUNCH_KEYS = ("shard", "executor", "workers", "submit", "slurm", "ray", "progress")
 
 
 class SlurmConfig(StrictModel):
@@ -35,6 +33,12 @@ class RayConfig(StrictModel):
 
 
 class TranslateConfig(StrictModel):
+    # how a run is launched and paced, not what it produces (the shard count comes back in identity())
+    NOT_OUTPUT = frozenset({
+        "batch_size", "cache_path", "engine_retries", "engine_backoff_s",
+        "shard", "executor", "workers", "submit", "slurm", "ray", "progress",
+    })  # fmt: skip
+
     inputs: list[str] = Field(min_length=1)
     out: str
     engine: EngineConfig = Field(default_factory=EngineConfig)
@@ -84,8 +88,6 @@ class TranslateConfig(StrictModel):
     def num_shards(self) -> int:
         return int(self.shard.split("/")[1])
 
-    def identity(self) -> dict:
-        """What the output depends on: every setting but the launch ones, plus the shard count."""
-        data = self.model_dump(exclude=set(LAUNCH_KEYS))
-        data["num_shards"] = self.num_shards
-        return data
+    def identity(self, mode: str = "python") -> dict:
+        """What the output depends on: every setting but NOT_OUTPUT, plus the shard count."""
+        return {**super().identity(mode), "num_shards": self.num_shards}

@@ -14,6 +14,7 @@ Within a shard, vLLM's own tensor and data parallelism apply (`engine.tensor_par
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -22,7 +23,9 @@ from pathlib import Path
 import yaml
 
 from hala.data.manifest import Manifest
+from hala.data.output_lock import ENV, held_fds
 from hala.data.writers import atomic_write_text
+from hala.children import die_with_parent
 from hala.translate.config import TranslateConfig
 
 CONFIG_NAME = "translate.yaml"
@@ -46,8 +49,16 @@ def run_local(cfg: TranslateConfig) -> Manifest:
 
     config = write_shard_config(cfg)
     n = cfg.workers
-    procs = [subprocess.Popen(shard_command(config, f"{i}/{n}")) for i in range(n)]
-    codes = [p.wait() for p in procs]
+    # the workers share this process's lock of the folder (its descriptor) and die with it
+    procs = [subprocess.Popen(shard_command(config, f"{i}/{n}"), pass_fds=held_fds(), preexec_fn=die_with_parent)
+             for i in range(n)]  # fmt: skip
+    try:
+        codes = [p.wait() for p in procs]
+    finally:
+        for p in procs:  # interrupted (SIGTERM, Ctrl-C): take the workers down before the lock goes
+            if p.poll() is None:
+                p.terminate()
+                p.wait()
     failed = [i for i, code in enumerate(codes) if code != 0]
     if failed:
         raise RuntimeError(f"local shards {failed} of {n} failed (exit codes {[codes[i] for i in failed]}); rerun to resume")
@@ -91,9 +102,10 @@ def run_slurm(cfg: TranslateConfig) -> Manifest:
     return Manifest(stage="translate-launch", config={"script": str(script)}, counts=counts)
 
 
-def _ray_shard(data: dict, shard: str) -> dict:
+def _ray_shard(data: dict, shard: str, held: str) -> dict:
     from hala.translate.pipeline import translate
 
+    os.environ[ENV] = held  # the driver holds the folder's lock for its tasks (see hala.data.output_lock)
     cfg = TranslateConfig.model_validate({**data, "shard": shard})
     return translate(cfg).counts
 
@@ -107,7 +119,7 @@ def run_ray(cfg: TranslateConfig) -> Manifest:
     data = cfg.model_dump(mode="json") | {"executor": "none", "workers": 1, "progress": False}
     ray.init(address=cfg.ray.address, ignore_reinit_error=True)
     task = ray.remote(_ray_shard).options(num_gpus=cfg.ray.num_gpus, num_cpus=cfg.ray.num_cpus)
-    ray.get([task.remote(data, f"{i}/{shards}") for i in range(shards)])
+    ray.get([task.remote(data, f"{i}/{shards}", os.environ.get(ENV, "{}")) for i in range(shards)])
     return merge_shards(cfg.out)
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
+from hala.data.output_lock import holds_output
 from hala.data.readers import expand_inputs, limit_units, plan_units, read_conversations_at, shard_units
 from hala.data.records import Conversation, Message, ParallelPair
 from hala.data.units import run_units
@@ -172,6 +173,7 @@ class UnitTranslator:
         return numbers
 
 
+@holds_output(shared=lambda cfg: cfg.executor == "none" and cfg.num_shards > 1)
 def translate(cfg: TranslateConfig) -> Manifest:
     """Translate (shard `cfg.shard` of) the inputs into `cfg.out`; see the module docstring."""
     if cfg.executor != "none":

@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from hala.data.manifest import FileEntry, Manifest
+from hala.data.output_lock import hold_output
 from hala.data.readers import iter_rows, plan_units
 from hala.data.units import unit_paths
 from hala.data.writers import ShardedWriter
@@ -54,7 +55,12 @@ def shard_manifests(out: Path) -> list[Manifest]:
 
 
 def merge_shards(out: str | Path, dest: str | Path | None = None, rows_per_file: int = 100_000) -> Manifest:
-    out = Path(out)
+    """Assemble `dest` (default OUT/merged) holding the lock of `out`: no shard may still be writing."""
+    with hold_output(out):
+        return _merge(Path(out), dest, rows_per_file)
+
+
+def _merge(out: Path, dest: str | Path | None, rows_per_file: int) -> Manifest:
     dest = Path(dest) if dest else out / "merged"
     manifests = shard_manifests(out)
     config = manifests[0].config
