@@ -121,6 +121,68 @@ class OpenAIEngine(Engine):
             scores.append([_chosen_logprob(step) for step in steps[1:]])
         return scores
 
+    def score_replies(self, replies: list) -> list[list[float]]:
+        """Teacher-forced reply scores from a vLLM-compatible server, in two steps:
+
+        1. the server renders and tokenizes with its own chat template (vLLM's `/tokenize`, at the
+           server root): the chat with its generation prompt, and the chat with the reply's turn
+           (closed) or the reply text alone (open);
+        2. `/completions` with those token ids, `echo: true`, `logprobs: 0` and `max_tokens: 0` (the
+           OpenAI legacy completions API): `choices[0].logprobs.token_logprobs` scores every prompt
+           token; the reply's are the ones after the common prefix, less the whitespace the template
+           writes after the end-of-turn marker (the cut of `hala.engines.replies`).
+        """
+        if not replies:
+            return []
+        base = {"model": self.cfg.model}
+        if self.cfg.chat_template:
+            base["chat_template"] = self.cfg.chat_template
+        prompts = [{**base, "messages": r.chat, "add_generation_prompt": True} for r in replies]
+        wholes = [
+            {**base, "messages": [*r.chat, {"role": "assistant", "content": r.text}], "add_generation_prompt": False}
+            if r.closed else {"model": self.cfg.model, "prompt": r.text, "add_special_tokens": False}
+            for r in replies
+        ]  # fmt: skip
+        tokens = asyncio.run(self._tokenize(prompts + wholes))
+        cuts = []
+        for r, prompt, whole in zip(replies, tokens[: len(replies)], tokens[len(replies) :]):
+            ids = whole if r.closed else prompt + whole
+            common = next((i for i, (a, b) in enumerate(zip(prompt, ids)) if a != b), min(len(prompt), len(ids)))
+            if common == len(ids):
+                raise ServerError(f"reply {r.text[:40]!r} has no tokens of its own after the prompt")
+            cuts.append((ids, common))
+        bodies = [{"model": self.cfg.model, "prompt": ids, "max_tokens": 0, "echo": True, "logprobs": 0,
+                   "temperature": 0.0} for ids, _ in cuts]  # fmt: skip
+        results = asyncio.run(self._gather("/completions", bodies))
+        scores = []
+        for r, (ids, common), reply in zip(replies, cuts, results):
+            logprobs = reply["choices"][0].get("logprobs") or {}
+            values, texts = logprobs.get("token_logprobs"), logprobs.get("tokens") or []
+            if not values or len(values) < len(ids):
+                raise ServerError("the server returned no prompt log-probabilities for echo: true, logprobs: 0")
+            end = len(ids)
+            while r.closed and end > common + 1 and end <= len(texts) and not texts[end - 1].strip():
+                end -= 1  # the newline after the end-of-turn marker
+            scores.append([float(v) for v in values[common:end]])
+        return scores
+
+    async def _tokenize(self, bodies: list[dict]) -> list[list[int]]:
+        """vLLM's /tokenize (at the server root, beside /v1) for each body, round-robin over the servers."""
+        import httpx
+
+        roots = itertools.cycle(u[: -len("/v1")] if u.endswith("/v1") else u for u in self.base_urls)
+        limit = asyncio.Semaphore(self.cfg.max_concurrency)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(self.cfg.timeout_s)) as client:
+
+            async def one(root: str, body: dict) -> list[int]:
+                async with limit:
+                    reply = await self._post(client, root + "/tokenize", body)
+                if "tokens" not in reply:
+                    raise ServerError(f"{root}/tokenize returned no tokens (the server needs vLLM's /tokenize)")
+                return list(reply["tokens"])
+
+            return await asyncio.gather(*(one(next(roots), b) for b in bodies))
+
 
 def _chosen_logprob(step: dict) -> float:
     """vLLM returns {token_id: {logprob, rank, decoded_token}} with the prompt token first."""
