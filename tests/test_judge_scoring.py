@@ -112,6 +112,18 @@ def test_changing_only_the_threshold_calls_no_engine(tmp_path, monkeypatch):
     assert sorted(r["meta"]["judge"]["score"] for r in judged_rows(tmp_path / "b")) == scores
     rejected = [r for r in read_dir(tmp_path / "b" / "rejected") if r["kind"] == "judge_reject"]
     assert len(rejected) == 6 and all("< threshold" in r["reason"] for r in rejected)
+    # the same folder with only a new threshold decides again from its own cache
+    third = judge(cfg_for(data, tmp_path / "b", mode="likelihood", cache_path=cache, threshold=scores[2]))
+    assert third.counts.get("engine_requests", 0) == 0 and third.counts["verdict_accept"] == 10
+    assert len(judged_rows(tmp_path / "b")) == 12
+
+
+def test_the_default_cache_in_the_output_folder_serves_a_new_threshold(tmp_path, monkeypatch):
+    data = write_jsonl(tmp_path / "in.jsonl", seed_rows(8))
+    judge(cfg_for(data, tmp_path / "out", mode="choice"))
+    monkeypatch.setattr(hala.engines, "get_engine", lambda cfg: (_ for _ in ()).throw(AssertionError("engine started")))
+    again = judge(cfg_for(data, tmp_path / "out", mode="choice", threshold=0.0))
+    assert again.counts["verdict_accept"] == 8 and again.counts["cache_hits"] == 8
 
 
 class _DiesOnSecondCall(FakeEngine):
@@ -294,3 +306,18 @@ def test_judge_through_the_openai_client(tmp_path, logprob_server, mode):
         else:  # the Arabic words and <|end|>, -len/10 each, averaged
             tokens = row["tgt"].split() + ["<|end|>"]
             assert record["score"] == pytest.approx(sum(-len(t) / 10 for t in tokens) / len(tokens))
+
+
+def test_the_run_report_shows_the_calibration_with_a_roc_plot(tmp_path):
+    from hala.judge import calibrate
+    from hala.run.report import ReportConfig, report
+
+    run = tmp_path / "run"
+    calibrate(JudgeConfig(inputs=["x"], out=str(run / "judge"), engine={"kind": "fake", "model": "m"}, mode="likelihood",
+                          gold=str(SAMPLES / "judge_gold.jsonl")))  # fmt: skip
+    report(ReportConfig(run=str(run), out=str(run / "report")))
+    page = (run / "report" / "report.html").read_text()
+    for text in ("The judge: calibration on the gold set", "Cohen&#x27;s κ", "REJECT recall", "untranslated", "wrong_language",
+                 "fake:m", "judge_roc.png"):  # fmt: skip
+        assert text in page, text
+    assert (run / "report" / "judge_roc.png").stat().st_size > 1000

@@ -36,7 +36,7 @@ from hala.config import StrictModel
 from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
 from hala.data.readers import Unit, plan_units
 from hala.data.rejects import Reject
-from hala.data.units import run_units
+from hala.data.units import REJECTED, STATS, run_units
 from hala.engines.base import EngineConfig, SamplingParams
 from hala.judge.prompt import ACCEPT, JUDGE_PROMPT, PAPER_JUDGE_MODEL, VERDICTS, check_template
 from hala.judge.scores import DEFAULT_THRESHOLDS, make_scorer
@@ -180,6 +180,27 @@ def _limit(units: list[Unit], limit: int | None) -> list[Unit]:
     return [Unit(u.file, u.start, min(u.stop, limit)) for u in units if u.start < limit]
 
 
+def _redecide_if_only_the_threshold_changed(out: Path, config: dict) -> None:
+    """A folder judged with another threshold only: drop its verdicts (data/, rejected/, stats/) and
+    keep its score cache, so the run decides again from the cache instead of refusing the folder."""
+    import shutil
+
+    from hala.data.manifest import MANIFEST, RUN_STAMP
+
+    stamp = out / RUN_STAMP
+    if config["mode"] == "generate" or not stamp.exists():
+        return
+    previous = json.loads(stamp.read_text(encoding="utf-8"))["config"]
+    if previous == config or {**previous, "threshold": config["threshold"]} != config:
+        return
+    log.info("%s: only the threshold changed (%s -> %s); deciding again from the cached scores",
+             out, previous["threshold"], config["threshold"])  # fmt: skip
+    for name in ("data", REJECTED, STATS):
+        shutil.rmtree(out / name, ignore_errors=True)
+    (out / MANIFEST).unlink(missing_ok=True)
+    stamp.unlink()
+
+
 def judge(cfg: JudgeConfig) -> Manifest:
     """Judge every pair of `cfg.inputs` into `cfg.out` (see the module docstring)."""
     out = Path(cfg.out)
@@ -189,6 +210,7 @@ def judge(cfg: JudgeConfig) -> Manifest:
     if is_current(out, config, inputs):
         log.info("%s is up to date; nothing to do", out)
         return Manifest.read(out)
+    _redecide_if_only_the_threshold_changed(out, config)
     claim_output(out, config, inputs)
 
     started = time.perf_counter()
