@@ -166,6 +166,8 @@ def test_calibrated_threshold_and_figures_in_the_manifest(tmp_path):
     assert figures["pairs"] == 12 and figures["roc"][0] == [0.0, 0.0] and figures["roc"][-1] == [1.0, 1.0]
     with pytest.raises(ValueError, match="calibrated needs gold"):
         JudgeConfig(inputs=["x"], out="y", mode="likelihood", threshold="calibrated")
+    with pytest.raises(ValueError, match="labels must be two different"):
+        JudgeConfig(inputs=["x"], out="y", mode="choice", labels=["ACCEPT", "ACCEPT"])
 
 
 def test_cli_calibrate_and_judge_in_a_scoring_mode(tmp_path):

@@ -205,7 +205,7 @@ def judge(cfg: JudgeConfig) -> Manifest:
     """Judge every pair of `cfg.inputs` into `cfg.out` (see the module docstring)."""
     out = Path(cfg.out)
     sources = {f: source for source in map(resolve, cfg.inputs) for f in source.files}
-    inputs = [FileEntry.of(f) for f in sources]
+    inputs = [FileEntry.of(f) for f in sources] + ([FileEntry.of(cfg.gold)] if cfg.gold else [])
     config = cfg.model_dump()
     if is_current(out, config, inputs):
         log.info("%s is up to date; nothing to do", out)
