@@ -769,7 +769,7 @@ def test_a_cache_that_cannot_be_folded_leaves_the_merge_complete(tmp_path, monke
 HALA = [sys.executable, "-m", "hala.cli"]
 
 
-def _rows(n: int) -> str:
+def _conversation_lines(n: int) -> str:
     return "".join(
         json.dumps({"id": f"c{i:03d}", "messages": [
             {"role": "user", "content": f"Question {i}: what is {i % 7} plus {i % 5}?"},
@@ -782,7 +782,7 @@ def _rows(n: int) -> str:
 @pytest.fixture
 def conversations(tmp_path) -> Path:
     path = tmp_path / "in.jsonl"
-    path.write_text(_rows(40))
+    path.write_text(_conversation_lines(40))
     return path
 
 

@@ -254,27 +254,37 @@ def judge_command(
     out: Optional[str] = typer.Option(None, "--out", "-o", help="output folder: data/ (accepted), rejected/, stats/, cache/, manifest.json"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="judge model (default: the paper's Qwen/Qwen2.5-3B-Instruct)"),
     engine: Optional[str] = typer.Option(None, "--engine", help="vllm (default), openai or fake"),
+    mode: Optional[str] = typer.Option(None, "--mode", help="generate (default, the paper's), choice or likelihood"),
+    threshold: Optional[str] = typer.Option(None, "--threshold", help="accept when score >= this (a number, or 'calibrated' with --gold)"),
+    gold: Optional[str] = typer.Option(None, "--gold", help="a labelled gold set to calibrate the judge on"),
     limit: Optional[int] = typer.Option(None, "--limit", help="only the first N rows of each input file"),
     strict: bool = typer.Option(False, "--strict", help="stop at the first unreadable row"),
     config: Optional[Path] = CONFIG,
     overrides: Optional[list[str]] = OVERRIDES,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Keep the pairs an LLM judge ACCEPTs; REJECT and unparseable answers go to rejected/ (resumable, cached).
+    """Keep the pairs a judge ACCEPTs; the others go to rejected/, every row with its score (resumable, cached).
 
-    Settings (see `hala.judge.stage.JudgeConfig`) as KEY=VALUE, e.g. `batch_size=8192
-    sampling.max_tokens=8 engine.tensor_parallel_size=2 prompt="..."`.
+    `hala judge calibrate --gold FILE -m MODEL --mode likelihood -o OUT` scores only the gold set and
+    reports accuracy, precision/recall of REJECT, Cohen's kappa, ROC AUC and the best threshold.
+    Settings (see `hala.judge.stage.JudgeConfig`) as KEY=VALUE, e.g. `batch_size=8192 reverse=true
+    engine.tensor_parallel_size=2 prompt="..."`.
     """
     from hala.data.manifest import Manifest
-    from hala.judge import JudgeConfig, judge
+    from hala.judge import JudgeConfig, calibrate, judge
 
     _setup_logging(verbose)
+    overrides = list(overrides or [])
+    calibrating = bool(overrides) and overrides[0] == "calibrate"
+    if calibrating:
+        overrides = overrides[1:]
+        inputs = inputs or ([gold] if gold else None)
     settings = {
-        "inputs": inputs or None, "out": out, "engine.model": model, "engine.kind": engine, "limit": limit,
-        "strict": True if strict else None,
+        "inputs": inputs or None, "out": out, "engine.model": model, "engine.kind": engine, "mode": mode,
+        "threshold": threshold, "gold": gold, "limit": limit, "strict": True if strict else None,
     }  # fmt: skip
     cfg = _load(JudgeConfig, config, settings, overrides)
-    _run(judge, cfg)
+    _run(calibrate if calibrating else judge, cfg)
     metrics = Manifest.read(cfg.out).metrics
     typer.echo(", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
 

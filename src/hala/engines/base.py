@@ -3,7 +3,8 @@
 An engine takes a batch of conversations (lists of `{role, content}` messages) and sampling
 parameters, and returns one `Generation` per conversation: the text, why it stopped and how many
 tokens it used. Where the backend can, it also scores prompts (per-token log-probabilities), which
-the quantization and evaluation stages use. Batches are lists on purpose: throughput comes from
+the quantization and evaluation stages use, and replies (the log-probability of a given assistant
+answer, for the judge's scoring modes). Batches are lists on purpose: throughput comes from
 giving the backend many requests at once, and the engine decides how to schedule them.
 
 Two ways to ask. `chat` is all-or-nothing: it raises if any request failed, for callers that
@@ -111,6 +112,17 @@ class Engine(ABC):
     def prompt_logprobs(self, prompts: list[str]) -> list[list[float]]:
         """Log-probability of each prompt token given the ones before it (the first is skipped)."""
         raise NotImplementedError(f"engine {self.cfg.kind!r} can't score prompts")
+
+    def score_replies(self, replies: list) -> list[list[float]]:
+        """Log-probability of each token of each reply (`hala.engines.replies.Reply`) after its chat,
+        teacher-forced: the judge's scoring modes use it. The reply's tokens are cut the same way on
+        every engine (`hala.engines.replies`)."""
+        raise NotImplementedError(f"engine {self.cfg.kind!r} can't score replies")
+
+    def score_replies_each(self, replies: list) -> list[list[float] | str]:
+        """`score_replies` one result per reply: its log-probabilities, or its own error text.
+        Raising here means the whole batch failed (the backend itself is down)."""
+        return self.score_replies(replies)
 
     def close(self) -> None:
         """Release the backend (processes, connections)."""

@@ -42,6 +42,14 @@ class FakeEngine(Engine):
             results.append(Generation(text, finish, prompt_tokens, min(len(words), params.max_tokens)))
         return results
 
+    def score_replies(self, replies: list) -> list[list[float]]:
+        """A made-up log-probability per word of the reply (and one for the end of a closed turn)."""
+        scores = []
+        for reply in replies:
+            words = reply.text.split() + (["<end>"] if reply.closed else [])
+            scores.append([-math.log(2 + hashlib.sha256(w.encode()).digest()[0]) for w in words] or [-1.0])
+        return scores
+
     def prompt_logprobs(self, prompts: list[str]) -> list[list[float]]:
         scores = []
         for prompt in prompts:

@@ -148,15 +148,17 @@ class OpenAIEngine(Engine):
         urls = f" over {len(fleet.urls)} base URLs" if len(fleet.urls) > 1 else ""
         return Failure(f"{error} after {tries} tries{urls}", True)
 
-    def _gather(self, path: str, bodies: list[dict], parse: Callable[[Any], Any]) -> list[Any]:
+    def _gather(self, path: str, bodies: list[dict], parse: Callable[[Any], Any], at_root: bool = False) -> list[Any]:
         """POST every body to `path` (e.g. "/chat/completions"), at most `max_concurrency` at once;
-        one parsed reply or `Failure` per body, in order. Never raises for one request."""
-        return asyncio.run(self._gather_async(path, bodies, parse))
+        one parsed reply or `Failure` per body, in order. Never raises for one request. `at_root`
+        posts beside `/v1` instead of under it (vLLM's `/tokenize`)."""
+        return asyncio.run(self._gather_async(path, bodies, parse, at_root))
 
-    async def _gather_async(self, path: str, bodies: list[dict], parse) -> list[Any]:
+    async def _gather_async(self, path: str, bodies: list[dict], parse, at_root: bool) -> list[Any]:
         import httpx
 
-        fleet = _Fleet(self.base_urls, patience=self.cfg.max_retries + 1)
+        urls = [u.removesuffix("/v1") for u in self.base_urls] if at_root else self.base_urls
+        fleet = _Fleet(urls, patience=self.cfg.max_retries + 1)
         starts = itertools.cycle(range(len(self.base_urls)))
         limit = asyncio.Semaphore(self.cfg.max_concurrency)
         async with httpx.AsyncClient(timeout=httpx.Timeout(self.cfg.timeout_s)) as client:
@@ -208,6 +210,80 @@ class OpenAIEngine(Engine):
                 raise ServerError("the server does not return prompt_logprobs (a vLLM extension)")
             scores.append([_chosen_logprob(step) for step in reply[1:]])
         return scores
+
+    def score_replies_each(self, replies: list) -> list[list[float] | str]:
+        """Teacher-forced reply scores from a vLLM-compatible server, one result per reply (its
+        log-probabilities, or its own error text), in two steps:
+
+        1. the server renders and tokenizes with its own chat template (vLLM's `/tokenize`, at the
+           server root): the chat with its generation prompt, and the chat with the reply's turn
+           (closed) or the reply text alone (open);
+        2. `/completions` with those token ids, `echo: true`, `logprobs: 0` and `max_tokens: 0` (the
+           OpenAI legacy completions API): `choices[0].logprobs.token_logprobs` scores every prompt
+           token; the reply's are the ones after the common prefix, less the whitespace the template
+           writes after the end-of-turn marker (the cut of `hala.engines.replies`).
+        """
+        if not replies:
+            return []
+        base = {"model": self.cfg.model}
+        if self.cfg.chat_template:
+            base["chat_template"] = self.cfg.chat_template
+        prompts = [{**base, "messages": r.chat, "add_generation_prompt": True} for r in replies]
+        wholes = [
+            {**base, "messages": [*r.chat, {"role": "assistant", "content": r.text}], "add_generation_prompt": False}
+            if r.closed else {"model": self.cfg.model, "prompt": r.text, "add_special_tokens": False}
+            for r in replies
+        ]  # fmt: skip
+        tokens = self._gather("/tokenize", prompts + wholes, _tokens_reply, at_root=True)
+        results: list = [None] * len(replies)
+        cuts = {}
+        for i, (r, prompt, whole) in enumerate(zip(replies, tokens[: len(replies)], tokens[len(replies) :])):
+            failed = next((t for t in (prompt, whole) if isinstance(t, Failure)), None)
+            if failed is not None:
+                results[i] = failed.error
+                continue
+            ids = whole if r.closed else prompt + whole
+            common = next((j for j, (a, b) in enumerate(zip(prompt, ids)) if a != b), min(len(prompt), len(ids)))
+            if common == len(ids):
+                results[i] = f"reply {r.text[:40]!r} has no tokens of its own after the prompt"
+                continue
+            cuts[i] = (ids, common)
+        bodies = [{"model": self.cfg.model, "prompt": ids, "max_tokens": 0, "echo": True, "logprobs": 0,
+                   "temperature": 0.0} for ids, _ in cuts.values()]  # fmt: skip
+        for (i, (ids, common)), reply in zip(cuts.items(), self._gather("/completions", bodies, _echo_reply)):
+            if isinstance(reply, Failure):
+                results[i] = reply.error
+                continue
+            values, texts = reply
+            if len(values) < len(ids):
+                results[i] = "the server returned no prompt log-probabilities for echo: true, logprobs: 0"
+                continue
+            end = len(ids)
+            while replies[i].closed and end > common + 1 and end <= len(texts) and not texts[end - 1].strip():
+                end -= 1  # the newline after the end-of-turn marker
+            results[i] = [float(v) for v in values[common:end]]
+        return results
+
+    def score_replies(self, replies: list) -> list[list[float]]:
+        results = self.score_replies_each(replies)
+        errors = [r for r in results if isinstance(r, str)]
+        if errors:
+            raise ServerError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+        return results
+
+
+def _tokens_reply(reply: Any) -> list[int]:
+    if not isinstance(reply, dict) or not isinstance(reply.get("tokens"), list):
+        raise MalformedReply("no tokens (scoring needs vLLM's /tokenize)")
+    return [int(t) for t in reply["tokens"]]
+
+
+def _echo_reply(reply: Any) -> tuple[list, list]:
+    logprobs = first_choice(reply).get("logprobs") or {}
+    values = logprobs.get("token_logprobs")
+    if not values:
+        raise MalformedReply("no logprobs.token_logprobs for echo: true")
+    return [v if v is not None else 0.0 for v in values], logprobs.get("tokens") or []
 
 
 def first_choice(reply: Any) -> dict:

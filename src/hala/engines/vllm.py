@@ -89,6 +89,25 @@ class VLLMEngine(Engine):
             scores.append([step[token].logprob for token, step in zip(ids, steps)])
         return scores
 
+    def score_replies(self, replies: list) -> list[list[float]]:
+        """One prompt-logprobs pass over chat + reply per reply (token ids, so the cut is exact)."""
+        from vllm.inputs import TokensPrompt
+
+        from hala.engines.replies import reply_token_ids
+
+        if not replies:
+            return []
+        tokenizer = self.llm.get_tokenizer()
+        cut = [reply_token_ids(tokenizer, r, self.cfg.chat_template) for r in replies]
+        prompts = [TokensPrompt(prompt_token_ids=ids) for ids, _ in cut]
+        params = self._sampling(SamplingParams(max_tokens=1), prompt_logprobs=0)
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        scores = []
+        for out, (ids, n_reply) in zip(outputs, cut):
+            steps = out.prompt_logprobs
+            scores.append([steps[i][ids[i]].logprob for i in range(len(ids) - n_reply, len(ids))])
+        return scores
+
     def close(self) -> None:
         llm = getattr(self, "llm", None)
         if llm is not None:

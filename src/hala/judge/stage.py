@@ -1,13 +1,20 @@
-"""`hala judge`: a small instruct model answers ACCEPT or REJECT for every parallel pair.
+"""`hala judge`: a model gives every parallel pair a score and a verdict (ACCEPT/REJECT).
 
 The paper's setup is the default: `Qwen/Qwen2.5-3B-Instruct` on vLLM, greedy, a strict bilingual
-judge prompt (ours, see `prompt.JUDGE_PROMPT`). For each unit of work (a file x a range of rows):
+judge prompt (ours, see `prompt.JUDGE_PROMPT`), `mode: generate`. The scoring modes (`choice`,
+`likelihood`, see `scores`) read log-probabilities instead of text, so no pair is unparseable. For
+each unit of work (a file x a range of rows):
 
 1. read the pairs (any input `hala pairs` reads; unreadable rows go to `rejected/`);
-2. ask the judge about every pair through the verdict cache (`hala.engines.cached.CachedChat`): a pair already
-   judged with the same model, prompt and sampling is a lookup, in this run or any other;
-3. parse each answer (`prompt.parse_verdict`); write accepted pairs to `data/` with the verdict in
-   `meta.judge`, and rejected and unparseable ones to `rejected/` with the raw answer.
+2. score every pair through the cache (answers for `generate`, scores for the others): a pair
+   already judged with the same model and settings is a lookup, in this run or any other. The
+   threshold is not part of the key: changing only the threshold never calls the engine;
+3. write accepted pairs to `data/` and rejected ones to `rejected/`, both with
+   `meta.judge = {mode, score, verdict, threshold, model}` (and the raw answer for `generate`).
+
+With `gold` set, the judge is first calibrated on that labelled set (`calibration`): the figures go
+into the manifest and `calibration.json`, and `threshold: calibrated` takes the threshold that
+maximises balanced accuracy there.
 
 Units finish atomically (`hala.data.units.run_units`), so a killed run resumes where it stopped,
 and its finished batches are in the cache. A pair whose request failed is rejected alone, as
@@ -32,15 +39,12 @@ from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
 from hala.data.output_lock import holds_output
 from hala.data.readers import Unit, plan_units
 from hala.data.rejects import Reject
-from hala.data.units import run_units
+from hala.data.units import REJECTED, STATS, run_units
 from hala.engines.base import EngineConfig, SamplingParams
-from hala.engines.cached import CachedChat
-from hala.judge.prompt import (
-    ACCEPT, JUDGE_PROMPT, PAPER_JUDGE_MODEL, VERDICTS, check_template, parse_verdict, render_judge,
-)  # fmt: skip
+from hala.judge.prompt import ACCEPT, JUDGE_PROMPT, PAPER_JUDGE_MODEL, VERDICTS, check_template
+from hala.judge.scores import DEFAULT_THRESHOLDS, make_scorer
 from hala.pairs.sources import Source, read_source, resolve
-from hala.engines.cache import request_key
-from hala.translate.prompts import language_name
+from hala.translate.prompts import PAPER_TEMPLATE, language_name
 
 log = logging.getLogger("hala.judge")
 
@@ -52,8 +56,20 @@ class JudgeConfig(StrictModel):
     )
     out: str
     engine: EngineConfig = Field(default_factory=lambda: EngineConfig(kind="vllm", model=PAPER_JUDGE_MODEL))
+    mode: Literal["generate", "choice", "likelihood"] = Field(
+        "generate", description="generate: parse a written ACCEPT/REJECT (the paper's); choice: p(ACCEPT) from the "
+        "labels' log-probabilities; likelihood: mean log-probability of the target under a translation model"
+    )
+    threshold: float | Literal["calibrated"] | None = Field(
+        None, description="accept when score >= threshold; default: 0.5 (generate, choice), -2.0 (likelihood); "
+        "'calibrated': the best threshold on `gold`"
+    )
     sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(max_tokens=16, temperature=0.0))
-    prompt: str = Field(JUDGE_PROMPT, description="uses {src}, {tgt}, {source_language}, {target_language}")
+    prompt: str = Field(JUDGE_PROMPT, description="generate/choice: uses {src}, {tgt}, {source_language}, {target_language}")
+    labels: list[str] = Field(["ACCEPT", "REJECT"], description="choice: the accept label, then the reject label")
+    translate_prompt: str = Field(PAPER_TEMPLATE, description="likelihood: the translator prompt ({language}, {text})")
+    reverse: bool = Field(False, description="likelihood: average with the reverse direction (source given target)")
+    gold: str | None = Field(None, description="a labelled gold set (label 1 good, 0 bad) to calibrate on first")
     system: str | None = Field(None, description="an optional system message")
     src_lang: str = "en"
     tgt_lang: str = "ar"
@@ -82,49 +98,76 @@ class JudgeConfig(StrictModel):
     def _prompt(cls, value: str) -> str:
         return check_template(value)
 
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: list[str]) -> list[str]:
+        if len(value) != 2 or not all(v.strip() for v in value) or value[0] == value[1]:
+            raise ValueError(f"labels must be two different non-empty words, accept first (got {value})")
+        return value
+
+    @field_validator("translate_prompt")
+    @classmethod
+    def _translate_prompt(cls, value: str) -> str:
+        from hala.pairs.sft import SftConfig
+
+        return SftConfig(template=value).template
+
+    def decision_threshold(self, calibrated: float | None = None) -> float:
+        """The number a score must reach to be accepted."""
+        if self.threshold == "calibrated":
+            if calibrated is None:
+                raise ValueError("threshold: calibrated needs a gold set (set gold: FILE)")
+            return calibrated
+        return DEFAULT_THRESHOLDS[self.mode] if self.threshold is None else float(self.threshold)
+
     @model_validator(mode="after")
     def _languages(self) -> JudgeConfig:
         language_name(self.src_lang), language_name(self.tgt_lang)
         if self.src_lang == self.tgt_lang:
             raise ValueError(f"src_lang and tgt_lang are both {self.src_lang!r}")
+        if self.threshold == "calibrated" and not self.gold:
+            raise ValueError("threshold: calibrated needs gold: a labelled gold set to calibrate on")
         return self
 
 
 class UnitJudge:
     """Judges one unit; `finish_unit` hands run_units the unit's counts."""
 
-    def __init__(self, cfg: JudgeConfig, asker: CachedChat, sources: dict[str, Source]):
-        self.cfg, self.asker, self.sources = cfg, asker, sources
-        template = cfg.prompt if not cfg.system else f"{cfg.system}\n{cfg.prompt}"
-        self.key_prefix = (asker.model_id, template, cfg.sampling.model_dump())
+    def __init__(self, cfg: JudgeConfig, scorer, sources: dict[str, Source], threshold: float):
+        self.cfg, self.scorer, self.sources, self.threshold = cfg, scorer, sources, threshold
         self.counts: Counter = Counter()
-
-    def _key(self, pair) -> str:
-        text = json.dumps([pair.src_lang, pair.tgt_lang, pair.src, pair.tgt], ensure_ascii=False)
-        return request_key(*self.key_prefix, text)
 
     def __call__(self, unit: Unit, rejects):
         cfg = self.cfg
         rows = list(read_source(self.sources[unit.file], rejects, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang,
                                 split=cfg.split, start=unit.start, stop=unit.stop, files=(unit.file,)))  # fmt: skip
-        chats = [render_judge(cfg.prompt, pair, cfg.system) for _, _, pair in rows]
-        answers = self.asker.ask([self._key(pair) for _, _, pair in rows], chats)
-        for (file, line, pair), answer in zip(rows, answers):
+        judged = self.scorer.judge([pair for _, _, pair in rows], self.threshold)
+        for (file, line, pair), result in zip(rows, judged):
             self.counts["judged"] += 1
-            verdict = "engine_error" if answer.error is not None else parse_verdict(answer.text)
-            self.counts[f"verdict_{verdict}"] += 1
-            if verdict == ACCEPT:
-                judged = {"verdict": verdict, "answer": answer.text, "model": self.asker.model_id}
-                yield pair.model_copy(update={"meta": {**pair.meta, "judge": judged}})
+            self.counts[f"verdict_{result.verdict}"] += 1
+            record = {"mode": cfg.mode, "score": result.score, "verdict": result.verdict,
+                      "threshold": self.threshold, "model": self.scorer.model_id}  # fmt: skip
+            if result.answer is not None:
+                record["answer"] = result.answer
+            scored = pair.model_copy(update={"meta": {**pair.meta, "judge": record}})
+            if result.verdict == ACCEPT:
+                yield scored
                 continue
-            said = answer.error if answer.error is not None else answer.text
-            raw = json.dumps({"pair": pair.model_dump(), "answer": said}, ensure_ascii=False)
-            reason = f"pair {pair.id}: judge {'failed' if answer.error else 'answered'} {_short(said)!r}"
+            said = result.error if result.error is not None else result.answer
+            raw = {"pair": scored.model_dump(), "score": result.score}
+            if said is not None:
+                raw["answer"] = said
+            if result.error is not None:
+                reason = f"pair {pair.id}: judge failed {_short(said)!r}"
+            elif said is not None:
+                reason = f"pair {pair.id}: judge answered {_short(said)!r}"
+            else:
+                reason = f"pair {pair.id}: judge score {result.score:.4f} < threshold {self.threshold:.4f}"
             # a verdict, not bad input: kept like any reject, but it neither stops a --strict run nor logs a warning
-            rejects.rejects.append(Reject(file, line, f"judge_{verdict}", reason, raw))
+            rejects.rejects.append(Reject(file, line, f"judge_{result.verdict}", reason, json.dumps(raw, ensure_ascii=False)))
 
     def finish_unit(self, unit: Unit) -> dict:
-        numbers = self.asker.take_stats()
+        numbers = self.scorer.take_stats()
         numbers.update(self.counts)
         self.counts = Counter()
         return numbers
@@ -141,35 +184,65 @@ def _limit(units: list[Unit], limit: int | None) -> list[Unit]:
     return [Unit(u.file, u.start, min(u.stop, limit)) for u in units if u.start < limit]
 
 
+def _redecide_if_only_the_threshold_changed(out: Path, config: dict) -> None:
+    """A folder judged with another threshold only: drop its verdicts (data/, rejected/, stats/) and
+    keep its score cache, so the run decides again from the cache instead of refusing the folder."""
+    import shutil
+
+    from hala.data.manifest import MANIFEST, RUN_STAMP
+
+    stamp = out / RUN_STAMP
+    if config["mode"] == "generate" or not stamp.exists():
+        return
+    previous = json.loads(stamp.read_text(encoding="utf-8"))["config"]
+    if previous == config or {**previous, "threshold": config["threshold"]} != config:
+        return
+    log.info("%s: only the threshold changed (%s -> %s); deciding again from the cached scores",
+             out, previous["threshold"], config["threshold"])  # fmt: skip
+    for name in ("data", REJECTED, STATS):
+        shutil.rmtree(out / name, ignore_errors=True)
+    (out / MANIFEST).unlink(missing_ok=True)
+    stamp.unlink()
+
+
 @holds_output()
 def judge(cfg: JudgeConfig) -> Manifest:
     """Judge every pair of `cfg.inputs` into `cfg.out` (see the module docstring)."""
     out = Path(cfg.out)
     sources = {f: source for source in map(resolve, cfg.inputs) for f in source.files}
-    inputs = [FileEntry.of(f) for f in sources]
+    inputs = [FileEntry.of(f) for f in sources] + ([FileEntry.of(cfg.gold)] if cfg.gold else [])
     config = cfg.identity()
     if is_current(out, config, inputs):
         log.info("%s is up to date; nothing to do", out)
         return Manifest.read(out)
+    _redecide_if_only_the_threshold_changed(out, config)
     claim_output(out, config, inputs)
 
     started = time.perf_counter()
     units = _limit(plan_units(list(sources), cfg.rows_per_unit, cfg.split), cfg.limit)
-    cache_path = cfg.cache_path or out / "cache" / "verdicts.sqlite"
-    asker = CachedChat(cfg.engine, cfg.sampling, cache_path, batch_size=cfg.batch_size,
-                       retries=cfg.engine_retries, backoff_s=cfg.engine_backoff_s)  # fmt: skip
-    work = UnitJudge(cfg, asker, sources)
+    scorer = make_scorer(cfg, cfg.cache_path or out / "cache" / "verdicts.sqlite")
+    metrics: dict[str, float] = {}
     try:
+        calibrated = None
+        if cfg.gold:
+            from hala.judge.calibration import calibrate_with
+
+            figures = calibrate_with(scorer, cfg, out)
+            metrics.update(figures.flat())
+            calibrated = figures.best_threshold
+        threshold = cfg.decision_threshold(calibrated)
+        work = UnitJudge(cfg, scorer, sources, threshold)
         stats = run_units(units, out, work, fmt=cfg.output_format, strict=cfg.strict, unit_stats=work.finish_unit)
     finally:
-        asker.close()
+        scorer.close()
     stats.raise_for_failed_requests(out, rows="pairs")
     counts = {"judged": 0, **{f"verdict_{v}": 0 for v in VERDICTS}, **stats.counts(), "units": len(units)}
     judged = counts["judged"]
-    metrics = {
+    metrics.update({
         "kept_fraction": round(counts[f"verdict_{ACCEPT}"] / judged, 6) if judged else 0.0,
         "unparseable_fraction": round(counts["verdict_unparseable"] / judged, 6) if judged else 0.0,
-    }
+        "threshold": threshold,
+    })  # fmt: skip
     manifest = Manifest(
         stage="judge",
         config=config,

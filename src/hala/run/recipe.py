@@ -27,7 +27,7 @@ BUNDLED = "bundled:"
 
 class Models(StrictModel):
     teacher: str = Field(description="the teacher that translates English instruction data (stage 2)")
-    judge: str = Field(description="the LLM judge of external pairs")
+    judge: str = Field(description="the judge of external pairs; `teacher`: the chain's teacher (for judge.mode: likelihood)")
     translator: str = Field(description="the small model fine-tuned into the translator (stage 3)")
     hala_base: str = Field(description="the base of the Hala model (stage 5) and of the merge (stage 6)")
 

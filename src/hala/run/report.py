@@ -1,8 +1,8 @@
 """`hala report RUN_DIR`: one static HTML page a researcher can read and share.
 
 It reads only what the stages left on disk (stage.json, manifest.json, results.json, pairs) and
-writes OUT/report.html with its PNG plots beside it: the per-stage table, QA reject reasons,
-translation metrics, the benchmark table next to the paper's numbers, and EN/AR samples with the
+writes OUT/report.html with its PNG plots beside it: the per-stage table, QA reject reasons, the
+judge's calibration (figures and ROC curve), translation metrics, the benchmark table next to the paper's numbers, and EN/AR samples with the
 Arabic set right-to-left. Tiny models make weak translations: the page says so when the run used
 them, and shows the numbers as they are.
 """
@@ -103,6 +103,38 @@ def _translation(run: Path, out: Path) -> str:
             + f"<p><small>{html.escape(signature['bleu_signature'])}<br>{html.escape(signature['chrf_signature'])}</small></p>")  # fmt: skip
 
 
+def _judge(run: Path, out: Path) -> str:
+    """The judge's calibration on its gold set: the figures, AUC per corruption, and the ROC curve."""
+    figures = _json(run / "judge" / "calibration.json")
+    if not figures:
+        return "<p>The judge was not calibrated in this run (set judge.gold).</p>"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3.6, 3.6))
+    xs, ys = zip(*figures["roc"])
+    ax.plot(xs, ys, drawstyle="steps-post", label=f"AUC {figures['auc']:.3f}")
+    ax.plot([0, 1], [0, 1], "--", color="#999", linewidth=0.8)
+    ax.set_xlabel("bad pairs accepted (false accept rate)")
+    ax.set_ylabel("good pairs accepted")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out / "judge_roc.png", dpi=110)
+    plt.close(fig)
+    about = (f"<p>mode <code>{html.escape(figures['mode'])}</code>, model <code>{html.escape(figures['model'])}</code>, "
+             f"{figures['pairs']} gold pairs ({html.escape(Path(figures['gold']).name)}); verdicts at threshold "
+             f"{figures['threshold']:.4f} (best balanced accuracy at {figures['best_threshold']:.4f}).</p>")  # fmt: skip
+    overall = [[f"{figures['auc']:.3f}", f"{figures['accuracy']:.3f}", f"{figures['balanced_accuracy']:.3f}",
+                f"{figures['reject_precision']:.3f}", f"{figures['reject_recall']:.3f}", f"{figures['kappa']:.3f}"]]  # fmt: skip
+    kinds = [[html.escape(k), figures["count_by_kind"].get(k, ""), f"{auc:.3f}"] for k, auc in figures["auc_by_kind"].items()]
+    return (about + _table(["ROC AUC", "accuracy", "balanced accuracy", "REJECT precision", "REJECT recall", "Cohen's κ"],
+                           overall, set(range(6)))
+            + _table(["corruption", "pairs", "ROC AUC (good vs this kind)"], kinds, {1, 2})
+            + "<img src='judge_roc.png' alt='the judge ROC curve on the gold set'>")  # fmt: skip
+
+
 def _bench(run: Path, out: Path) -> str:
     md = run / "bench" / "results.md"
     if not md.exists():
@@ -152,6 +184,8 @@ def report(cfg: ReportConfig) -> Manifest:
         _table(["stage", "state", "inputs", "outputs", "counts", "seconds", "throughput"], _stage_rows(run), {2, 3, 5}),
         "<h2>Quality control: reject reasons</h2>",
         _table(["stage", "reason", "count"], _rejects(run), {2}),
+        "<h2>The judge: calibration on the gold set</h2>",
+        _judge(run, out),
         "<h2>Translation quality (held-out test pairs)</h2>",
         _translation(run, out),
         "<h2>OALL v2 benchmarks (0-shot, acc_norm) beside the paper</h2>",

@@ -98,6 +98,17 @@ def _m(recipe: Recipe, run: Path, ref: str) -> str:
     return model_path(ref, run)
 
 
+def judge_link(recipe: Recipe, run: Path) -> dict:
+    """The judge's model (`teacher`: the chain's own teacher, a translation model for `mode: likelihood`),
+    its gold set (a `bundled:` name is resolved) and a score cache that outlives the judge folder, so a
+    rerun that changes only the threshold scores nothing again."""
+    model = teacher(recipe, run) if recipe.models.judge == "teacher" else _m(recipe, run, recipe.models.judge)
+    gold = recipe.judge.get("gold")
+    return {"out": str(run / "judge"), "inputs": [data_path(p) for p in recipe.data.external_pairs],
+            "engine.model": model, "gold": data_path(gold) if gold else None,
+            "cache_path": recipe.judge.get("cache_path") or str(run / "cache" / "judge.sqlite")}  # fmt: skip
+
+
 STAGES: list[Stage] = [
     Stage("models", "materialize built-in models", "hala.run.stages:ModelsConfig", "hala.run.stages:materialize_models", (),
           lambda r, run: {"out": str(run / "models"),
@@ -112,9 +123,8 @@ STAGES: list[Stage] = [
           "hala.translate.pipeline:translate", ("quantize",),
           lambda r, run: {"out": str(run / "teacher_translate"), "inputs": [data_path(p) for p in r.data.teacher_inputs],
                           "engine.model": str(run / "quantize") if r.teacher_fp8 else teacher(r, run)}),
-    Stage("judge", "LLM judge on external pairs", "hala.judge.stage:JudgeConfig", "hala.judge.stage:judge", ("models",),
-          lambda r, run: {"out": str(run / "judge"), "inputs": [data_path(p) for p in r.data.external_pairs],
-                          "engine.model": _m(r, run, r.models.judge)}),
+    Stage("judge", "the judge scores the external pairs", "hala.judge.stage:JudgeConfig", "hala.judge.stage:judge",
+          ("warmup",), judge_link),
     Stage("pairs", "the parallel corpus and the translator's training data", "hala.pairs.config:PairsConfig",
           "hala.pairs.build:build_pairs", ("teacher_translate", "judge"),
           lambda r, run: {"out": str(run / "pairs"),

@@ -1,0 +1,126 @@
+"""Batched, cached reply scoring: a pair's score is computed once, whatever the threshold.
+
+The judge's scoring modes turn each pair into a few replies to score (`hala.engines.replies.Reply`)
+and reduce the engine's per-token log-probabilities to one number (a label probability, a mean
+log-probability). `CachedScores.ask` keeps that number under a content key (model, mode, prompt,
+the pair; see `hala.engines.cache.request_key`) in the request cache (`hala.engines.cache`, one
+file per writer, so concurrent shards are safe): the threshold is not part of the key, so changing
+only the threshold decides again without scoring again. Batches are written as they return. Each
+request (a pair's replies) succeeds or fails on its own (`Engine.score_replies_each`): a failed one
+comes back with its own error, is never cached and is counted as `requests_failed`, which makes
+`run_units` redo its unit on a rerun. The engine is built at the first miss, so a fully cached run
+never starts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from hala.data.units import FAILED_REQUESTS
+from hala.engines.base import Engine, EngineConfig
+from hala.engines.cache import Cached, SegmentCache
+from hala.engines.redact import api_key, redact
+from hala.engines.replies import Reply
+
+log = logging.getLogger("hala.engines")
+SCORE = "score"  # the finish_reason under which the request cache holds a score (its text is the number)
+
+
+@dataclass(frozen=True)
+class Score:
+    value: float | None
+    tokens: int = 0
+    error: str | None = None
+
+
+def _stored(score: Score) -> Cached:
+    return Cached(repr(score.value), SCORE, score.tokens, 0)
+
+
+def _loaded(entry: Cached) -> Score:
+    return Score(float(entry.text), entry.prompt_tokens)
+
+
+class CachedScores:
+    def __init__(self, engine: EngineConfig, cache_path: str | Path, *, batch_size: int = 4096, retries: int = 2,
+                 backoff_s: float = 2.0):  # fmt: skip
+        self.engine_cfg, self.batch_size, self.retries, self.backoff_s = engine, batch_size, retries, backoff_s
+        self.model_id = f"{engine.kind}:{engine.model}"
+        self.cache = SegmentCache(cache_path)
+        self.engine: Engine | None = None
+        self.stats: Counter = Counter()
+
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            from hala.engines import get_engine
+
+            self.engine = get_engine(self.engine_cfg)
+        return self.engine
+
+    def _score(self, replies: list[Reply]) -> list[list[float] | str]:
+        """One engine call (retried while it raises); per reply, its log-probabilities or its error text."""
+        key = api_key(self.engine_cfg.api_key_env) if self.engine_cfg.kind == "openai" else None
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                started = time.perf_counter()
+                scores = self._engine().score_replies_each(replies)
+                self.stats["engine_ms"] += int((time.perf_counter() - started) * 1000)
+                return [redact(s, key) if isinstance(s, str) else s for s in scores]
+            except NotImplementedError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any engine failure is retried, then reported
+                error = redact(f"{type(exc).__name__}: {exc}", key)
+                self.stats["engine_errors"] += 1
+                if attempt == self.retries:
+                    return [error] * len(replies)
+                log.warning("engine call failed (%s); retry %d in %.1fs", error, attempt + 1, delay)
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    def ask(self, keys: list[str], requests: list[list[Reply]], reduce: Callable[[list[list[float]]], float]) -> list[Score]:
+        """One score per request (a pair's replies, reduced by `reduce`), in order."""
+        unique = dict(zip(keys, requests))
+        found = {k: _loaded(c) for k, c in self.cache.get_many(list(unique)).items() if c.finish_reason == SCORE}
+        misses = [k for k in unique if k not in found]
+        self.stats["requests"] += len(keys)
+        self.stats["requests_unique"] += len(unique)
+        self.stats["cache_hits"] += len(unique) - len(misses)
+        errors: dict[str, str] = {}
+        for i in range(0, len(misses), self.batch_size):
+            batch = misses[i : i + self.batch_size]
+            flat = [reply for key in batch for reply in unique[key]]
+            scored = iter(self._score(flat))
+            fresh = {}
+            for key in batch:
+                parts = [next(scored) for _ in unique[key]]
+                failed = next((p for p in parts if isinstance(p, str)), None)
+                if failed is not None:
+                    errors[key] = failed
+                else:
+                    fresh[key] = Score(float(reduce(parts)), sum(len(p) for p in parts))
+            self.cache.put_many({k: _stored(v) for k, v in fresh.items()})
+            found.update(fresh)
+            self.stats["engine_requests"] += len(batch)
+            self.stats["engine_replies"] += len(flat)
+            self.stats["tokens_scored"] += sum(s.tokens for s in fresh.values())
+        if errors:
+            self.stats[FAILED_REQUESTS] += len(errors)
+            log.warning("%d of %d scoring requests failed (not cached; a rerun retries them); first: %s",
+                        len(errors), len(misses), next(iter(errors.values())))  # fmt: skip
+        return [Score(None, 0, errors[k]) if k in errors else found[k] for k in keys]
+
+    def take_stats(self) -> dict:
+        numbers, self.stats = dict(self.stats), Counter()
+        return numbers
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+        self.cache.close()
