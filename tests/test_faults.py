@@ -288,7 +288,18 @@ def test_hala_run_does_not_go_past_a_stage_that_lost_rows_to_engine_errors(tmp_p
     config.write_text(cfg.model_dump_json(), encoding="utf-8")
     done = subprocess.run([sys.executable, "-m", "hala.run.stage_main", "teacher_translate", str(config)],
                           capture_output=True, text=True)  # fmt: skip
-    assert done.returncode != 0 and "requests failed (engine errors)" in done.stderr
+    assert done.returncode == 3 and "requests failed (engine errors)" in done.stderr
+    assert "Traceback" not in done.stderr  # the stage log says what happened, in one line
+
+
+def test_local_workers_that_lost_rows_to_engine_errors_exit_3_naming_the_shards(tmp_path):
+    data = _convs(tmp_path / "in.jsonl", {}, n=4)
+    args = ["translate", "-i", str(data), "-o", str(tmp_path / "out"), "--engine", "openai", "-m", "m",
+            f"engine.base_urls=[http://127.0.0.1:{_free_port()}/v1]", "engine.backoff_s=0", "engine.max_retries=0",
+            "progress=false", "rows_per_unit=2", "executor=local", "workers=2"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "hala.cli", *args], capture_output=True, text=True)
+    assert done.returncode == 3, done.stderr
+    assert "local shards [0, 1] of 2 failed" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_redo_killed_midway_leaves_the_unit_unfinished(tmp_path):

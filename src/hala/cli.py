@@ -55,12 +55,13 @@ def _run(fn, cfg) -> None:
     from hala.data.manifest import OutputInUseError
     from hala.data.rejects import BadInputError
     from hala.data.units import RequestsFailed
+    from hala.translate.executors import ShardsFailed
 
     out = Path(cfg.out)
     created = not out.exists()
     try:
         manifest = fn(cfg)
-    except (BadInputError, ConfigError, OutputInUseError, FileNotFoundError, ValueError) as exc:
+    except (BadInputError, ConfigError, OutputInUseError, FileNotFoundError, ValueError, ShardsFailed) as exc:
         if created:
             _remove_if_unused(out)
         typer.echo(f"error: {exc}", err=True)

@@ -51,6 +51,14 @@ class RequestsFailed(RuntimeError):
             "for it; rerun the same command to retry only those"
         )
 
+    @classmethod
+    def in_shards(cls, folder: str | Path, message: str) -> RequestsFailed:
+        """The same failure reported by shards run as separate processes (their own counts are in their logs)."""
+        error = cls.__new__(cls)
+        error.folder, error.failed, error.lost = str(folder), 0, 0
+        RuntimeError.__init__(error, message)
+        return error
+
 
 @dataclass
 class UnitStats:

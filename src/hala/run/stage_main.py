@@ -8,6 +8,7 @@ import sys
 
 from hala.children import exit_on_sigterm
 from hala.data.manifest import OutputInUseError
+from hala.data.units import RequestsFailed
 from hala.run.stages import BY_NAME
 
 
@@ -22,6 +23,9 @@ def main(name: str, config_path: str) -> int:
     except OutputInUseError as exc:  # a folder in use or not writable: the message is the whole story
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except RequestsFailed as exc:  # rows lost to engine errors: no manifest, so the chain stops here
+        print(f"error: {exc}", file=sys.stderr)
+        return RequestsFailed.exit_code
     print(json.dumps({"stage": name, "counts": manifest.counts, "metrics": getattr(manifest, "metrics", {})}))
     return 0
 

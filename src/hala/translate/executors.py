@@ -40,6 +40,10 @@ def write_shard_config(cfg: TranslateConfig) -> Path:
     return path
 
 
+class ShardsFailed(RuntimeError):
+    """Shards run as processes of their own failed; each one's own error is in its output."""
+
+
 def shard_command(config: Path, shard: str, python: str = sys.executable) -> list[str]:
     return [python, "-m", "hala.cli", "translate", "--config", str(config), f"shard={shard}"]
 
@@ -61,7 +65,13 @@ def run_local(cfg: TranslateConfig) -> Manifest:
                 p.wait()
     failed = [i for i, code in enumerate(codes) if code != 0]
     if failed:
-        raise RuntimeError(f"local shards {failed} of {n} failed (exit codes {[codes[i] for i in failed]}); rerun to resume")
+        from hala.data.units import RequestsFailed
+
+        why = (f"{cfg.out}: local shards {failed} of {n} failed (exit codes {[codes[i] for i in failed]}; their "
+               "messages are above); rerun the same command to resume")  # fmt: skip
+        if all(codes[i] == RequestsFailed.exit_code for i in failed):
+            raise RequestsFailed.in_shards(cfg.out, why)
+        raise ShardsFailed(why)
     return merge_shards(cfg.out)
 
 
