@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from hala.data.units import FAILED_REQUESTS
 from hala.engines.base import Chat, Engine, EngineConfig, SamplingParams
@@ -40,18 +41,13 @@ class Answer:
     error: str | None = None
 
 
-class CachedChat:
-    def __init__(
-        self,
-        engine: EngineConfig,
-        sampling: SamplingParams,
-        cache_path: str | Path,
-        *,
-        batch_size: int = 4096,
-        retries: int = 2,
-        backoff_s: float = 2.0,
-    ):
-        self.engine_cfg, self.sampling = engine, sampling
+class EngineAsker:
+    """What every cached asker shares: the engine built at the first miss, an engine call retried
+    while it raises (the backend itself failing), redacted error texts, stats, closing."""
+
+    def __init__(self, engine: EngineConfig, cache_path: str | Path, *, batch_size: int = 4096, retries: int = 2,
+                 backoff_s: float = 2.0):  # fmt: skip
+        self.engine_cfg = engine
         self.batch_size, self.retries, self.backoff_s = batch_size, retries, backoff_s
         self.model_id = f"{engine.kind}:{engine.model}"
         self.cache = SegmentCache(cache_path)
@@ -65,31 +61,61 @@ class CachedChat:
             self.engine = get_engine(self.engine_cfg)
         return self.engine
 
-    def _chat(self, chats: list[Chat]) -> list[Cached | str]:
-        """One engine call (retried while it raises); per request, its reply or its error text."""
+    def _key(self) -> str | None:
+        return api_key(self.engine_cfg.api_key_env) if self.engine_cfg.kind == "openai" else None
+
+    def _call(self, call: Callable[[Engine], list], n: int) -> list:
+        """`call(engine)` (one result or error text per request), retried with backoff while it
+        raises; if it keeps raising, each of the `n` requests gets that error."""
         delay = self.backoff_s
         for attempt in range(self.retries + 1):
             try:
                 started = time.perf_counter()
-                gens = self._engine().chat_each(chats, self.sampling)
+                results = call(self._engine())
                 self.stats["engine_ms"] += int((time.perf_counter() - started) * 1000)
-                return [
-                    redact(g.error, self._key()) if g.error is not None
-                    else Cached(g.text, g.finish_reason, g.prompt_tokens, g.completion_tokens)
-                    for g in gens
-                ]  # fmt: skip
+                return results
+            except NotImplementedError:
+                raise
             except Exception as exc:  # noqa: BLE001 - any engine failure is retried, then reported
                 error = redact(f"{type(exc).__name__}: {exc}", self._key())
                 self.stats["engine_errors"] += 1
                 if attempt == self.retries:
-                    return [error] * len(chats)
+                    return [error] * n
                 log.warning("engine call failed (%s); retry %d in %.1fs", error, attempt + 1, delay)
                 time.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")
 
-    def _key(self) -> str | None:
-        return api_key(self.engine_cfg.api_key_env) if self.engine_cfg.kind == "openai" else None
+    def _count_failures(self, errors: dict[str, str], asked: int) -> None:
+        if errors:
+            self.stats[FAILED_REQUESTS] += len(errors)
+            log.warning("%d of %d requests failed (not cached; a rerun retries them); first: %s",
+                        len(errors), asked, next(iter(errors.values())))  # fmt: skip
+
+    def take_stats(self) -> dict:
+        numbers, self.stats = dict(self.stats), Counter()
+        return numbers
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+        self.cache.close()
+
+
+class CachedChat(EngineAsker):
+    def __init__(self, engine: EngineConfig, sampling: SamplingParams, cache_path: str | Path, **options):
+        super().__init__(engine, cache_path, **options)
+        self.sampling = sampling
+
+    def _chat(self, chats: list[Chat]) -> list[Cached | str]:
+        """Per request, its reply or its error text."""
+        gens = self._call(lambda engine: engine.chat_each(chats, self.sampling), len(chats))
+        return [
+            g if isinstance(g, str)
+            else redact(g.error, self._key()) if g.error is not None
+            else Cached(g.text, g.finish_reason, g.prompt_tokens, g.completion_tokens)
+            for g in gens
+        ]  # fmt: skip
 
     def ask(self, keys: list[str], chats: list[Chat], counter: str = "requests") -> list[Answer]:
         """One answer per request, in order; `counter` names the stat that counts them."""
@@ -110,20 +136,8 @@ class CachedChat:
             self.stats["engine_requests"] += len(batch)
             self.stats["tokens_in"] += sum(a.prompt_tokens for a in fresh.values())
             self.stats["tokens_out"] += sum(a.completion_tokens for a in fresh.values())
-        if errors:
-            self.stats[FAILED_REQUESTS] += len(errors)
-            log.warning("%d of %d requests failed (not cached; a rerun retries them); first: %s",
-                        len(errors), len(misses), next(iter(errors.values())))  # fmt: skip
+        self._count_failures(errors, len(misses))
         return [
             Answer("", "error", errors[k]) if k in errors else Answer(found[k].text, found[k].finish_reason)
             for k in keys
         ]
-
-    def take_stats(self) -> dict:
-        numbers, self.stats = dict(self.stats), Counter()
-        return numbers
-
-    def close(self) -> None:
-        if self.engine is not None:
-            self.engine.close()
-        self.cache.close()

@@ -14,20 +14,14 @@ never starts it.
 
 from __future__ import annotations
 
-import logging
-import time
-from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
-from hala.data.units import FAILED_REQUESTS
-from hala.engines.base import Engine, EngineConfig
-from hala.engines.cache import Cached, SegmentCache
-from hala.engines.redact import api_key, redact
+from hala.engines.cache import Cached
+from hala.engines.cached import EngineAsker
+from hala.engines.redact import redact
 from hala.engines.replies import Reply
 
-log = logging.getLogger("hala.engines")
 SCORE = "score"  # the finish_reason under which the request cache holds a score (its text is the number)
 
 
@@ -46,43 +40,11 @@ def _loaded(entry: Cached) -> Score:
     return Score(float(entry.text), entry.prompt_tokens)
 
 
-class CachedScores:
-    def __init__(self, engine: EngineConfig, cache_path: str | Path, *, batch_size: int = 4096, retries: int = 2,
-                 backoff_s: float = 2.0):  # fmt: skip
-        self.engine_cfg, self.batch_size, self.retries, self.backoff_s = engine, batch_size, retries, backoff_s
-        self.model_id = f"{engine.kind}:{engine.model}"
-        self.cache = SegmentCache(cache_path)
-        self.engine: Engine | None = None
-        self.stats: Counter = Counter()
-
-    def _engine(self) -> Engine:
-        if self.engine is None:
-            from hala.engines import get_engine
-
-            self.engine = get_engine(self.engine_cfg)
-        return self.engine
-
+class CachedScores(EngineAsker):
     def _score(self, replies: list[Reply]) -> list[list[float] | str]:
-        """One engine call (retried while it raises); per reply, its log-probabilities or its error text."""
-        key = api_key(self.engine_cfg.api_key_env) if self.engine_cfg.kind == "openai" else None
-        delay = self.backoff_s
-        for attempt in range(self.retries + 1):
-            try:
-                started = time.perf_counter()
-                scores = self._engine().score_replies_each(replies)
-                self.stats["engine_ms"] += int((time.perf_counter() - started) * 1000)
-                return [redact(s, key) if isinstance(s, str) else s for s in scores]
-            except NotImplementedError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any engine failure is retried, then reported
-                error = redact(f"{type(exc).__name__}: {exc}", key)
-                self.stats["engine_errors"] += 1
-                if attempt == self.retries:
-                    return [error] * len(replies)
-                log.warning("engine call failed (%s); retry %d in %.1fs", error, attempt + 1, delay)
-                time.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
+        """Per reply, its log-probabilities or its error text."""
+        scores = self._call(lambda engine: engine.score_replies_each(replies), len(replies))
+        return [redact(s, self._key()) if isinstance(s, str) else s for s in scores]
 
     def ask(self, keys: list[str], requests: list[list[Reply]], reduce: Callable[[list[list[float]]], float]) -> list[Score]:
         """One score per request (a pair's replies, reduced by `reduce`), in order."""
@@ -110,17 +72,5 @@ class CachedScores:
             self.stats["engine_requests"] += len(batch)
             self.stats["engine_replies"] += len(flat)
             self.stats["tokens_scored"] += sum(s.tokens for s in fresh.values())
-        if errors:
-            self.stats[FAILED_REQUESTS] += len(errors)
-            log.warning("%d of %d scoring requests failed (not cached; a rerun retries them); first: %s",
-                        len(errors), len(misses), next(iter(errors.values())))  # fmt: skip
+        self._count_failures(errors, len(misses))
         return [Score(None, 0, errors[k]) if k in errors else found[k] for k in keys]
-
-    def take_stats(self) -> dict:
-        numbers, self.stats = dict(self.stats), Counter()
-        return numbers
-
-    def close(self) -> None:
-        if self.engine is not None:
-            self.engine.close()
-        self.cache.close()
