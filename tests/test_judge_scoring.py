@@ -226,6 +226,7 @@ class _LogprobServer:
     def __init__(self):
         self.vocab: dict[str, int] = {}
         self.requests: list[tuple[str, dict]] = []
+        self.refuse = ""  # a word: /completions of a prompt holding it get a 400
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -235,6 +236,13 @@ class _LogprobServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stub.requests.append((self.path, body))
+                if stub.refuse and self.path != "/tokenize" and stub.refuse in stub.text_of(body):
+                    data = b'{"error": "refused by the test"}'
+                    self.send_response(400)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 reply = stub.tokenize(body) if self.path == "/tokenize" else stub.complete(body)
                 data = json.dumps(reply).encode()
                 self.send_response(200)
@@ -246,6 +254,10 @@ class _LogprobServer:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def text_of(self, body: dict) -> str:
+        words = {i: t for t, i in self.vocab.items()}
+        return " ".join(words[i] for i in body["prompt"])
 
     def ids(self, tokens: list[str]) -> list[int]:
         return [self.vocab.setdefault(t, len(self.vocab)) for t in tokens]
@@ -308,6 +320,26 @@ def test_judge_through_the_openai_client(tmp_path, logprob_server, mode):
         else:  # the Arabic words and <|end|>, -len/10 each, averaged
             tokens = row["tgt"].split() + ["<|end|>"]
             assert record["score"] == pytest.approx(sum(-len(t) / 10 for t in tokens) / len(tokens))
+
+
+def test_one_failed_scoring_request_costs_only_its_pair_and_a_rerun_asks_only_it(tmp_path, logprob_server):
+    from hala.data.units import RequestsFailed
+
+    rows = seed_rows(6)
+    logprob_server.refuse = rows[2]["ar"].split()[0]  # the first Arabic word of pair 2 (unique among these six)
+    assert sum(logprob_server.refuse in r["ar"].split() for r in rows) == 1
+    engine = {"kind": "openai", "model": "m", "base_urls": [logprob_server.url], "backoff_s": 0}
+    cfg = cfg_for(write_jsonl(tmp_path / "in.jsonl", rows), tmp_path / "out", mode="likelihood", engine=engine)
+    with pytest.raises(RequestsFailed) as failed:
+        judge(cfg)
+    assert (failed.value.failed, failed.value.lost) == (1, 1)
+    rejected = [r for r in read_dir(tmp_path / "out" / "rejected") if r["kind"] == "judge_engine_error"]
+    assert len(rejected) == 1 and "HTTP 400" in rejected[0]["reason"]
+    assert len(judged_rows(tmp_path / "out")) == 6 and len(rejected) == 1  # the other five scored and decided
+    logprob_server.refuse, logprob_server.requests[:] = "", []
+    manifest = judge(cfg)
+    assert manifest.counts["judged"] == 6 and manifest.counts["verdict_unparseable"] == 0
+    assert [p for p, _ in logprob_server.requests].count("/v1/completions") == 1  # only the failed pair
 
 
 def test_the_run_report_shows_the_calibration_with_a_roc_plot(tmp_path):
