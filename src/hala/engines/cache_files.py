@@ -19,6 +19,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from hala.data.writers import fsync_dir
+
 log = logging.getLogger("hala.engines")
 
 SCHEMA = """
@@ -212,7 +214,7 @@ def fold(path: str | Path) -> int:
         finally:
             db.close()
         os.replace(tmp, target)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except (sqlite3.Error, OSError) as exc:  # nothing was removed: the cache is as it was
         tmp.unlink(missing_ok=True)
         message = f"{path}: could not fold the cache's files into {target.name} ({exc}); they stay as they are"
@@ -221,12 +223,3 @@ def fold(path: str | Path) -> int:
         for name in (source.name, *(source.name + end for end in ("-journal", "-wal", "-shm"))):
             source.with_name(name).unlink(missing_ok=True)
     return len(copied)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the merged file's name durable before its sources are removed."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
