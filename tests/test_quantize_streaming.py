@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import json
-import re
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,6 +11,7 @@ import torch
 from hala.models.synthetic import make_synthetic_llama
 from hala.quantize import QuantizeConfig, quantize
 from hala.quantize.fp8 import fp8_quantize
+from tests.peak_memory import HAS_PROC, live_memory_rss, peak_growth, run_fresh
 from tests.test_quantize import read_checkpoint, same_bytes
 
 NO_VERIFY = {"enabled": False}
@@ -63,52 +60,31 @@ def test_quantize_never_builds_a_model(sharded, tmp_path, monkeypatch):
     assert manifest.counts["quantized"] == 56
 
 
-def _status() -> dict[str, int]:
-    text = Path("/proc/self/status").read_text()
-    return {k: int(re.search(rf"{k}:\s+(\d+)", text).group(1)) << 10 for k in ("VmRSS", "VmHWM")}
-
-
-@contextmanager
-def live_memory_rss():
-    """Make the resident set track live memory: glibc otherwise keeps freed blocks for reuse, which
-    hides growth. While measuring, blocks over 128 KB are mmapped and unmapped on free; afterwards the
-    thresholds are set where glibc's own adaptive ones end up (32 MB, 64 MB)."""
-    libc = ctypes.CDLL("libc.so.6")
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_mmap_threshold, 128 << 10)
-    libc.mallopt(m_trim_threshold, 128 << 10)
-    try:
-        yield
-    finally:
-        libc.mallopt(m_mmap_threshold, 32 << 20)
-        libc.mallopt(m_trim_threshold, 64 << 20)
-
-
-def _peak_growth(fn) -> int:
-    """Bytes the resident set grew by, at its highest, while `fn` ran (Linux: reset VmHWM first)."""
-    gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    base = _status()["VmRSS"]
-    Path("/proc/self/clear_refs").write_text("5")
-    fn()
-    return _status()["VmHWM"] - base
-
-
-@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc to reset peak RSS")
-def test_peak_memory_is_a_block_of_rows_not_a_shard(sharded, tiny_llama, tmp_path):
+def measure_peaks(sharded: str, warm_up: str, out: str) -> dict[str, int]:
+    """Peak resident growth of loading every tensor (`naive`) and of quantizing (`streamed`); run by
+    `run_fresh`, in a process of its own."""
     from safetensors.torch import load_file
 
+    sharded, out = Path(sharded), Path(out)
     files = sorted(sharded.glob("*.safetensors"))
-    checkpoint = sum(f.stat().st_size for f in files)
-    largest = max(f.stat().st_size for f in files)
     held = {}
     with live_memory_rss():
         # one-time costs (imports, kernel set-up) are not what we measure
-        quantize(QuantizeConfig(model=str(tiny_llama), out=str(tmp_path / "warm-up"), verify=NO_VERIFY))
+        quantize(QuantizeConfig(model=str(warm_up), out=str(out / "warm-up"), verify=NO_VERIFY))
         # what building the model costs: every tensor in memory (cloned: mmapped pages can't stay untouched)
-        naive = _peak_growth(lambda: [held.update({k: v.clone() for k, v in load_file(f).items()}) for f in files])
+        naive = peak_growth(lambda: [held.update({k: v.clone() for k, v in load_file(f).items()}) for f in files])
         held.clear()
-        cfg = QuantizeConfig(model=str(sharded), out=str(tmp_path / "q"), chunk_mb=1, verify=NO_VERIFY)
-        streamed = _peak_growth(lambda: quantize(cfg))
+        cfg = QuantizeConfig(model=str(sharded), out=str(out / "q"), chunk_mb=1, verify=NO_VERIFY)
+        streamed = peak_growth(lambda: quantize(cfg))
+    return {"naive": naive, "streamed": streamed}
+
+
+@pytest.mark.skipif(not HAS_PROC, reason="needs Linux /proc to reset peak RSS")
+def test_peak_memory_is_a_block_of_rows_not_a_shard(sharded, tiny_llama, tmp_path):
+    files = sorted(sharded.glob("*.safetensors"))
+    checkpoint = sum(f.stat().st_size for f in files)
+    largest = max(f.stat().st_size for f in files)
+    peaks = run_fresh("tests.test_quantize_streaming:measure_peaks", sharded, tiny_llama, tmp_path)
+    naive, streamed = peaks["naive"], peaks["streamed"]
     assert naive > checkpoint * 0.8  # the measurement sees whole-checkpoint loads
     assert streamed < largest / 2, f"peak grew by {streamed >> 20} MB; largest shard {largest >> 20} MB"
