@@ -156,3 +156,21 @@ def test_training_works_after_a_library_turned_grad_off(tmp_path, tiny_llama):
     finally:
         torch.set_grad_enabled(True)
     assert manifest.counts["steps"] == 2
+
+
+def test_frozen_embeddings_stay_bit_identical_and_the_rest_trains(tmp_path, tiny_llama):
+    import torch
+    from safetensors.torch import load_file
+
+    rows = [{"prompt": [{"role": "user", "content": "Translate everything that follows into Arabic:\n\n" + p["en"]}],
+             "completion": [{"role": "assistant", "content": p["ar"]}]} for p in seed_pairs(16)]  # fmt: skip
+    data = write(tmp_path / "pc.jsonl", rows)
+    common = dict(model=str(tiny_llama), data=[str(data)], max_steps=2, batch_size=8, learning_rate=1e-2)
+    frozen = train(TrainConfig(**common, out=str(tmp_path / "frozen"), freeze_embeddings=True))
+    full = train(TrainConfig(**common, out=str(tmp_path / "full")))
+    base = load_file(next(Path(tiny_llama).glob("*.safetensors")))
+    after = load_file(tmp_path / "frozen" / "model" / "model.safetensors")
+    embed = "model.embed_tokens.weight"
+    assert torch.equal(after[embed], base[embed])
+    assert not torch.equal(after["model.layers.0.mlp.down_proj.weight"], base["model.layers.0.mlp.down_proj.weight"])
+    assert full.counts["trainable_parameters"] - frozen.counts["trainable_parameters"] == base[embed].numel()

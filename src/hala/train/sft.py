@@ -5,7 +5,7 @@ What it decides:
   turns only (with a training chat template that marks them, see `templates.py`);
 - data with no trainable token left after masking (and truncation to `max_length`) is an error,
   not a silent zero loss; examples left without one are counted;
-- full fine-tune or LoRA (merged into the weights at the end, so every later stage loads a plain
+- full fine-tune (optionally with the embedding frozen) or LoRA (merged into the weights at the end, so every later stage loads a plain
   checkpoint), packing, resume from the latest checkpoint;
 - the final save in OUT/model: safetensors, tokenizer, the model's original chat template and
   generation config.
@@ -94,6 +94,8 @@ def build_trainer(cfg: TrainConfig) -> Prepared:
     cuda = torch.cuda.is_available()
     bf16 = cfg.bf16 if cfg.bf16 is not None else (cuda and torch.cuda.is_bf16_supported())
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.bfloat16 if bf16 else torch.float32)
+    if cfg.freeze_embeddings:  # a tied LM head is this same Parameter, so it stays frozen too
+        model.get_input_embeddings().weight.requires_grad_(False)
     peft_config = None
     if cfg.lora:
         from peft import LoraConfig
@@ -155,6 +157,7 @@ def train(cfg: TrainConfig) -> Manifest:
     with torch.enable_grad():  # another library in this process (vLLM, lighteval) may have turned grad off
         result = trainer.train(resume_from_checkpoint=resume or None)
 
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     final = trainer.model.merge_and_unload() if cfg.lora else trainer.model
     model_dir = out / "model"
     final.save_pretrained(model_dir, safe_serialization=True)
@@ -173,6 +176,7 @@ def train(cfg: TrainConfig) -> Manifest:
         counts={
             "examples": prepared.examples, "examples_fully_masked": prepared.examples - kept,
             "rejected": prepared.rejected, "trainable_tokens": tokens, "steps": int(trainer.state.global_step),
+            "trainable_parameters": trainable,
         },  # fmt: skip
         metrics=metrics,
         timings={"total_s": round(time.perf_counter() - started, 3)},
