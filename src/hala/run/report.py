@@ -2,15 +2,18 @@
 
 It reads only what the stages left on disk (stage.json, manifest.json, results.json, pairs) and
 writes OUT/report.html with its PNG plots beside it: the per-stage table, QA reject reasons, the
-judge's calibration (figures and ROC curve), translation metrics, the benchmark table next to the paper's numbers, and EN/AR samples with the
-Arabic set right-to-left. Tiny models make weak translations: the page says so when the run used
-them, and shows the numbers as they are.
+judge's calibration (figures and ROC curve), translation metrics, the benchmark table next to the
+paper's numbers, and EN/AR samples with the Arabic set right-to-left. It opens with the paper's
+headline claims beside this run's figures (`claim | paper | this run`). Tiny models make weak
+translations, and Gemma-3-270M is a miniature of the paper's models: the page says which stood in
+for what, and shows the numbers as they are.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 
 from pydantic import Field
@@ -62,9 +65,19 @@ def _stage_rows(run: Path) -> list[list]:
         seconds = status.get("seconds")
         tokens = counts.get("tokens_out")
         rate = f"{tokens / seconds:,.0f} tok/s" if tokens and seconds else ""
-        rows.append([html.escape(stage.name), html.escape(status.get("state", "not run")), len(manifest.inputs) if manifest else "",
+        state = "this page" if stage.name == "report" else status.get("state", "not run")
+        rows.append([html.escape(stage.name), html.escape(state), len(manifest.inputs) if manifest else "",
                      len(manifest.outputs) if manifest else "", html.escape(shown), seconds if seconds is not None else "", rate])  # fmt: skip
     return rows
+
+
+def _level(stage: str, key: str) -> str:
+    """What a count counts: translate's `qa_*` are segment verdicts, its `rejected_*` conversations."""
+    if key.startswith("qa_"):
+        return "segments (final QA verdict)"
+    if stage in ("teacher_translate", "translate"):
+        return "conversations"
+    return "pairs"
 
 
 def _rejects(run: Path) -> list[list]:
@@ -74,8 +87,63 @@ def _rejects(run: Path) -> list[list]:
         for key, value in sorted((manifest.counts if manifest else {}).items()):
             reason = key.startswith(("rejected_", "qa_", "filtered_", "verdict_")) and key != "qa_passed"
             if reason and value:
-                rows.append([name, html.escape(key), value])
+                rows.append([name, _level(name, key), html.escape(key), value])
     return rows
+
+
+def _pct_of(part: int, whole: int) -> str:
+    return f"{part:,} of {whole:,} ({100 * part / whole:.0f}%)" if whole else "–"
+
+
+def _claims(run: Path) -> list[list[str]]:
+    """`claim | paper | this run`: each of the paper's headline figures beside the run's own."""
+    rows = []
+    translation = _json(run / "eval_translation" / "results.json").get("models", {})
+    base, tuned = translation.get("translator_base"), translation.get("translator")
+    if base and tuned:
+        for metric, paper in (("chrf++", "43.2 → 64.2"), ("bleu", "16.0 → 48.2")):
+            rows.append([f"translator {'chrF++' if metric == 'chrf++' else 'BLEU'}, base → fine-tuned", paper,
+                         f"{base[metric]:.1f} → {tuned[metric]:.1f} ({tuned[metric] - base[metric]:+.1f})"])  # fmt: skip
+    bf16, fp8 = translation.get("teacher_bf16"), translation.get("teacher_fp8")
+    if bf16 and fp8:
+        rows.append(["FP8 teacher vs BF16: chrF++ on the held-out pairs", "no quality loss",
+                     f"{bf16['chrf++']:.1f} (BF16) vs {fp8['chrf++']:.1f} (FP8), {fp8['chrf++'] - bf16['chrf++']:+.1f}"])  # fmt: skip
+    verification = (_json(run / "quantize" / "quantization_report.json").get("verification") or {})
+    for engine in ("vllm", "transformers"):
+        section = verification.get(engine)
+        if section:
+            agreement = f"greedy tokens before the first difference: {100 * section['greedy']['prefix']:.0f}%"
+            if "next_token" in section:
+                agreement += f"; next-token top-1: {100 * section['next_token']['top1']:.0f}%"
+            ratio = section["throughput"]["fp8_over_bf16"]
+            rows.append([f"FP8 vs BF16 teacher: token agreement ({engine})", "no quality loss", agreement])
+            rows.append([f"FP8 vs BF16 teacher: throughput ({engine}, {verification['device']['kind']})",
+                         "~2x (figures not published)", f"{ratio:.2f}x" if ratio else "–"])  # fmt: skip
+            break
+    judge = _json(run / "judge" / "manifest.json").get("counts", {})
+    if judge.get("judged"):
+        rows.append(["external pairs kept by the judge", "439,592 of ~1M OPUS-100 (~44%)",
+                     _pct_of(judge.get("verdict_accept", 0), judge["judged"])
+                     + f"; unparseable: {judge.get('verdict_unparseable', 0)}"])  # fmt: skip
+    translated = _json(run / "translate" / "manifest.json").get("counts", {})
+    if translated:
+        total = translated.get("rows_out", 0) + translated.get("rejected", 0)
+        reasons = sorted(((k[len("rejected_"):], v) for k, v in translated.items() if k.startswith("rejected_") and v),
+                         key=lambda kv: -kv[1])  # fmt: skip
+        why = "; rejected: " + ", ".join(f"{k} {v}" for k, v in reasons) if reasons else ""
+        rows.append(["instruction conversations translated into the SFT corpus", "~4.5M conversations",
+                     _pct_of(translated.get("rows_out", 0), total) + why])  # fmt: skip
+    sft = _json(run / "sft" / "manifest.json").get("counts", {})
+    if sft:
+        rows.append(["conversations the Hala model trains on", "~4.5M",
+                     f"{sft.get('examples', 0) - sft.get('examples_fully_masked', 0):,}"])  # fmt: skip
+    bench = _json(run / "bench" / "results.json")
+    scores = {m["label"]: m["average"] for m in bench.get("models", []) if m.get("status") == "ok"}
+    if scores:
+        paper = "; ".join(f"{r['name']} {r['average']:.1f}" for r in bench["paper"]["rows"] if r["average"] is not None)
+        mine = " / ".join(f"{label} {100 * value:.1f}" for label, value in scores.items())
+        rows.append([f"OALL v2 average ({' / '.join(scores)})", paper or "–", mine])
+    return [[html.escape(c) for c in row] for row in rows]
 
 
 def _translation(run: Path, out: Path) -> str:
@@ -135,19 +203,25 @@ def _judge(run: Path, out: Path) -> str:
             + "<img src='judge_roc.png' alt='the judge ROC curve on the gold set'>")  # fmt: skip
 
 
+def markdown(text: str) -> str:
+    """Markdown (tables included) as HTML; raw HTML in the text is escaped, not passed through."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+
+
 def _bench(run: Path, out: Path) -> str:
     md = run / "bench" / "results.md"
     if not md.exists():
         return "<p>No benchmark in this run.</p>"
-    lines = [line for line in md.read_text(encoding="utf-8").splitlines() if line.startswith("|")]
-    rows = [[html.escape(c.strip()) for c in line.strip("|").split("|")] for line in lines if not set(line) <= set("|-: ")]
+    text = md.read_text(encoding="utf-8")
+    text = re.sub(r"\A# [^\n]*\n", "", text)  # its title is this section's heading
     chart = run / "bench" / "scores.png"
     img = ""
     if chart.exists():
         (out / "bench.png").write_bytes(chart.read_bytes())
         img = "<img src='bench.png' alt='benchmark scores'>"
-    notes = [html.escape(line) for line in md.read_text(encoding="utf-8").splitlines() if line and not line.startswith("|")]
-    return (_table(rows[0], rows[1:]) if rows else "") + img + "".join(f"<p><small>{n}</small></p>" for n in notes)
+    return markdown(text) + img
 
 
 def _samples(run: Path, n: int) -> str:
@@ -167,23 +241,40 @@ def _samples(run: Path, n: int) -> str:
     return _table(["stage", "English", "Arabic"], rows) if rows else "<p>No translated samples.</p>"
 
 
+def _models_note(names: list[str]) -> str:
+    """What the built-in models stand in for, and the terms a Gemma derivative comes under."""
+    notes = []
+    if any(name.startswith("tiny-") for name in names):
+        notes.append("This run used tiny random models (two layers, a tokenizer trained on the bundled samples): "
+                     "their translations and scores are weak by construction; they show the chain works, not "
+                     "what the paper's models reach.")  # fmt: skip
+    if "gemma3-270m" in names:
+        notes.append("Gemma-3-270M (a 268M-parameter multilingual base model) stands in for the paper's models "
+                     "on this CPU: warmed up on the bundled seed pairs it plays the teacher (the paper: "
+                     "Command-A-Translate, 111B), and its base is the translator and the Hala base (the paper: "
+                     "LFM2). Expect a miniature's figures, not the paper's. Gemma and the models trained from it "
+                     "here are subject to the Gemma Terms of Use (https://ai.google.dev/gemma/terms); see "
+                     "NOTICE.txt in each model folder.")  # fmt: skip
+    if "smollm2" in names:
+        notes.append("SmolLM2-135M-Instruct is English-only: it can't translate into Arabic.")
+    return "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes)
+
+
 @holds_output()
 def report(cfg: ReportConfig) -> Manifest:
     run, out = Path(cfg.run), Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    from hala.run.recipe import BUILTIN_MODELS
-
     models = _json(run / "models" / "manifest.json").get("config", {}).get("names", [])
-    tiny = any(name in BUILTIN_MODELS for name in models)
+    claims = _claims(run)
     parts = [
         f"<h1>hala run: {html.escape(run.name)}</h1>",
-        "<p class='note'>This run used tiny models (SmolLM2-135M and/or tiny random models) on a CPU: "
-        "their translations and scores are weak by construction. The numbers below are what they are; "
-        "they show the chain works, not what the paper's models reach.</p>" if tiny else "",
+        _models_note(models),
+        "<h2>The paper's claims beside this run</h2>",
+        _table(["claim", "paper", "this run"], claims) if claims else "<p>No figures yet.</p>",
         "<h2>Stages</h2>",
         _table(["stage", "state", "inputs", "outputs", "counts", "seconds", "throughput"], _stage_rows(run), {2, 3, 5}),
         "<h2>Quality control: reject reasons</h2>",
-        _table(["stage", "reason", "count"], _rejects(run), {2}),
+        _table(["stage", "counted in", "reason", "count"], _rejects(run), {3}),
         "<h2>The judge: calibration on the gold set</h2>",
         _judge(run, out),
         "<h2>Translation quality (held-out test pairs)</h2>",
