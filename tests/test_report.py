@@ -109,3 +109,20 @@ def test_report_renders_in_headless_chromium(tmp_path):
              "--window-size=1280,1600", f"--screenshot={shot}"]  # fmt: skip
     subprocess.run([browser, *flags, (run / "report" / "report.html").as_uri()], capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+def test_a_model_derived_from_gemma_carries_its_license(tmp_path):
+    run = fake_run(tmp_path / "run")
+    base = tmp_path / "gemma"
+    base.mkdir()
+    (base / "README.md").write_text("---\nlicense: gemma\nbase_model: google/gemma-3-270m\n---\n\n# Gemma\n")
+    (base / "NOTICE.txt").write_text("Gemma is provided under and subject to the Gemma Terms of Use\n")
+    model = run / "translator" / "model"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "NOTICE.txt").write_text((base / "NOTICE.txt").read_text())  # as `hala train` copies it
+    Manifest(stage="train", config={"model": str(base), "data": ["pairs.jsonl"]}).write(run / "translator")
+    report(ReportConfig(run=str(run), out=str(run / "report")))
+    card = (model / "README.md").read_text()
+    assert "\nlicense: gemma\n" in card.split("---")[1]
+    assert "Gemma is provided under and subject to the Gemma Terms of Use" in card and "NOTICE.txt" in card

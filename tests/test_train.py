@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -158,14 +159,17 @@ def test_training_works_after_a_library_turned_grad_off(tmp_path, tiny_llama):
     assert manifest.counts["steps"] == 2
 
 
-def test_frozen_embeddings_stay_bit_identical_and_the_rest_trains(tmp_path, tiny_llama):
+def test_frozen_embeddings_stay_bit_identical_the_rest_trains_and_the_license_follows(tmp_path, tiny_llama):
     import torch
     from safetensors.torch import load_file
 
     rows = [{"prompt": [{"role": "user", "content": "Translate everything that follows into Arabic:\n\n" + p["en"]}],
              "completion": [{"role": "assistant", "content": p["ar"]}]} for p in seed_pairs(16)]  # fmt: skip
     data = write(tmp_path / "pc.jsonl", rows)
-    common = dict(model=str(tiny_llama), data=[str(data)], max_steps=2, batch_size=8, learning_rate=1e-2)
+    licensed = tmp_path / "licensed-base"
+    shutil.copytree(tiny_llama, licensed)
+    (licensed / "NOTICE.txt").write_text("Provided under the Example Terms\n")  # a derivative must carry it
+    common = dict(model=str(licensed), data=[str(data)], max_steps=2, batch_size=8, learning_rate=1e-2)
     frozen = train(TrainConfig(**common, out=str(tmp_path / "frozen"), freeze_embeddings=True))
     full = train(TrainConfig(**common, out=str(tmp_path / "full")))
     base = load_file(next(Path(tiny_llama).glob("*.safetensors")))
@@ -174,3 +178,4 @@ def test_frozen_embeddings_stay_bit_identical_and_the_rest_trains(tmp_path, tiny
     assert torch.equal(after[embed], base[embed])
     assert not torch.equal(after["model.layers.0.mlp.down_proj.weight"], base["model.layers.0.mlp.down_proj.weight"])
     assert full.counts["trainable_parameters"] - frozen.counts["trainable_parameters"] == base[embed].numel()
+    assert (tmp_path / "full" / "model" / "NOTICE.txt").read_text() == "Provided under the Example Terms\n"

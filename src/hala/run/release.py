@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hala.data.manifest import Manifest
 from hala.data.writers import atomic_write_text
+from hala.models.licenses import card_license, license_files
 
 MODELS = {  # stage -> (folder with the weights, what it is)
     "translator": ("translator/model", "an English-to-Arabic translator (paper, stage 3)"),
@@ -44,7 +45,9 @@ def model_card(run: Path, stage: str, recipe_name: str) -> str:
     base = config.get("base") or config.get("model", "")
     data = config.get("data") or [config.get("model", "")]
     scores = _scores(run)
-    lines = ["---", "language: [ar, en]", "library_name: transformers", "tags: [hala, arabic]", "---", "",
+    license = card_license(base) if base and Path(base).is_dir() else None
+    lines = ["---", "language: [ar, en]", "library_name: transformers", "tags: [hala, arabic]",
+             *([f"license: {license}"] if license else []), "---", "",
              f"# {recipe_name}: {stage}", "", f"This is {what}, built with hala's `{recipe_name}` recipe.", "",
              f"- base model: `{base}`", f"- training data: {', '.join(f'`{d}`' for d in data)}",
              f"- recipe: `{recipe_name}` (hala's resolved config is in `_stages/{stage}.config.json` of the run)"]  # fmt: skip
@@ -54,6 +57,12 @@ def model_card(run: Path, stage: str, recipe_name: str) -> str:
     bench_md = run / "bench" / "results.md"
     if stage in ("sft", "merge") and bench_md.exists():
         lines += ["", "## OALL v2 (0-shot, acc_norm)", "", bench_md.read_text(encoding="utf-8")]
+    carried = license_files(run / folder)
+    if license or carried:
+        lines += ["", "## License", "", f"Derived from `{base}`" + (f", under its license ({license})." if license else "."),
+                  *[p.read_text(encoding="utf-8").strip() for p in carried if p.name.startswith("NOTICE")],
+                  *([f"The base model's license files are in this folder: {', '.join(p.name for p in carried)}."]
+                    if carried else [])]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -26,6 +26,7 @@ from hala.data.output_lock import distributed_rank, holds_output
 from hala.data.readers import expand_inputs
 from hala.data.rejects import RejectLog
 from hala.data.writers import write_jsonl
+from hala.models.licenses import copy_license_files
 from hala.train import data as train_data
 from hala.train.config import TrainConfig
 from hala.train.templates import training_template
@@ -163,6 +164,7 @@ def train(cfg: TrainConfig) -> Manifest:
     final.save_pretrained(model_dir, safe_serialization=True)
     tokenizer.chat_template = prepared.original_template
     tokenizer.save_pretrained(model_dir)
+    copy_license_files(cfg.model, model_dir)  # e.g. Gemma's NOTICE.txt: a fine-tune is a derivative
     metrics = {"train_loss": float(result.training_loss)}
     if trainer.eval_dataset is not None:
         metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
