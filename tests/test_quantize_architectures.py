@@ -1,7 +1,8 @@
 """Each registered architecture quantizes and its FP8 checkpoint loads and runs in transformers.
 
 Tiny random models with the real transformers classes, so the tensor names are the ones hub
-checkpoints of these families carry (Qwen2 biases, Gemma2's extra norms, Cohere's tied head).
+checkpoints of these families carry (Qwen2 biases, Gemma2's extra norms, Gemma 3's q/k norms,
+Cohere's tied head).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from hala.quantize import QuantizeConfig, quantize
 from hala.quantize.architectures import ARCHITECTURES
 from tests.test_quantize import read_checkpoint, same_bytes
 
-CONFIGS = {"qwen2": "Qwen2Config", "gemma2": "Gemma2Config", "cohere": "CohereConfig", "cohere2": "Cohere2Config"}
+CONFIGS = {"qwen2": "Qwen2Config", "gemma2": "Gemma2Config", "gemma3_text": "Gemma3TextConfig", "cohere": "CohereConfig",
+           "cohere2": "Cohere2Config"}  # fmt: skip
 VERIFY = {"engines": ["transformers"], "translations": 2, "heldout": 2, "max_tokens": 4, "max_text_tokens": 16}
 
 

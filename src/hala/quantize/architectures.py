@@ -40,6 +40,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "llama": Architecture(_DECODER),
     "qwen2": Architecture(_DECODER),
     "gemma2": Architecture(_DECODER),
+    "gemma3_text": Architecture(_DECODER),  # Gemma 3 (text-only): the tiny recipe's teacher
     "cohere": Architecture(_DECODER),
     "cohere2": Architecture(_DECODER),  # Command-A, the paper's teacher
     "lfm2": Architecture(
