@@ -871,7 +871,8 @@ def test_local_workers_die_with_their_killed_parent_and_the_relaunch_resumes(tmp
 # hala run on the tiny recipe, made fast: fake engines, nothing before teacher_translate really runs
 RUN_FAST = [
     "warmup.enabled=false", "quantize.verify.enabled=false", "teacher_fp8=false", "models.teacher=tiny-llama",
-    "models.judge=tiny-llama", "teacher_translate.engine.kind=fake", "judge.engine.kind=fake",
+    "models.judge=tiny-llama", "models.translator=tiny-lfm2", "models.hala_base=tiny-lfm2",
+    "teacher_translate.engine.kind=fake", "judge.engine.kind=fake",
     "eval_translation.engine.kind=fake", "translate.engine.kind=fake",
 ]  # fmt: skip
 

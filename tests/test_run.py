@@ -20,6 +20,7 @@ FAST = {  # the tiny recipe, made fast: fake engines, no warm-up, a few training
     "eval_translation.engine.kind": "fake", "translate.engine.kind": "fake",
     "translator.max_steps": "3", "translator.epochs": "1", "sft.max_steps": "2",
     "models.teacher": "tiny-llama", "models.judge": "tiny-llama",
+    "models.translator": "tiny-lfm2", "models.hala_base": "tiny-lfm2",
     "bench.tasks": "[arabic_exams]", "bench.limit": "2",
 }  # fmt: skip
 

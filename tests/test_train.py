@@ -179,3 +179,28 @@ def test_frozen_embeddings_stay_bit_identical_the_rest_trains_and_the_license_fo
     assert not torch.equal(after["model.layers.0.mlp.down_proj.weight"], base["model.layers.0.mlp.down_proj.weight"])
     assert full.counts["trainable_parameters"] - frozen.counts["trainable_parameters"] == base[embed].numel()
     assert (tmp_path / "full" / "model" / "NOTICE.txt").read_text() == "Provided under the Example Terms\n"
+
+
+def test_the_lm_head_projects_only_supervised_positions_on_cpu(tmp_path, tiny_llama, monkeypatch):
+    """TRL alone projects every position off GPUs (prompt and padding through the whole head)."""
+    import torch
+    import trl.trainer.utils as trl_utils
+
+    rows = [{"prompt": [{"role": "user", "content": "Translate everything that follows into Arabic:\n\n" + p["en"]}],
+             "completion": [{"role": "assistant", "content": p["ar"]}]} for p in seed_pairs(8)]  # fmt: skip
+    data = write(tmp_path / "pc.jsonl", rows)
+    prepared = build_trainer(TrainConfig(model=str(tiny_llama), data=[str(data)], out=str(tmp_path / "o"), batch_size=8))
+    projected = []
+    real_apply = trl_utils._ChunkedLogProbFunction.apply
+
+    def counted(hidden, *args):
+        projected.append(hidden.shape[0])
+        return real_apply(hidden, *args)
+
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", counted)
+    trainer = prepared.trainer
+    batch = next(iter(trainer.get_train_dataloader()))
+    with torch.no_grad():
+        trainer.model(**batch, fused_lm_head=True)
+    supervised = int((batch["labels"][:, 1:] != -100).sum())
+    assert projected == [supervised] and supervised < batch["labels"][:, 1:].numel()

@@ -5,6 +5,7 @@ What it decides:
   turns only (with a training chat template that marks them, see `templates.py`);
 - data with no trainable token left after masking (and truncation to `max_length`) is an error,
   not a silent zero loss; examples left without one are counted;
+- the LM head projects only positions with a label (TRL does so on GPUs; here on CPUs too);
 - full fine-tune (optionally with the embedding frozen) or LoRA (merged into the weights at the end, so every later stage loads a plain
   checkpoint), packing, resume from the latest checkpoint;
 - the final save in OUT/model: safetensors, tokenizer, the model's original chat template and
@@ -72,6 +73,28 @@ class Prepared:
     fmt: str
 
 
+def score_only_supervised_positions() -> None:
+    """Make TRL's fused LM head project only the positions that have a label, on every device.
+
+    trl 1.16 does so on CUDA/XPU; elsewhere it projects every position of the batch (prompt and
+    padding too), to keep tile shapes fixed for compilers such as Neuron's. On a CPU, in eager mode,
+    nothing is compiled, and with Gemma 3's 262k-row head the extra positions are most of a step.
+    The switch is `trl.trainer.utils._use_triton`, which that module uses for this alone (its
+    kernels keep their own copy, so they stay on the CPU path)."""
+    import trl.trainer.utils as trl_utils
+
+    original = trl_utils._use_triton
+    if getattr(original, "hala_compact", False):
+        return
+
+    def compact_everywhere(device) -> bool:
+        return device.type not in ("xla", "neuron") or original(device)
+
+    compact_everywhere.hala_compact = True
+    compact_everywhere.original = original
+    trl_utils._use_triton = compact_everywhere
+
+
 def build_trainer(cfg: TrainConfig) -> Prepared:
     """Data, tokenizer (with its training template), model and TRL trainer, ready to train."""
     import torch
@@ -127,6 +150,7 @@ def build_trainer(cfg: TrainConfig) -> Prepared:
         seed=cfg.seed,
         report_to="none",
     )
+    score_only_supervised_positions()
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=tokenizer, peft_config=peft_config)  # fmt: skip
     return Prepared(trainer, tokenizer, original_template, len(train_set), rejected, fmt)
