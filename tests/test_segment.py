@@ -412,6 +412,13 @@ def test_long_sentence_is_split_at_spaces():
     assert all(approx_tokens(seg.source) <= 3 for seg in s.segments), [seg.source for seg in s.segments]
 
 
+def test_without_cut_words_a_long_sentence_stays_whole():
+    text = "Aaaa aaaa aaaa aaaa. Bbbb bbbb bbbb bbbb. C."
+    s = split(text, 3, cut_words=False)
+    assert [seg.text for seg in s.segments] == ["Aaaa aaaa aaaa aaaa.", "Bbbb bbbb bbbb bbbb.", "C."]
+    assert join(s, _sources(s)) == text
+
+
 def test_budget_split_never_cuts_inline_code():
     s = split("Use `foo bar baz` here", 2)
     assert all("`" not in seg.text for seg in s.segments), [seg.text for seg in s.segments]

@@ -167,7 +167,8 @@ def test_truncated_segment_is_resplit_and_retried_once(tmp_path, monkeypatch):
     manifest = translate(cfg_for(tmp_path, data, max_segment_tokens=80))
     [rec] = records(tmp_path / "out")
     assert rec["messages"][0]["content"] == fake_module.arabize(long)
-    assert manifest.counts["segments_retried"] == 1
+    assert manifest.counts["retry_resplit"] == manifest.counts["retry_resplit_fixed"] == 1
+    assert "retry_sampled" not in manifest.counts
 
 
 def test_still_truncated_after_retry_is_rejected(tmp_path, monkeypatch):
@@ -197,6 +198,7 @@ def test_engine_errors_are_retried_then_rejected(tmp_path, monkeypatch):
         translate(cfg_for(tmp_path, data, out=str(tmp_path / "o2"), engine_retries=1, engine_backoff_s=0.0))
     [bad] = rejected(tmp_path / "o2")
     assert bad["kind"] == "qa_engine_error" and "TimeoutError: down" in bad["raw"]
+    assert json.loads(bad["raw"])["failures"][0]["tries"] == [{"try": "greedy", "filter": "engine_error"}]
     assert not records(tmp_path / "o2") and not (tmp_path / "o2" / "manifest.json").exists()
 
 

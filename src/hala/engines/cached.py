@@ -107,9 +107,9 @@ class CachedChat(EngineAsker):
         super().__init__(engine, cache_path, **options)
         self.sampling = sampling
 
-    def _chat(self, chats: list[Chat]) -> list[Cached | str]:
+    def _chat(self, chats: list[Chat], sampling: SamplingParams) -> list[Cached | str]:
         """Per request, its reply or its error text."""
-        gens = self._call(lambda engine: engine.chat_each(chats, self.sampling), len(chats))
+        gens = self._call(lambda engine: engine.chat_each(chats, sampling), len(chats))
         return [
             g if isinstance(g, str)
             else redact(g.error, self._key()) if g.error is not None
@@ -117,8 +117,11 @@ class CachedChat(EngineAsker):
             for g in gens
         ]  # fmt: skip
 
-    def ask(self, keys: list[str], chats: list[Chat], counter: str = "requests") -> list[Answer]:
-        """One answer per request, in order; `counter` names the stat that counts them."""
+    def ask(
+        self, keys: list[str], chats: list[Chat], counter: str = "requests", sampling: SamplingParams | None = None
+    ) -> list[Answer]:
+        """One answer per request, in order; `counter` names the stat that counts them. `sampling`
+        (default: the asker's own) must be part of every key: the cache can't tell them apart."""
         unique = dict(zip(keys, chats))  # first chat per key, in order
         found = self.cache.get_many(list(unique))
         misses = [k for k in unique if k not in found]
@@ -128,7 +131,7 @@ class CachedChat(EngineAsker):
         errors: dict[str, str] = {}
         for i in range(0, len(misses), self.batch_size):
             batch = misses[i : i + self.batch_size]
-            answers = dict(zip(batch, self._chat([unique[k] for k in batch])))
+            answers = dict(zip(batch, self._chat([unique[k] for k in batch], sampling or self.sampling)))
             fresh = {k: a for k, a in answers.items() if isinstance(a, Cached)}
             errors.update({k: a for k, a in answers.items() if isinstance(a, str)})
             self.cache.put_many(fresh)

@@ -4,7 +4,8 @@ It "answers" with the last user message written in Arabic letters (a fixed lette
 so downstream filters that check for Arabic script pass, and the same input always gives the same
 output. Digits, punctuation, whitespace and placeholders are kept. A leading instruction line that
 ends with a colon and a blank line (as in the translator prompt) is treated as the instruction and
-not echoed, so the fake "translates" exactly the text it was given.
+not echoed, so the fake "translates" exactly the text it was given. Of the sampling parameters
+only `max_tokens` counts: a sampled request (any temperature or seed) gets the greedy answer.
 """
 
 from __future__ import annotations

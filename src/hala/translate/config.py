@@ -32,6 +32,25 @@ class RayConfig(StrictModel):
     num_cpus: float = Field(1, ge=0)
 
 
+class RetryConfig(StrictModel):
+    """What a segment that fails QA gets before its conversation is rejected (`hala.translate.retry`).
+
+    The ladder, in order, until the segment passes: `resplit` cuts it into smaller pieces (a
+    truncated one at half `max_segment_tokens`, at sentences then spaces; any other of more than
+    one sentence at its sentences, into pieces of about half its size), translated greedily; then
+    `sampled` attempts ask each piece still failing again at `temperature`, attempt k (from 1)
+    with seed `seed + k`. Fixed seeds make every attempt deterministic and cached, so a killed run
+    resumes to the same result. `resplit: false, sampled: 0` turns the ladder off: a segment that
+    fails any filter (truncated included, which hala re-split once before the ladder existed)
+    rejects its conversation at once. Engine errors are never retried here: a rerun redoes them.
+    """
+
+    resplit: bool = Field(True, description="re-split a failing segment (truncated, or of several sentences)")
+    sampled: int = Field(2, ge=0, description="sampled retries of a segment still failing after the re-split")
+    temperature: float = Field(0.7, gt=0, description="temperature of the sampled retries")
+    seed: int = Field(0, ge=0, description="sampled retry k is asked with seed + k")
+
+
 class TranslateConfig(StrictModel):
     # how a run is launched and paced, not what it produces (the shard count comes back in identity())
     NOT_OUTPUT = frozenset({
@@ -45,6 +64,7 @@ class TranslateConfig(StrictModel):
     sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(max_tokens=512, temperature=0.0))
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     qa: QAConfig = Field(default_factory=QAConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
     source_lang: str = "en"
     target_lang: str = "ar"
     system_prompts: Literal["translate", "keep", "drop"] = "translate"

@@ -6,10 +6,17 @@ For each unit of work (a file x a range of conversations, see `hala.data.readers
 2. cut every message into segments (`segment.split`); system prompts are translated, kept or
    dropped as configured;
 3. translate all the unit's segments at once through the cache (`runner.SegmentTranslator`);
-4. check every segment (`qa.check`); a truncated one is re-split at half the budget and retried
-   once;
+4. check every segment (`qa.check_many`); one that fails climbs the retry ladder (`retry`, set by
+   `cfg.retry`) before it counts as failed: re-split into smaller pieces (a truncated one at half
+   the budget, one of several sentences at its sentences), then sampled attempts at a fixed seed
+   each, every rung one cached batch over the unit;
 5. rebuild each conversation; it is accepted only if every segment passed, otherwise it goes to
-   `rejected/` with each failing segment, its filter and the output it got.
+   `rejected/` with each failing segment, its last filter and output, and the filter each of its
+   tries ended with (`tries`; the reason says how many retries were made).
+
+The unit's `qa_<filter>` and `qa_passed` counts are segment-level final verdicts (after the
+ladder), one per segment of the unit; the `retry_*` counts say what the ladder tried and fixed
+(see `retry`); `rejected_qa_<filter>` counts conversations.
 
 Units finish atomically (`hala.data.units.run_units`), so a killed run resumes to the same result;
 shards are interleaved units (`--shard I/N`), and the manifest of each shard records N.
@@ -35,9 +42,10 @@ from hala.data.readers import expand_inputs, limit_units, plan_units, read_conve
 from hala.data.records import Conversation, Message, ParallelPair
 from hala.data.units import run_units
 from hala.data.writers import write_jsonl
-from hala.translate import qa, segment
+from hala.translate import segment
 from hala.translate.config import TranslateConfig
 from hala.translate.progress import TranslateProgress
+from hala.translate.retry import translate_checked
 from hala.translate.runner import SegmentTranslator
 
 log = logging.getLogger("hala.translate")
@@ -74,29 +82,6 @@ class UnitTranslator:
             messages.append((msg, None if keep else segment.split(msg.content, self.cfg.max_segment_tokens)))
         return _Plan(line, conv, messages)
 
-    def _check(self, segs: list[segment.Segment], results: list) -> list[str | None]:
-        cfg = self.cfg
-        texts = [r.text for r in results]
-        finishes = [r.finish_reason for r in results]
-        verdicts = qa.check_many([s.text for s in segs], texts, finishes, cfg.source_lang, cfg.target_lang, cfg.qa)
-        return ["engine_error" if r.error is not None else v for r, v in zip(results, verdicts)]
-
-    def _retry_smaller(self, segs: list[segment.Segment]) -> list[tuple[str | None, str]]:
-        """Truncated segments, re-split at half the budget and translated once more."""
-        budget = max(1, self.cfg.max_segment_tokens // 2)
-        splits = [segment.split(s.source, budget) for s in segs]
-        flat = [sub for sp in splits for sub in sp.segments]
-        results = self.runner.translate([sub.text for sub in flat], retry=True)
-        checked = iter(zip(flat, results, self._check(flat, results)))
-        answers = []
-        for sp in splits:
-            texts, failure = [], None
-            for sub, result, verdict in (next(checked) for _ in sp.segments):
-                failure = failure or verdict
-                texts.append(sub.source if failure else segment.restore(result.text, sub.spans))
-            answers.append((failure, segment.join(sp, texts)))
-        return answers
-
     def __call__(self, unit, rejects):
         cfg = self.cfg
         plans = [
@@ -107,16 +92,9 @@ class UnitTranslator:
             )
         ]  # fmt: skip
         segs = [s for p in plans for _, sp in p.messages if sp for s in sp.segments]
-        results = self.runner.translate([s.text for s in segs])
-        verdicts = self._check(segs, results)
-        finals = [None if v else segment.restore(r.text, s.spans) for s, r, v in zip(segs, results, verdicts)]
-        truncated = [i for i, v in enumerate(verdicts) if v == "truncated"]
-        if truncated:
-            self.counts["segments_retried"] += len(truncated)
-            for i, (failure, text) in zip(truncated, self._retry_smaller([segs[i] for i in truncated])):
-                verdicts[i], finals[i] = failure, (None if failure else text)
-        for v in verdicts:
-            self.counts[f"qa_{v or 'passed'}"] += 1
+        outcomes = translate_checked(self.runner, cfg, segs, self.counts)
+        for o in outcomes:
+            self.counts[f"qa_{o.verdict or 'passed'}"] += 1
 
         position = 0
         for plan in plans:
@@ -126,15 +104,11 @@ class UnitTranslator:
                     out_messages.append(msg)
                     continue
                 n = len(sp.segments)
-                texts = finals[position : position + n]
-                for si, (v, text) in enumerate(zip(verdicts[position : position + n], texts)):
-                    if v:
-                        result = results[position + si]
-                        failures.append({"message": mi, "segment": si, "filter": v, "source": sp.segments[si].source,
-                                         "output": result.text or result.error})  # fmt: skip
-                        if result.error is not None:
-                            failures[-1]["error"] = result.error
+                own = outcomes[position : position + n]
+                failures += [{"message": mi, "segment": si, "source": sp.segments[si].source, **o.failure()}
+                             for si, o in enumerate(own) if o.verdict]  # fmt: skip
                 if not failures:
+                    texts = [o.text for o in own]
                     out_messages.append(Message(role=msg.role, content=segment.join(sp, texts)))
                     unit_pairs += [(mi, si, sp.segments[si].source, text) for si, text in enumerate(texts)]
                 position += n
@@ -144,6 +118,8 @@ class UnitTranslator:
                 reason = f"conversation {plan.conv.id}: message {first['message']} segment {first['segment']} failed {first['filter']}"
                 if "error" in first:
                     reason += f" ({first['error']})"
+                if (retries := len(first["tries"]) - 1) > 0:
+                    reason += f" after {retries} {'retry' if retries == 1 else 'retries'}"
                 raw = json.dumps({"id": plan.conv.id, "failures": failures}, ensure_ascii=False)
                 rejects.add(unit.file, plan.line, f"qa_{first['filter']}", reason, raw)
                 continue

@@ -1,11 +1,12 @@
 """Quality control of translated segments: named filters, each counted.
 
 A segment passes only if every filter passes; a conversation passes only if every segment does.
-The first failing filter names the reason, which goes with the rejected conversation. Filters
-look at the text without placeholders (protected spans say nothing about the language).
+The first failing filter names the reason, which goes with the rejected conversation (a failing
+segment is retried first, see `hala.translate.retry`). Filters look at the text without
+placeholders (protected spans say nothing about the language).
 
 - `empty_output`: nothing came back;
-- `truncated`: the model hit max_tokens (the pipeline re-splits and retries once before this);
+- `truncated`: the model hit max_tokens;
 - `protected_spans`: a placeholder was lost, duplicated or invented;
 - `untranslated_copy`: the output is the source again;
 - `target_script`: too few letters in the target language's script;

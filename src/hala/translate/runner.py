@@ -2,14 +2,17 @@
 
 Each segment text becomes one translator prompt; its cache key is a hash of (model, template,
 sampling, text), so a segment is sent once per model and prompt, across conversations, runs and
-restarts. Stats keep translate's own names (segments, segments_unique, engine_segments), and
-segments re-split after truncation are counted apart as retry pieces.
+restarts. Stats keep translate's own names (segments, segments_unique, engine_segments); the
+requests of the retry ladder (`hala.translate.retry`) are counted apart under the name it gives
+(`retry_resplit_pieces`, `retry_sampled`). A sampled retry asks with its own sampling parameters
+(temperature and seed), which are part of its key, so each attempt is cached as itself.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from hala.engines.base import SamplingParams
 from hala.engines.cache import request_key
 from hala.engines.cached import Answer, CachedChat
 from hala.translate.config import TranslateConfig
@@ -34,12 +37,16 @@ class SegmentTranslator:
     def stats(self) -> dict:
         return {RENAMED.get(k, k): v for k, v in self.chat.stats.items()}
 
-    def translate(self, texts: list[str], retry: bool = False) -> list[Answer]:
-        """One result per text, in order. `retry` counts them as re-split pieces, not segments."""
+    def translate(
+        self, texts: list[str], counter: str = "requests", sampling: SamplingParams | None = None
+    ) -> list[Answer]:
+        """One result per text, in order, counted under `counter` ("requests" is `segments`), asked
+        with `sampling` (default: `cfg.sampling`)."""
         cfg = self.cfg
-        keys = [request_key(self.model_id, self.key_template, self.sampling, t) for t in texts]
+        params = self.sampling if sampling is None else sampling.model_dump()
+        keys = [request_key(self.model_id, self.key_template, params, t) for t in texts]
         chats = [render(self.template, t, cfg.source_lang, cfg.target_lang, cfg.prompt.system) for t in texts]
-        return self.chat.ask(keys, chats, counter="retry_pieces" if retry else "requests")
+        return self.chat.ask(keys, chats, counter=counter, sampling=sampling)
 
     def take_stats(self) -> dict:
         return {RENAMED.get(k, k): v for k, v in self.chat.take_stats().items()}

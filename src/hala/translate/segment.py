@@ -13,7 +13,8 @@ byte) and *segments* (sent to the model):
   template placeholders like `{name}` and `%s`) are replaced by numbered placeholders `⟦0⟧`, `⟦1⟧`,
   ... and restored after translation; a translation that loses or alters one is rejected;
 - a segment over the token budget (counted on the text sent, placeholders included) is split at
-  sentence boundaries, then at spaces, never inside a protected span; the whitespace between the
+  sentence boundaries, then at spaces (unless `cut_words` is off: the retry ladder re-splits a
+  segment at its sentences only), never inside a protected span; the whitespace between the
   pieces is literal.
 
 Everything here is pure and exact: `join(split(text), [s.source for s in segments]) == text` for
@@ -110,10 +111,10 @@ def join(split_: Split, texts: list[str]) -> str:
 
 
 class _Builder:
-    def __init__(self, max_tokens: int, count: Callable[[str], int]):
+    def __init__(self, max_tokens: int, count: Callable[[str], int], cuts: tuple[re.Pattern, ...]):
         self.parts: list[str | int] = []
         self.segments: list[Segment] = []
-        self.max_tokens, self.count = max_tokens, count
+        self.max_tokens, self.count, self.cuts = max_tokens, count, cuts
 
     def literal(self, text: str) -> None:
         if not text:
@@ -138,7 +139,7 @@ class _Builder:
 
         # mask first, then cut: a budget cut can never fall inside a protected span
         masked = INLINE_RE.sub(hold, core)
-        for i, piece in enumerate(_fit(masked, self.max_tokens, self.count, (SENTENCE_END_RE, SPACE_RE))):
+        for i, piece in enumerate(_fit(masked, self.max_tokens, self.count, self.cuts)):
             if i % 2:  # the whitespace between pieces
                 self.literal(piece)
             else:
@@ -197,9 +198,12 @@ def _split_keep(text: str, pattern: re.Pattern) -> list[str]:
     return out
 
 
-def split(text: str, max_tokens: int = 512, count: Callable[[str], int] = approx_tokens) -> Split:
-    """Cut one message into literal pieces and segments (see the module docstring)."""
-    builder = _Builder(max_tokens, count)
+def split(
+    text: str, max_tokens: int = 512, count: Callable[[str], int] = approx_tokens, cut_words: bool = True
+) -> Split:
+    """Cut one message into literal pieces and segments (see the module docstring). With
+    `cut_words` off, a sentence over the budget stays one segment."""
+    builder = _Builder(max_tokens, count, (SENTENCE_END_RE, SPACE_RE) if cut_words else (SENTENCE_END_RE,))
     pos = 0
     for block in BLOCK_RE.finditer(text):
         _prose(text[pos : block.start()], builder)
