@@ -38,6 +38,7 @@ from hala.translate import qa, segment
 from hala.translate.config import TranslateConfig
 from hala.translate.runner import SegmentTranslator
 
+
 @dataclass
 class Outcome:
     """One segment after the ladder: its pieces (the segment itself, or its re-split), each piece's
