@@ -1,4 +1,5 @@
-"""Session fixtures: tiny local models, one shared vLLM engine, one real OpenAI-compatible server.
+"""Session fixtures: tiny local models, one shared vLLM engine, one real OpenAI-compatible server;
+and `serve`, for the stub servers of a single test.
 
 Nothing comes from a hub: the models are random two-layer networks with a tokenizer trained here.
 vLLM takes ~40 s to start on CPU, so each engine is started once per session and shared.
@@ -7,13 +8,15 @@ vLLM takes ~40 s to start on CPU, so each engine is started once per session and
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+
+from tests.openai_stub import free_port
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -45,6 +48,14 @@ def gemma3_270m(tmp_path_factory) -> Path:
     return materialize_gemma3_270m(tmp_path_factory.mktemp("models") / "gemma3-270m")
 
 
+@pytest.fixture
+def serve():
+    """Starts a test's stub servers, `server = serve(EchoStub())`; after the test each is stopped and
+    its threads joined."""
+    with ExitStack() as stack:
+        yield stack.enter_context
+
+
 @pytest.fixture(scope="session")
 def vllm_engine(tiny_llama):
     """One offline vLLM engine (float32, so its scores can be compared with transformers)."""
@@ -56,18 +67,12 @@ def vllm_engine(tiny_llama):
     engine.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def openai_server(tiny_llama, tmp_path_factory):
     """A real vLLM OpenAI-compatible server on 127.0.0.1, started for the session and stopped after."""
     import httpx
 
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     cmd = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from hala.engines import ENGINES, EngineConfig, SamplingParams, get_engine
 from hala.engines.fake import arabize
 from hala.engines.openai import ServerError
+from tests.openai_stub import OpenAIStub, Request, Response, chat_reply
 
 
 def test_registry_lists_valid_names_on_unknown_engine():
@@ -42,62 +41,19 @@ def test_arabize_keeps_non_letters():
     assert arabize("x = 3.5; `y`") == "ك = 3.5; `ي`"
 
 
-class _Stub:
-    """A local OpenAI-compatible stub: records requests, fails the first `fail` ones with `status`."""
+class EchoStub(OpenAIStub):
+    """Echoes the last message after `delay` seconds; the first `fail` requests get HTTP `status`."""
 
     def __init__(self, fail: int = 0, status: int = 503, delay: float = 0.0):
-        self.requests: list[dict] = []
-        self.headers: list[dict] = []
+        super().__init__()
         self.fail, self.status, self.delay = fail, status, delay
-        stub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stub.requests.append(body)
-                stub.headers.append(dict(self.headers))
-                if stub.delay:
-                    threading.Event().wait(stub.delay)
-                if len(stub.requests) <= stub.fail:
-                    self.send_response(stub.status)
-                    self.end_headers()
-                    self.wfile.write(b'{"error": "try later"}')
-                    return
-                content = "echo:" + body["messages"][-1]["content"]
-                reply = {
-                    "choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 3, "completion_tokens": 2},
-                }
-                data = json.dumps(reply).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def stub():
-    servers = []
-
-    def make(**kw):
-        servers.append(_Stub(**kw))
-        return servers[-1]
-
-    yield make
-    for server in servers:
-        server.close()
+    def respond(self, request: Request) -> Response:
+        if self.delay:
+            threading.Event().wait(self.delay)
+        if len(self.requests) <= self.fail:
+            return Response({"error": "try later"}, self.status)
+        return Response(chat_reply("echo:" + request.body["messages"][-1]["content"]))
 
 
 def _engine(urls, **kw):
@@ -108,61 +64,61 @@ def _chats(n):
     return [[{"role": "user", "content": f"q{i}"}] for i in range(n)]
 
 
-def test_openai_results_come_back_in_input_order(stub):
-    server = stub(delay=0.01)
+def test_openai_results_come_back_in_input_order(serve):
+    server = serve(EchoStub(delay=0.01))
     gens = _engine([server.url], max_concurrency=4).chat(_chats(12), SamplingParams(max_tokens=5))
     assert [g.text for g in gens] == [f"echo:q{i}" for i in range(12)]
     assert gens[0].prompt_tokens == 3 and gens[0].completion_tokens == 2
-    assert server.requests[0]["max_tokens"] == 5 and server.requests[0]["model"] == "m"
+    assert server.requests[0].body["max_tokens"] == 5 and server.requests[0].body["model"] == "m"
 
 
-def test_openai_spreads_requests_over_base_urls(stub):
-    a, b = stub(), stub()
+def test_openai_spreads_requests_over_base_urls(serve):
+    a, b = serve(EchoStub()), serve(EchoStub())
     _engine([a.url, b.url]).chat(_chats(10), SamplingParams())
     assert len(a.requests) == 5 and len(b.requests) == 5
 
 
-def test_openai_retries_with_backoff_on_503(stub):
-    server = stub(fail=2, status=503)
+def test_openai_retries_with_backoff_on_503(serve):
+    server = serve(EchoStub(fail=2, status=503))
     [gen] = _engine([server.url], max_retries=3).chat(_chats(1), SamplingParams())
     assert gen.text == "echo:q0" and len(server.requests) == 3
 
 
-def test_openai_gives_up_after_max_retries(stub):
-    server = stub(fail=10, status=503)
+def test_openai_gives_up_after_max_retries(serve):
+    server = serve(EchoStub(fail=10, status=503))
     with pytest.raises(ServerError, match="HTTP 503"):
         _engine([server.url], max_retries=2).chat(_chats(1), SamplingParams())
     assert len(server.requests) == 3
 
 
-def test_openai_does_not_retry_client_errors(stub):
-    server = stub(fail=10, status=400)
+def test_openai_does_not_retry_client_errors(serve):
+    server = serve(EchoStub(fail=10, status=400))
     with pytest.raises(ServerError, match="HTTP 400"):
         _engine([server.url], max_retries=3).chat(_chats(1), SamplingParams())
     assert len(server.requests) == 1
 
 
-def test_openai_times_out_and_retries(stub):
-    server = stub(delay=0.5)
+def test_openai_times_out_and_retries(serve):
+    server = serve(EchoStub(delay=0.5))
     with pytest.raises(ServerError, match="ReadTimeout after 2 tries"):
         _engine([server.url], timeout_s=0.1, max_retries=1).chat(_chats(1), SamplingParams())
 
 
-def test_openai_api_key_only_from_env_and_never_logged(stub, monkeypatch, caplog):
+def test_openai_api_key_only_from_env_and_never_logged(serve, monkeypatch, caplog):
     secret = "sk-secret-123456"
     monkeypatch.setenv("HALA_TEST_KEY", secret)
-    server = stub(fail=1, status=503)
+    server = serve(EchoStub(fail=1, status=503))
     engine = _engine([server.url], api_key_env="HALA_TEST_KEY")
     with caplog.at_level(logging.DEBUG):
         engine.chat(_chats(1), SamplingParams())
-    assert server.headers[-1]["Authorization"] == f"Bearer {secret}"
+    assert server.requests[-1].headers["Authorization"] == f"Bearer {secret}"
     assert secret not in caplog.text and "retrying" in caplog.text
     assert secret not in repr(engine.cfg) and secret not in engine.cfg.model_dump_json()
     assert "api_key" not in EngineConfig.model_fields  # the key itself can't be put in a config
 
 
-def test_openai_without_key_sends_no_authorization(stub, monkeypatch):
+def test_openai_without_key_sends_no_authorization(serve, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    server = stub()
+    server = serve(EchoStub())
     _engine([server.url]).chat(_chats(1), SamplingParams())
-    assert "Authorization" not in server.headers[0]
+    assert "Authorization" not in server.requests[0].headers

@@ -8,14 +8,11 @@ import multiprocessing
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter, defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -28,6 +25,7 @@ from hala.engines.fake import INSTRUCTION_RE, arabize
 from hala.judge import JudgeConfig, judge
 from hala.translate.config import TranslateConfig
 from hala.translate.pipeline import translate
+from tests.openai_stub import OpenAIStub, Request, Response, chat_reply, free_port
 
 # --- engine faults ---------------------------------------------------------------------------------
 # A local OpenAI-compatible stub injects one fault per request, picked by a marker word in the text
@@ -37,81 +35,49 @@ from hala.translate.pipeline import translate
 SECRET = "sk-hala-fault-test-0123456789abcdef"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class FaultStub:
+class FaultStub(OpenAIStub):
     """Answers each request by `faults[marker]`: a list of actions, one per request carrying the
     marker (the last one repeats). Actions: ok, truncated, empty, 400, 503, echo401."""
 
     def __init__(self, faults: dict[str, list[str]] | None = None, port: int = 0):
+        super().__init__(port)
         self.faults = faults or {}
-        self.seen: list[str] = []  # the text of every request, in arrival order
         self.tries: Counter = Counter()  # per marker
-        self.lock = threading.Lock()
-        stub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
+    @property
+    def seen(self) -> list[str]:
+        """The text of every request, in arrival order."""
+        return [_asked(r) for r in self.requests]
 
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                content = body["messages"][-1]["content"]
-                text = INSTRUCTION_RE.sub("", content, count=1)
-                with stub.lock:
-                    stub.seen.append(text)
-                    marker = next((m for m in stub.faults if m in text), None)
-                    action = "ok"
-                    if marker:
-                        plan = stub.faults[marker]
-                        action = plan[min(stub.tries[marker], len(plan) - 1)]
-                        stub.tries[marker] += 1
-                answer = "ACCEPT" if "<English>" in content else arabize(text)
-                reply = {"choices": [{"message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
-                         "usage": {"prompt_tokens": 3, "completion_tokens": 2}}  # fmt: skip
-                status, data = 200, json.dumps(reply).encode()
-                if action == "truncated":
-                    data = data[: len(data) // 2]
-                elif action == "empty":
-                    data = b'{"choices": [], "usage": {}}'
-                elif action == "400":
-                    status, data = 400, b'{"error": {"message": "this request is too long"}}'
-                elif action == "503":
-                    status, data = 503, b'{"error": "overloaded"}'
-                elif action == "echo401":
-                    sent = self.headers.get("Authorization")
-                    said = {"error": f"invalid key in 'Authorization: {sent}'", "key": SECRET}
-                    status, data = 401, json.dumps(said).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+    def respond(self, request: Request) -> Response:
+        text = _asked(request)
+        with self.lock:
+            marker = next((m for m in self.faults if m in text), None)
+            action = "ok"
+            if marker:
+                plan = self.faults[marker]
+                action = plan[min(self.tries[marker], len(plan) - 1)]
+                self.tries[marker] += 1
+        content = request.body["messages"][-1]["content"]
+        reply = chat_reply("ACCEPT" if "<English>" in content else arabize(text))
+        if action == "truncated":
+            data = json.dumps(reply).encode()
+            return Response(data[: len(data) // 2])
+        if action == "empty":
+            return Response({"choices": [], "usage": {}})
+        if action == "400":
+            return Response({"error": {"message": "this request is too long"}}, 400)
+        if action == "503":
+            return Response({"error": "overloaded"}, 503)
+        if action == "echo401":
+            sent = request.headers.get("Authorization")
+            return Response({"error": f"invalid key in 'Authorization: {sent}'", "key": SECRET}, 401)
+        return Response(reply)
 
 
-@pytest.fixture
-def stub():
-    servers = []
-
-    def make(faults=None, port=0):
-        servers.append(FaultStub(faults, port))
-        return servers[-1]
-
-    yield make
-    for server in servers:
-        server.close()
+def _asked(request: Request) -> str:
+    """The text a request asks about, without the instruction line before it."""
+    return INSTRUCTION_RE.sub("", request.body["messages"][-1]["content"], count=1)
 
 
 def _convs(path: Path, markers: dict[int, str], n: int = 12) -> Path:
@@ -140,8 +106,8 @@ FAULTS = {"TRUNCATED": ["truncated"], "EMPTY": ["empty"], "REFUSED": ["400"], "F
 MARKED = {3: "TRUNCATED", 5: "EMPTY", 7: "REFUSED", 9: "FLAKY"}
 
 
-def _faulty_run(tmp_path, stub):
-    server = stub(FAULTS)
+def _faulty_run(tmp_path, serve):
+    server = serve(FaultStub(FAULTS))
     data = _convs(tmp_path / "in.jsonl", MARKED)
     out = tmp_path / "out"
     with pytest.raises(RequestsFailed) as failed:
@@ -149,8 +115,8 @@ def _faulty_run(tmp_path, stub):
     return server, data, out, failed.value
 
 
-def test_each_bad_reply_rejects_only_its_own_conversation_with_its_own_error(tmp_path, stub):
-    server, _, out, failed = _faulty_run(tmp_path, stub)
+def test_each_bad_reply_rejects_only_its_own_conversation_with_its_own_error(tmp_path, serve):
+    server, _, out, failed = _faulty_run(tmp_path, serve)
     assert (failed.failed, failed.lost) == (3, 3)  # three of 24 requests, in one unit of 12 conversations
     assert sorted(r["id"] for r in _rows(out / "data")) == sorted(f"c{i}" for i in range(12) if i not in (3, 5, 7))
     rejects = {json.loads(r["raw"])["id"]: r for r in _rows(out / "rejected")}
@@ -169,8 +135,8 @@ def test_each_bad_reply_rejects_only_its_own_conversation_with_its_own_error(tmp
     assert not (out / "manifest.json").exists()
 
 
-def test_a_rerun_sends_only_the_failed_requests_and_fills_them_in(tmp_path, stub):
-    server, data, out, _ = _faulty_run(tmp_path, stub)
+def test_a_rerun_sends_only_the_failed_requests_and_fills_them_in(tmp_path, serve):
+    server, data, out, _ = _faulty_run(tmp_path, serve)
     server.faults = {}
     before = len(server.seen)
     manifest = translate(_translate_cfg(data, out, _engine(server.url)))
@@ -184,24 +150,24 @@ def test_a_rerun_sends_only_the_failed_requests_and_fills_them_in(tmp_path, stub
     assert len(server.seen) == before + 3
 
 
-def test_a_5xx_then_ok_is_retried_and_kept(tmp_path, stub):
-    server = stub({"FLAKY": ["503", "503", "ok"]})
+def test_a_5xx_then_ok_is_retried_and_kept(tmp_path, serve):
+    server = serve(FaultStub({"FLAKY": ["503", "503", "ok"]}))
     data = _convs(tmp_path / "in.jsonl", {0: "FLAKY"}, n=2)
     manifest = translate(_translate_cfg(data, tmp_path / "out", _engine(server.url)))
     assert manifest.counts["rows_out"] == 2 and server.tries["FLAKY"] == 3
 
 
-def test_a_dead_url_among_two_costs_each_request_one_try(tmp_path, stub):
-    server = stub()
-    dead = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+def test_a_dead_url_among_two_costs_each_request_one_try(tmp_path, serve):
+    server = serve(FaultStub())
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     data = _convs(tmp_path / "in.jsonl", {}, n=20)
     manifest = translate(_translate_cfg(data, tmp_path / "out", _engine(dead, server.url, max_retries=1)))
     assert manifest.counts["rows_out"] == 20 and not _rows(tmp_path / "out" / "rejected")
     assert len(server.seen) == 40 == len(set(server.seen))  # every request reached the live URL once
 
 
-def test_server_down_exits_3_with_every_row_rejected_and_a_rerun_fills_them_in(tmp_path, stub):
-    port = _free_port()
+def test_server_down_exits_3_with_every_row_rejected_and_a_rerun_fills_them_in(tmp_path, serve):
+    port = free_port()
     data = _convs(tmp_path / "in.jsonl", {}, n=6)
     args = ["translate", "-i", str(data), "-o", str(tmp_path / "out"), "--engine", "openai", "-m", "m",
             f"engine.base_urls=[http://127.0.0.1:{port}/v1]", "engine.backoff_s=0", "engine.max_retries=1",
@@ -212,16 +178,16 @@ def test_server_down_exits_3_with_every_row_rejected_and_a_rerun_fills_them_in(t
     rejects = _rows(tmp_path / "out" / "rejected")
     assert len(rejects) == 6 and {r["kind"] for r in rejects} == {"qa_engine_error"}
     assert all(f"127.0.0.1:{port}" in r["reason"] for r in rejects)
-    server = stub(port=port)  # the server comes up at the same address
+    server = serve(FaultStub(port=port))  # the server comes up at the same address
     up = CliRunner().invoke(app, args)
     assert up.exit_code == 0, up.output
     assert len(server.seen) == 12 and len(_rows(tmp_path / "out" / "data")) == 6
     assert not _rows(tmp_path / "out" / "rejected")
 
 
-def test_an_api_key_echoed_by_the_server_reaches_no_file_log_or_error(tmp_path, stub, monkeypatch, caplog):
+def test_an_api_key_echoed_by_the_server_reaches_no_file_log_or_error(tmp_path, serve, monkeypatch, caplog):
     monkeypatch.setenv("HALA_FAULT_KEY", SECRET)
-    server = stub({"SECRET": ["echo401"]})
+    server = serve(FaultStub({"SECRET": ["echo401"]}))
     data = _convs(tmp_path / "in.jsonl", {1: "SECRET"}, n=3)
     out = tmp_path / "out"
     with caplog.at_level(logging.DEBUG), pytest.raises(RequestsFailed) as failed:
@@ -240,8 +206,8 @@ def _pairs(path: Path, n: int, marked: dict[int, str]) -> Path:
     return path
 
 
-def test_judge_rejects_only_the_pair_whose_request_failed_and_a_rerun_asks_only_it(tmp_path, stub):
-    server = stub({"TRUNCATED": ["truncated"]})
+def test_judge_rejects_only_the_pair_whose_request_failed_and_a_rerun_asks_only_it(tmp_path, serve):
+    server = serve(FaultStub({"TRUNCATED": ["truncated"]}))
     data = _pairs(tmp_path / "pairs.jsonl", 6, {4: "TRUNCATED"})
     cfg = JudgeConfig(inputs=[str(data)], out=str(tmp_path / "out"), engine=_engine(server.url))
     with pytest.raises(RequestsFailed, match="1 requests failed"):
@@ -255,16 +221,16 @@ def test_judge_rejects_only_the_pair_whose_request_failed_and_a_rerun_asks_only_
     assert manifest.counts["verdict_accept"] == 6 and len(_rows(tmp_path / "out" / "data")) == 6
 
 
-def test_the_engine_returns_one_result_per_request_and_a_dead_fleet_fails_fast(stub):
+def test_the_engine_returns_one_result_per_request_and_a_dead_fleet_fails_fast(serve):
     from hala.engines import EngineConfig, SamplingParams, get_engine
 
-    server = stub({"EMPTY": ["empty"]})
+    server = serve(FaultStub({"EMPTY": ["empty"]}))
     chats = [[{"role": "user", "content": f"Say {'EMPTY' if i == 1 else 'hi'} {i}."}] for i in range(3)]
     engine = get_engine(EngineConfig(**_engine(server.url)))
     results = engine.chat_each(chats, SamplingParams())
     assert [r.error is None for r in results] == [True, False, True] and "no choices" in results[1].error
     assert results[0].text == arabize("Say hi 0.") and results[1].text == ""
-    dead = get_engine(EngineConfig(**_engine(f"http://127.0.0.1:{_free_port()}/v1", max_retries=3, max_concurrency=1)))
+    dead = get_engine(EngineConfig(**_engine(f"http://127.0.0.1:{free_port()}/v1", max_retries=3, max_concurrency=1)))
     first, *rest = dead.chat_each(chats, SamplingParams())
     assert "ConnectError" in first.error and "after 4 tries" in first.error
     assert all("refused 4 connections in a row" in r.error and "not tried in this batch" in r.error for r in rest)
@@ -283,7 +249,7 @@ def test_redact_hides_the_key_bearer_tokens_and_url_passwords():
 def test_hala_run_does_not_go_past_a_stage_that_lost_rows_to_engine_errors(tmp_path):
     """`hala run` starts each stage as `python -m hala.run.stage_main`; it must exit non-zero."""
     data = _convs(tmp_path / "in.jsonl", {}, n=2)
-    cfg = _translate_cfg(data, tmp_path / "out", _engine(f"http://127.0.0.1:{_free_port()}/v1", max_retries=0))
+    cfg = _translate_cfg(data, tmp_path / "out", _engine(f"http://127.0.0.1:{free_port()}/v1", max_retries=0))
     config = tmp_path / "stage.json"
     config.write_text(cfg.model_dump_json(), encoding="utf-8")
     done = subprocess.run([sys.executable, "-m", "hala.run.stage_main", "teacher_translate", str(config)],
@@ -295,7 +261,7 @@ def test_hala_run_does_not_go_past_a_stage_that_lost_rows_to_engine_errors(tmp_p
 def test_local_workers_that_lost_rows_to_engine_errors_exit_3_naming_the_shards(tmp_path):
     data = _convs(tmp_path / "in.jsonl", {}, n=4)
     args = ["translate", "-i", str(data), "-o", str(tmp_path / "out"), "--engine", "openai", "-m", "m",
-            f"engine.base_urls=[http://127.0.0.1:{_free_port()}/v1]", "engine.backoff_s=0", "engine.max_retries=0",
+            f"engine.base_urls=[http://127.0.0.1:{free_port()}/v1]", "engine.backoff_s=0", "engine.max_retries=0",
             "progress=false", "rows_per_unit=2", "executor=local", "workers=2"]  # fmt: skip
     done = subprocess.run([sys.executable, "-m", "hala.cli", *args], capture_output=True, text=True)
     assert done.returncode == 3, done.stderr

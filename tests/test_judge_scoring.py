@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from hala.engines.replies import Reply
 from hala.judge import JudgeConfig, judge
 from hala.judge.calibration import agreement, best_threshold, read_gold, roc_auc, roc_curve
 from hala.judge.scores import label_probability, mean_logprob
+from tests.openai_stub import OpenAIStub, Request, Response
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "hala" / "resources" / "samples"
 
@@ -216,7 +215,7 @@ def test_a_bad_gold_row_names_its_line(tmp_path):
 # --- the OpenAI path, against a local stub ----------------------------------------------------------------
 
 
-class _LogprobServer:
+class LogprobStub(OpenAIStub):
     """vLLM's /tokenize and /v1/completions (echo + logprobs) over a word-level tokenizer.
 
     A chat renders as `<|role|> words <|end|> \\n` per message (+ `<|assistant|>` as generation
@@ -224,36 +223,16 @@ class _LogprobServer:
     """
 
     def __init__(self):
+        super().__init__()
         self.vocab: dict[str, int] = {}
-        self.requests: list[tuple[str, dict]] = []
         self.refuse = ""  # a word: /completions of a prompt holding it get a 400
-        stub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stub.requests.append((self.path, body))
-                if stub.refuse and self.path != "/tokenize" and stub.refuse in stub.text_of(body):
-                    data = b'{"error": "refused by the test"}'
-                    self.send_response(400)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                    return
-                reply = stub.tokenize(body) if self.path == "/tokenize" else stub.complete(body)
-                data = json.dumps(reply).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def respond(self, request: Request) -> Response:
+        if request.path == "/tokenize":
+            return Response(self.tokenize(request.body))
+        if self.refuse and self.refuse in self.text_of(request.body):
+            return Response({"error": "refused by the test"}, 400)
+        return Response(self.complete(request.body))
 
     def text_of(self, body: dict) -> str:
         words = {i: t for t, i in self.vocab.items()}
@@ -279,16 +258,10 @@ class _LogprobServer:
         values = [None] + [-len(t) / 10 for t in tokens[1:]]
         return {"choices": [{"text": "", "logprobs": {"tokens": tokens, "token_logprobs": values}}]}
 
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
 
 @pytest.fixture
-def logprob_server():
-    server = _LogprobServer()
-    yield server
-    server.close()
+def logprob_server(serve):
+    return serve(LogprobStub())
 
 
 def test_openai_scores_replies_with_echo_logprobs(logprob_server):
@@ -298,7 +271,7 @@ def test_openai_scores_replies_with_echo_logprobs(logprob_server):
                                                      Reply(chat, "NO WAY", closed=False)])  # fmt: skip
     assert closed == pytest.approx([-0.1, -0.2, -0.7])  # a, bb, <|end|>; the newline after it is not scored
     assert label == pytest.approx([-0.6]) and two_words == pytest.approx([-0.2, -0.3])
-    paths = [path for path, _ in logprob_server.requests]
+    paths = [r.path for r in logprob_server.requests]
     assert paths.count("/tokenize") == 6 and paths.count("/v1/completions") == 3
     # the label probability of a one-token and a two-token label, as by hand
     assert label_probability(label, two_words) == pytest.approx(1 / (1 + math.exp(-0.5 + 0.6)))
@@ -339,7 +312,7 @@ def test_one_failed_scoring_request_costs_only_its_pair_and_a_rerun_asks_only_it
     logprob_server.refuse, logprob_server.requests[:] = "", []
     manifest = judge(cfg)
     assert manifest.counts["judged"] == 6 and manifest.counts["verdict_unparseable"] == 0
-    assert [p for p, _ in logprob_server.requests].count("/v1/completions") == 1  # only the failed pair
+    assert [r.path for r in logprob_server.requests].count("/v1/completions") == 1  # only the failed pair
 
 
 def test_the_run_report_shows_the_calibration_with_a_roc_plot(tmp_path):
