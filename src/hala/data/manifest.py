@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from hala import __version__
+from hala.data.readers import Unit
 from hala.data.writers import atomic_write_text
 
 MANIFEST = "manifest.json"
@@ -88,6 +89,9 @@ class Manifest(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict, description="scores, fractions, losses")
     timings: dict[str, float] = Field(default_factory=dict)
+    units: list[Unit] = Field(
+        default_factory=list, description="the units of work (input x row range) the run planned, in plan order; "
+        "a merge of shards reads them rather than planning again")
     versions: dict[str, str] = Field(default_factory=package_versions)
     hala_version: str = __version__
     python: str = Field(default_factory=platform.python_version)
