@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from hala import __version__
 from hala.data.readers import Unit
@@ -97,18 +97,27 @@ class Manifest(BaseModel):
     python: str = Field(default_factory=platform.python_version)
     finished_at: str = ""
     fingerprint: str = ""
+    _path: Path | None = PrivateAttr(None)
+
+    @property
+    def path(self) -> Path | None:
+        """The file this manifest was last written to or read from; None for one never written."""
+        return self._path
 
     def write(self, folder: str | Path, name: str = MANIFEST) -> Path:
         self.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.fingerprint = fingerprint(self.config, self.inputs)
-        return atomic_write_text(Path(folder) / name, self.model_dump_json(indent=2) + "\n")
+        self._path = atomic_write_text(Path(folder) / name, self.model_dump_json(indent=2) + "\n")
+        return self._path
 
     @classmethod
     def read(cls, folder: str | Path, name: str = MANIFEST) -> Manifest | None:
         path = Path(folder) / name
         if not path.exists():
             return None
-        return cls.model_validate_json(path.read_text(encoding="utf-8"))
+        manifest = cls.model_validate_json(path.read_text(encoding="utf-8"))
+        manifest._path = path
+        return manifest
 
 
 RUN_STAMP = ".hala-run.json"
