@@ -127,18 +127,19 @@ class OutputInUseError(ValueError):
     """The output folder holds (part of) a run with other settings or inputs."""
 
 
-def claim_output(folder: str | Path, config: dict, inputs: list[FileEntry]) -> str:
-    """Mark `folder` as holding the run of this config on these inputs, before any unit is written.
+def claim_output(folder: str | Path, config: dict, inputs: list[FileEntry], work: str = "data") -> str:
+    """Mark `folder` as holding the run of this config on these inputs, before any work is written.
 
-    Resume reuses finished units, which is only right for the same settings and inputs. A folder
-    stamped by a different run is refused rather than silently mixed.
+    Resume reuses finished work (the files under `folder/work`: data/ units, or train's
+    checkpoints/), which is only right for the same settings and inputs. A folder stamped by a
+    different run is refused rather than silently mixed.
     """
     folder = Path(folder)
     current = fingerprint(config, inputs)
     stamp = folder / RUN_STAMP
-    # a stamp over no finished unit holds nothing to protect: the run that wrote it is dead, since
+    # a stamp over no finished work holds nothing to protect: the run that wrote it is dead, since
     # every stage holds the folder's lock while it runs (hala.data.output_lock)
-    holds_units = any((folder / "data").glob("*")) if (folder / "data").is_dir() else False
+    holds_units = any((folder / work).glob("*")) if (folder / work).is_dir() else False
     if stamp.exists() and holds_units:
         previous = json.loads(stamp.read_text(encoding="utf-8"))
         if previous["fingerprint"] != current:
