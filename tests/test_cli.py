@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -72,3 +73,24 @@ def test_recipe_file_then_flags_then_overrides(tmp_path):
 def test_models_tiny_rejects_unknown_arch(tmp_path):
     result = runner.invoke(app, ["models", "tiny", "--out", str(tmp_path / "m"), "--arch", "gpt9"])
     assert result.exit_code == 2 and "valid: llama, lfm2" in result.output
+
+
+def test_a_translate_run_prints_the_manifest_it_wrote(tmp_path):
+    data = tmp_path / "in.jsonl"
+    rows = [{"id": f"c{i}", "messages": [{"role": "user", "content": f"hello {i}"}]} for i in range(4)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def wrote(*args: str) -> list[str]:
+        out = str(tmp_path / args[0])
+        result = runner.invoke(app, ["translate", "-i", str(data), "-o", out, "--engine", "fake", "-m", "m",
+                                     *args[1:], "rows_per_unit=2", "progress=false"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return [line.removeprefix("wrote ") for line in result.output.splitlines() if line.startswith("wrote ")]
+
+    shard = tmp_path / "sharded" / "manifest.shard-00001-of-00002.json"
+    assert wrote("sharded", "--shard", "1/2") == [str(shard)] and shard.is_file()
+    merged = tmp_path / "local" / "merged" / "manifest.json"
+    assert wrote("local", "--executor", "local", "--workers", "2") == [str(merged)] and merged.is_file()
+    launched = wrote("slurm", "--executor", "slurm", "--workers", "2")  # the launch leaves no manifest
+    assert str(tmp_path / "slurm" / "slurm" / "translate.sbatch") in launched
+    assert all(Path(p).is_file() for p in launched)

@@ -67,6 +67,35 @@ def test_a_failing_model_is_reported_and_the_others_run(tmp_path, monkeypatch):
     assert manifest.counts["models"] == 2
 
 
+def test_a_model_changed_at_the_same_path_is_evaluated_again(tmp_path, monkeypatch):
+    import hala.evaluate.translation as evaluation
+
+    def weights_as_translations(cfg, model, sources):  # a stand-in whose output is its model's weights
+        asked.append(model)
+        return [((tmp_path / model / "model.safetensors").read_text(), "stop") for _ in sources]
+
+    asked: list[str] = []
+    monkeypatch.setattr(evaluation, "_translate", weights_as_translations)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+        (tmp_path / name / "model.safetensors").write_text("صباح")
+    cfg = TranslationEvalConfig(models=[f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}"], data=str(pairs_file(tmp_path)),
+                                out=str(tmp_path / "o"), engine=EngineConfig(kind="fake"))  # fmt: skip
+    evaluate_translation(cfg)
+    evaluate_translation(cfg)
+    assert asked == [str(tmp_path / "a"), str(tmp_path / "b")]  # unchanged models: not evaluated again
+    (tmp_path / "a" / "model.safetensors").write_text("صباح الخير")  # retrained at the same path
+    manifest = evaluate_translation(cfg)
+    assert asked[2:] == [str(tmp_path / "a")]  # only the changed one
+    rows = [json.loads(line) for line in (tmp_path / "o" / "hypotheses" / "a.jsonl").read_text().splitlines()]
+    assert {r["hyp"] for r in rows} == {"صباح الخير"}
+    assert manifest.metrics["a.chrf++"] == score([r["hyp"] for r in rows], [r["ref"] for r in rows])["chrf++"]
+    evaluate_translation(cfg.model_copy(update={"limit": 5}))  # a setting changed: every model again
+    assert asked[3:] == [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert json.loads((tmp_path / "o" / "results.json").read_text())["models"]["b"]["n"] == 5
+
+
 @pytest.mark.slow
 def test_with_the_real_vllm_engine(tmp_path, vllm_engine, monkeypatch):
     import hala.engines

@@ -257,6 +257,7 @@ def test_manifest_records_every_tensor_and_a_rerun_is_skipped(tiny_llama, tuned,
     stamp = (out / "manifest.json").stat().st_mtime_ns
     again = run(tiny_llama, tuned, out, t=[0.0, 1.0])
     assert again.fingerprint == first.fingerprint and (out / "manifest.json").stat().st_mtime_ns == stamp
+    assert first.path == again.path == out / "manifest.json"  # where it lies, not the temporary folder
     from hala.data.manifest import OutputInUseError
 
     with pytest.raises(OutputInUseError):

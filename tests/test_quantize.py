@@ -50,6 +50,7 @@ def test_every_linear_weight_is_fp8_with_its_absmax_scale(tiny_llama, llama_fp8)
     source, result = read_checkpoint(tiny_llama), read_checkpoint(out)
     linear = [n for n in source if n.endswith(tuple(f"{p}.weight" for p in LLAMA_LINEAR))]
     assert len(linear) == 14 and manifest.counts["quantized"] == 14
+    assert manifest.path == out / "manifest.json"  # where it lies, not the temporary folder
     for name in linear:
         w = source[name]
         assert result[name].dtype == torch.float8_e4m3fn and result[name].shape == w.shape

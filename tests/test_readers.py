@@ -23,6 +23,7 @@ from hala.data.readers import (
     read_conversations_at,
     read_pairs,
     shard_units,
+    unshard_units,
 )
 from hala.data.records import Conversation, Message, ParallelPair
 from hala.data.rejects import RejectLog
@@ -483,6 +484,13 @@ def test_shards_are_disjoint_and_cover_all_units(tmp_path, count):
     assert set(flat) == set(units)
     sizes = [len(s) for s in shards]
     assert max(sizes) - min(sizes) <= 1  # similar work
+    assert unshard_units(shards) == units  # the plan back, in order
+
+
+def test_units_of_shards_of_different_plans_are_refused():
+    a, b, c = Unit("f", 0, 1), Unit("f", 1, 2), Unit("f", 2, 3)
+    with pytest.raises(ValueError, match=r"shards hold \[1, 2\] units"):
+        unshard_units([[a], [b, c]])  # shard 1 of 2 can't hold more units than shard 0
 
 
 def test_shard_index_out_of_range():

@@ -130,16 +130,79 @@ def test_training_lowers_the_loss_and_saves_a_clean_model(tmp_path, tiny_llama):
     assert train(cfg).fingerprint == manifest.fingerprint  # a finished run is not redone
 
 
+class Killed(Exception):
+    """Stands for a kill: raised by `Interrupt` right after the checkpoint of its step is saved."""
+
+
+@pytest.fixture
+def interrupt(monkeypatch):
+    """Every trainer `train` builds gets a callback that stops the run after the checkpoint of step
+    `interrupt.at` (None: never) and records the step each training started at."""
+    from transformers import TrainerCallback
+
+    import hala.train.sft as sft
+
+    class Interrupt(TrainerCallback):
+        def __init__(self):
+            self.at: int | None = None
+            self.started_at: list[int] = []
+            self.starting = False
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.starting = True
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if self.starting:
+                self.started_at.append(state.global_step)
+                self.starting = False
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == self.at:
+                raise Killed(f"after step {state.global_step}")
+
+    callback, real = Interrupt(), sft.build_trainer
+
+    def watched(cfg):
+        prepared = real(cfg)
+        prepared.trainer.add_callback(callback)
+        return prepared
+
+    monkeypatch.setattr(sft, "build_trainer", watched)
+    return callback
+
+
+def test_resume_continues_its_own_run_and_refuses_another_runs_checkpoints(tmp_path, tiny_llama, interrupt):
+    from hala.data.manifest import OutputInUseError
+
+    rows = [{"prompt": [{"role": "user", "content": "Hi"}], "completion": [{"role": "assistant", "content": "مرحبا"}]}] * 8
+    data, out = write(tmp_path / "pc.jsonl", rows), tmp_path / "o"
+    base = dict(model=str(tiny_llama), data=[str(data)], out=str(out), max_steps=4, batch_size=4, save_steps=2)
+    interrupt.at = 2
+    with pytest.raises(Killed):
+        train(TrainConfig(**base))
+    assert [p.name for p in (out / "checkpoints").glob("checkpoint-*")] == ["checkpoint-2"]
+    with pytest.raises(OutputInUseError, match=r"different settings learning_rate;.*delete this one"):
+        train(TrainConfig(**base, learning_rate=1e-3, resume=True))  # its checkpoint is not this run's
+    assert [p.name for p in (out / "checkpoints").glob("checkpoint-*")] == ["checkpoint-2"]
+    interrupt.at = None
+    manifest = train(TrainConfig(**base, resume=True, logging_steps=1, save_total_limit=3))  # pace settings may change
+    assert interrupt.started_at == [0, 2] and manifest.counts["steps"] == 4  # resumed after step 2
+
+
 @pytest.mark.slow
-def test_lora_is_merged_and_resume_continues(tmp_path, tiny_llama):
+def test_lora_is_merged_and_resume_continues(tmp_path, tiny_llama, interrupt):
     from safetensors import safe_open
 
     data = write(tmp_path / "c.jsonl", CONVS * 8)
     base = dict(model=str(tiny_llama), data=[str(data)], out=str(tmp_path / "o"), batch_size=4, save_steps=2,
-                lora={"r": 4, "alpha": 8}, learning_rate=1e-3)  # fmt: skip
-    train(TrainConfig(**base, max_steps=2))
+                lora={"r": 4, "alpha": 8}, learning_rate=1e-3, max_steps=4)  # fmt: skip
+    interrupt.at = 2
+    with pytest.raises(Killed):
+        train(TrainConfig(**base))
     assert (tmp_path / "o" / "checkpoints" / "checkpoint-2").exists()
-    manifest = train(TrainConfig(**base, max_steps=4, resume=True))
+    interrupt.at = None
+    manifest = train(TrainConfig(**base, resume=True))
+    assert interrupt.started_at == [0, 2]
     assert manifest.counts["steps"] == 4 and (tmp_path / "o" / "checkpoints" / "checkpoint-4").exists()
     with safe_open(tmp_path / "o" / "model" / "model.safetensors", "pt") as f:
         assert not [k for k in f.keys() if "lora" in k]

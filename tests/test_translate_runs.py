@@ -105,6 +105,24 @@ def test_shards_merge_to_the_single_run(tmp_path, data):
     assert first.counts["units"] == 3  # shard 0 of 3 got units 0, 3, 6 of 8
 
 
+def test_shards_with_a_limit_merge_to_the_single_run_with_that_limit(tmp_path, data):
+    single = tmp_path / "single"
+    translate(cfg_for(data, single, limit=13))  # units 0-5, 5-10 and 10-13 (cut short) of 40 rows
+    merge_shards(single)
+    sharded = tmp_path / "sharded"
+    translate(cfg_for(data, sharded, limit=13, shard="0/2"))
+    translate(cfg_for(data, sharded, limit=13, shard="1/2"))
+    manifest = merge_shards(sharded)
+    rows = merged_rows(sharded / "merged" / "data")
+    assert [r["id"] for r in rows] == [f"conv-{i:04d}" for i in range(13)]
+    assert rows == merged_rows(single / "merged" / "data")
+    assert manifest.counts["rows_out"] == 13
+    old = sharded / "manifest.shard-00001-of-00002.json"  # as an older hala wrote it: no units
+    old.write_text(json.dumps({**json.loads(old.read_text()), "units": []}))
+    with pytest.raises(IncompleteRunError, match="shard 1 of 2 does not list its units"):
+        merge_shards(sharded)
+
+
 def test_relaunch_with_another_shard_count_is_refused(tmp_path, data):
     out = tmp_path / "out"
     translate(cfg_for(data, out, shard="0/2"))

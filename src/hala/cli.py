@@ -71,7 +71,9 @@ def _run(fn, cfg) -> None:
         raise typer.Exit(RequestsFailed.exit_code) from None
     counts = ", ".join(f"{k}={v}" for k, v in manifest.counts.items())
     typer.echo(f"{manifest.stage}: {counts}")
-    typer.echo(f"wrote {out / 'manifest.json'}")
+    # a shard's manifest is named after it, an executor's is the merge's; a launch (slurm) writes none
+    for path in [manifest.path] if manifest.path else [o.path for o in manifest.outputs]:
+        typer.echo(f"wrote {path}")
     nothing, fatal = _nothing_kept(manifest.counts, out)
     if nothing:
         typer.echo(f"{'error' if fatal else 'warning'}: {nothing}", err=True)

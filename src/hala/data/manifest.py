@@ -17,9 +17,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from hala import __version__
+from hala.data.readers import Unit
 from hala.data.writers import atomic_write_text
 
 MANIFEST = "manifest.json"
@@ -88,23 +89,35 @@ class Manifest(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict, description="scores, fractions, losses")
     timings: dict[str, float] = Field(default_factory=dict)
+    units: list[Unit] = Field(
+        default_factory=list, description="the units of work (input x row range) the run planned, in plan order; "
+        "a merge of shards reads them rather than planning again")
     versions: dict[str, str] = Field(default_factory=package_versions)
     hala_version: str = __version__
     python: str = Field(default_factory=platform.python_version)
     finished_at: str = ""
     fingerprint: str = ""
+    _path: Path | None = PrivateAttr(None)
+
+    @property
+    def path(self) -> Path | None:
+        """The file this manifest was last written to or read from; None for one never written."""
+        return self._path
 
     def write(self, folder: str | Path, name: str = MANIFEST) -> Path:
         self.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.fingerprint = fingerprint(self.config, self.inputs)
-        return atomic_write_text(Path(folder) / name, self.model_dump_json(indent=2) + "\n")
+        self._path = atomic_write_text(Path(folder) / name, self.model_dump_json(indent=2) + "\n")
+        return self._path
 
     @classmethod
     def read(cls, folder: str | Path, name: str = MANIFEST) -> Manifest | None:
         path = Path(folder) / name
         if not path.exists():
             return None
-        return cls.model_validate_json(path.read_text(encoding="utf-8"))
+        manifest = cls.model_validate_json(path.read_text(encoding="utf-8"))
+        manifest._path = path
+        return manifest
 
 
 RUN_STAMP = ".hala-run.json"
@@ -114,18 +127,19 @@ class OutputInUseError(ValueError):
     """The output folder holds (part of) a run with other settings or inputs."""
 
 
-def claim_output(folder: str | Path, config: dict, inputs: list[FileEntry]) -> str:
-    """Mark `folder` as holding the run of this config on these inputs, before any unit is written.
+def claim_output(folder: str | Path, config: dict, inputs: list[FileEntry], work: str = "data") -> str:
+    """Mark `folder` as holding the run of this config on these inputs, before any work is written.
 
-    Resume reuses finished units, which is only right for the same settings and inputs. A folder
-    stamped by a different run is refused rather than silently mixed.
+    Resume reuses finished work (the files under `folder/work`: data/ units, or train's
+    checkpoints/), which is only right for the same settings and inputs. A folder stamped by a
+    different run is refused rather than silently mixed.
     """
     folder = Path(folder)
     current = fingerprint(config, inputs)
     stamp = folder / RUN_STAMP
-    # a stamp over no finished unit holds nothing to protect: the run that wrote it is dead, since
+    # a stamp over no finished work holds nothing to protect: the run that wrote it is dead, since
     # every stage holds the folder's lock while it runs (hala.data.output_lock)
-    holds_units = any((folder / "data").glob("*")) if (folder / "data").is_dir() else False
+    holds_units = any((folder / work).glob("*")) if (folder / work).is_dir() else False
     if stamp.exists() and holds_units:
         previous = json.loads(stamp.read_text(encoding="utf-8"))
         if previous["fingerprint"] != current:

@@ -268,6 +268,15 @@ def shard_units(units: list[Unit], index: int, count: int) -> list[Unit]:
     return units[index::count]
 
 
+def unshard_units(shards: list[list[Unit]]) -> list[Unit]:
+    """The plan back from the units of each of its shards (`shard_units` of 0..N-1), in plan order."""
+    sizes, n = [len(units) for units in shards], len(shards)
+    expected = [len(range(i, sum(sizes), n)) for i in range(n)]
+    if sizes != expected:
+        raise ValueError(f"shards hold {sizes} units, not the split of one plan of {sum(sizes)} ({expected})")
+    return [shards[k % n][k // n] for k in range(sum(sizes))]
+
+
 def sniff_format(path: str | Path, split: str = "train", probe_rows: int = 100) -> str:
     """The format of an input, from its first row that parses (`messages` if none does)."""
     for row in iter_rows(path, stop=probe_rows, split=split):

@@ -6,6 +6,12 @@ default) and greedy decoding. The hypotheses are saved next to the scores
 (`hypotheses/<label>.jsonl`), so anyone can recompute them; scores are sacrebleu's corpus BLEU and
 chrF++ (chrF with word bigrams), with their signatures. A model that fails is reported and the
 others still run; each finished model is kept and skipped on resume.
+
+The models are inputs like the test set: each model folder is hashed (weights, config, tokenizer:
+every file in it), so a model retrained at the same path is evaluated again, and a served name is
+recorded by name only. A finished model's scores carry the fingerprint of the settings, the test
+set and that model, and are reused only while it still matches: changing one model redoes that
+model alone, changing the test set or a setting redoes them all.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from pathlib import Path
 from pydantic import Field
 
 from hala.config import StrictModel
-from hala.data.manifest import FileEntry, Manifest, is_current
+from hala.data.manifest import FileEntry, Manifest, fingerprint, is_current
 from hala.data.output_lock import holds_output
 from hala.data.readers import read_pairs
 from hala.data.writers import atomic_write_text, write_jsonl
@@ -66,7 +72,9 @@ def _translate(cfg: TranslationEvalConfig, model: str, sources: list[str]) -> li
 @holds_output()
 def evaluate_translation(cfg: TranslationEvalConfig) -> Manifest:
     out = Path(cfg.out)
-    inputs = [FileEntry.of(cfg.data)]
+    data = FileEntry.of(cfg.data)
+    models = [(label, path, FileEntry.of(path)) for label, path in parse_models(cfg.models)]
+    inputs = [data] + [model for _, _, model in models]
     config = cfg.identity()
     if is_current(out, config, inputs):
         return Manifest.read(out)
@@ -76,10 +84,12 @@ def evaluate_translation(cfg: TranslationEvalConfig) -> Manifest:
         raise ValueError(f"{cfg.data}: no test pairs")
     sources, references = [p.src for p in pairs], [p.tgt for p in pairs]
     results, failed = {}, []
-    for label, path in parse_models(cfg.models):
+    settings = {k: v for k, v in config.items() if k != "models"}  # adding a model redoes no other
+    for label, path, model in models:
         done = out / "models" / f"{_safe(label)}.json"
-        if done.exists():
-            results[label] = json.loads(done.read_text())
+        key = fingerprint(settings, [data, model])
+        if done.exists() and (entry := json.loads(done.read_text())).get("fingerprint") == key:
+            results[label] = entry
             continue
         try:
             outputs = _translate(cfg, str(path), sources)
@@ -91,7 +101,8 @@ def evaluate_translation(cfg: TranslationEvalConfig) -> Manifest:
         hyp_path = out / "hypotheses" / f"{_safe(label)}.jsonl"
         write_jsonl(hyp_path, [{"id": p.id, "src": p.src, "ref": p.tgt, "hyp": h, "finish_reason": f}
                                for p, (h, f) in zip(pairs, outputs)])  # fmt: skip
-        entry = {"label": label, "path": str(path), "n": len(pairs), **score(hyps, references), "hypotheses": str(hyp_path)}
+        entry = {"label": label, "path": str(path), "n": len(pairs), **score(hyps, references),
+                 "hypotheses": str(hyp_path), "fingerprint": key}  # fmt: skip
         atomic_write_text(done, json.dumps(entry, ensure_ascii=False, indent=1))
         results[label] = entry
         print(f"{label}: BLEU {entry['bleu']} ({entry['bleu_signature']})  chrF++ {entry['chrf++']} ({entry['chrf_signature']})")

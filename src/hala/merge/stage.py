@@ -138,4 +138,4 @@ def merge(cfg: MergeConfig) -> MergeManifest:
     log.info(
         "wrote %s: %d tensors (%d slerp, %d lerp)", out, len(methods), methods.count("slerp"), methods.count("lerp")
     )
-    return manifest
+    return MergeManifest.read(out)  # as it lies now that the folder is in place (it was written in tmp)

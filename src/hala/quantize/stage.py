@@ -166,4 +166,4 @@ def quantize(cfg: QuantizeConfig) -> Manifest:
         )
         manifest.write(tmp)
     log.info("wrote %s: %d Linear weights in FP8, %d shard(s)", out, len(result.quantized), len(result.shards))
-    return manifest
+    return Manifest.read(out)  # as it lies now that the folder is in place (it was written in tmp)

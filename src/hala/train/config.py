@@ -17,7 +17,8 @@ class LoraSettings(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    NOT_OUTPUT = frozenset({"logging_steps", "save_steps", "save_total_limit", "gradient_checkpointing"})
+    # resume only says whether to pick up this run's latest checkpoint: a resumed run is the same run
+    NOT_OUTPUT = frozenset({"logging_steps", "save_steps", "save_total_limit", "gradient_checkpointing", "resume"})
     model: str = Field(description="base model folder or hub id")
     data: list[str] = Field(min_length=1, description="training files: prompt-completion rows or conversations")
     eval_data: list[str] = Field(default_factory=list)

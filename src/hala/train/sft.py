@@ -7,7 +7,8 @@ What it decides:
   not a silent zero loss; examples left without one are counted;
 - the LM head projects only positions with a label (TRL does so on GPUs; here on CPUs too);
 - full fine-tune (optionally with the embedding frozen) or LoRA (merged into the weights at the end, so every later stage loads a plain
-  checkpoint), packing, resume from the latest checkpoint;
+  checkpoint), packing, resume from the latest checkpoint of the same run (the folder is claimed
+  like every stage's: checkpoints of other settings or data are refused, not resumed);
 - the final save in OUT/model: safetensors, tokenizer, the model's original chat template and
   generation config.
 
@@ -22,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hala.data.manifest import FileEntry, Manifest, is_current
+from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
 from hala.data.output_lock import distributed_rank, holds_output
 from hala.data.readers import expand_inputs
 from hala.data.rejects import RejectLog
@@ -33,6 +34,7 @@ from hala.train.config import TrainConfig
 from hala.train.templates import training_template
 
 log = logging.getLogger("hala.train")
+CHECKPOINTS = "checkpoints"  # OUT/checkpoints: TRL's checkpoints, what `resume` picks up
 
 
 class NoTrainableTokensError(ValueError):
@@ -127,7 +129,7 @@ def build_trainer(cfg: TrainConfig) -> Prepared:
         peft_config = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                                  target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")  # fmt: skip
     args = SFTConfig(
-        output_dir=str(out / "checkpoints"),
+        output_dir=str(out / CHECKPOINTS),
         assistant_only_loss=fmt == "conversations",
         max_length=cfg.max_length,
         packing=cfg.packing,
@@ -165,6 +167,7 @@ def train(cfg: TrainConfig) -> Manifest:
     if is_current(out, config, inputs):
         log.info("%s is up to date", out)
         return Manifest.read(out)
+    claim_output(out, config, inputs, work=CHECKPOINTS)  # resume must not pick up another run's checkpoint
 
     started = time.perf_counter()
     prepared = build_trainer(cfg)
@@ -176,7 +179,7 @@ def train(cfg: TrainConfig) -> Manifest:
             f"no trainable tokens after masking in {prepared.examples} examples: conversations need assistant "
             f"turns and prompt-completion rows a non-empty completion within max_length={cfg.max_length}"
         )
-    resume = cfg.resume if isinstance(cfg.resume, str) else (cfg.resume and any((out / "checkpoints").glob("checkpoint-*")))
+    resume = cfg.resume if isinstance(cfg.resume, str) else (cfg.resume and any((out / CHECKPOINTS).glob("checkpoint-*")))
     import torch
 
     with torch.enable_grad():  # another library in this process (vLLM, lighteval) may have turned grad off

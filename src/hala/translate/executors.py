@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from hala.data.manifest import Manifest
+from hala.data.manifest import FileEntry, Manifest
 from hala.data.output_lock import ENV, held_fds
 from hala.data.writers import atomic_write_text
 from hala.children import die_with_parent
@@ -109,7 +109,8 @@ def run_slurm(cfg: TranslateConfig) -> Manifest:
             raise RuntimeError(f"sbatch failed: {result.stderr.strip()}")
         print(result.stdout.strip())
         counts["submitted"] = 1
-    return Manifest(stage="translate-launch", config={"script": str(script)}, counts=counts)
+    return Manifest(stage="translate-launch", config={"script": str(script)}, counts=counts,
+                    outputs=[FileEntry.of(config), FileEntry.of(script)])  # fmt: skip
 
 
 def _ray_shard(data: dict, shard: str, held: str) -> dict:

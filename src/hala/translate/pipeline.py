@@ -19,7 +19,8 @@ ladder), one per segment of the unit; the `retry_*` counts say what the ladder t
 (see `retry`); `rejected_qa_<filter>` counts conversations.
 
 Units finish atomically (`hala.data.units.run_units`), so a killed run resumes to the same result;
-shards are interleaved units (`--shard I/N`), and the manifest of each shard records N.
+shards are interleaved units (`--shard I/N`), and the manifest of each shard records N and its
+units (after `limit`), which `shards.merge_shards` assembles.
 
 A segment whose engine request failed (after the engine's retries) rejects only its own
 conversation, as `qa_engine_error` with that request's error. Its unit is redone on a rerun (only
@@ -188,6 +189,7 @@ def translate(cfg: TranslateConfig) -> Manifest:
         outputs=[FileEntry.of(p) for p in stats.outputs + stats.rejected],
         counts={**stats.counts(), "units": len(units), "num_shards": cfg.num_shards},
         timings={"total_s": round(time.perf_counter() - started, 3)},
+        units=units,
     )
     manifest.write(out, name)
     return manifest

@@ -1,10 +1,13 @@
 """Assemble one dataset from a (possibly sharded) translation run.
 
-Shards write their units into the same output folder and each leaves its own manifest. Merging
-checks that every shard of the run finished with the same settings and inputs, then streams the
-unit files in plan order (input by input, row range by row range: the order of the source data)
-into consolidated shards, with one manifest that sums the counts. It also folds the segment
-cache's per-writer files (one per shard process, see `hala.engines.cache`) into one.
+Shards write their units into the same output folder and each leaves its own manifest, which lists
+the units the shard was given. Merging checks that every shard of the run finished with the same
+settings and inputs, then streams the unit files in plan order (input by input, row range by row
+range: the order of the source data) into consolidated shards, with one manifest that sums the
+counts. The plan is read back from the shards' manifests, not made again: what is merged is what
+the shards did (with `limit` and whatever else shapes the plan), and no input is re-read to count
+its rows. It also folds the segment cache's per-writer files (one per shard process, see
+`hala.engines.cache`) into one.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from hala.data.manifest import FileEntry, Manifest
 from hala.data.output_lock import hold_output
-from hala.data.readers import iter_rows, plan_units
+from hala.data.readers import iter_rows, unshard_units
 from hala.data.units import unit_paths
 from hala.data.writers import ShardedWriter
 from hala.engines.cache import CacheError, fold
@@ -48,6 +51,12 @@ def shard_manifests(out: Path) -> list[Manifest]:
     if missing:
         raise IncompleteRunError(f"{out}: shards {missing} of {n} have not finished")
     manifests = [found[(i, n)] for i in range(n)]
+    for i, m in enumerate(manifests):
+        if len(m.units) != m.counts.get("units"):
+            raise IncompleteRunError(
+                f"{out}: the manifest of shard {i} of {n} does not list its units (written by an older hala); "
+                "delete it and rerun that shard, its finished units are kept"
+            )
     identities = {repr(sorted((k, v) for k, v in m.config.items() if k != "shard")) for m in manifests}
     if len(identities) != 1:
         raise IncompleteRunError(f"{out}: shards ran with different settings; rerun them with one config")
@@ -65,8 +74,10 @@ def _merge(out: Path, dest: str | Path | None, rows_per_file: int) -> Manifest:
     manifests = shard_manifests(out)
     config = manifests[0].config
     fmt = config["output_format"]
-    files = [entry.path for entry in manifests[0].inputs]
-    units = plan_units(files, config["rows_per_unit"], config.get("split", "train"))
+    try:
+        units = unshard_units([m.units for m in manifests])
+    except ValueError as exc:
+        raise IncompleteRunError(f"{out}: the shards' units are not one plan: {exc}; rerun the shards") from exc
     if dest.exists():
         shutil.rmtree(dest)
     counts: Counter = Counter()
@@ -90,6 +101,7 @@ def _merge(out: Path, dest: str | Path | None, rows_per_file: int) -> Manifest:
         inputs=manifests[0].inputs,
         outputs=[FileEntry.of(p) for p in data.paths + rejected.paths],
         counts=dict(counts),
+        units=units,
     )
     manifest.write(dest)
     try:
