@@ -242,6 +242,11 @@ def test_frozen_embeddings_stay_bit_identical_the_rest_trains_and_the_license_fo
     assert not torch.equal(after["model.layers.0.mlp.down_proj.weight"], base["model.layers.0.mlp.down_proj.weight"])
     assert full.counts["trainable_parameters"] - frozen.counts["trainable_parameters"] == base[embed].numel()
     assert (tmp_path / "full" / "model" / "NOTICE.txt").read_text() == "Provided under the Example Terms\n"
+    # trained in FP32 on this CPU, saved in the base's BF16 (save_dtype: auto)
+    assert base[embed].dtype == after[embed].dtype == torch.bfloat16
+    as_fp32 = train(TrainConfig(**common, out=str(tmp_path / "fp32"), save_dtype="float32"))
+    assert load_file(tmp_path / "fp32" / "model" / "model.safetensors")[embed].dtype == torch.float32
+    assert as_fp32.counts["steps"] == 2
 
 
 def test_the_lm_head_projects_only_supervised_positions_on_cpu(tmp_path, tiny_llama, monkeypatch):

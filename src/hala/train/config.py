@@ -38,6 +38,10 @@ class TrainConfig(StrictModel):
     gradient_checkpointing: bool = False
     bf16: bool | None = Field(None, description="None: bf16 on GPUs that support it, fp32 on CPU")
     lora: LoraSettings | None = Field(None, description="None = full fine-tune")
+    save_dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="dtype of the saved model; auto: the base model's (a BF16 base trained in FP32 on a "
+        "CPU is saved in BF16, as the later stages serve and compare it)",
+    )
     freeze_embeddings: bool = Field(
         False,
         description="don't train the input embedding (nor the LM head where it is tied to it): in a small model "

@@ -158,6 +158,18 @@ def build_trainer(cfg: TrainConfig) -> Prepared:
     return Prepared(trainer, tokenizer, original_template, len(train_set), rejected, fmt)
 
 
+def save_dtype(cfg: TrainConfig):
+    """The dtype the model is saved in: the setting, or the base model's own (config.json `dtype`)."""
+    import torch
+    from transformers import AutoConfig
+
+    name = cfg.save_dtype
+    if name == "auto":
+        base = AutoConfig.from_pretrained(cfg.model)
+        name = getattr(base, "dtype", None) or getattr(base, "torch_dtype", None) or "float32"
+    return name if isinstance(name, torch.dtype) else getattr(torch, str(name))
+
+
 @holds_output(shared=distributed_rank)
 def train(cfg: TrainConfig) -> Manifest:
     out = Path(cfg.out)
@@ -187,6 +199,7 @@ def train(cfg: TrainConfig) -> Manifest:
 
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     final = trainer.model.merge_and_unload() if cfg.lora else trainer.model
+    final = final.to(save_dtype(cfg))
     model_dir = out / "model"
     final.save_pretrained(model_dir, safe_serialization=True)
     tokenizer.chat_template = prepared.original_template
