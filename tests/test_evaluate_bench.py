@@ -241,3 +241,24 @@ def test_gpu_picks_vllm_and_scores_like_transformers(exams, tiny_llama):
     [model] = results["models"]
     assert model["backend"] == "vllm"
     _assert_same_scores(exams.root / "gpu", exams.out)
+
+
+def test_a_model_retrained_at_the_same_path_is_evaluated_again(tiny_llama, tmp_path, monkeypatch):
+    model, other = tmp_path / "model", tmp_path / "other"
+    shutil.copytree(tiny_llama, model)
+    shutil.copytree(tiny_llama, other)
+    cfg = BenchConfig(models=[f"sft={model}", f"base={other}"], tasks=["arabic_exams"], limit=2,
+                      out=str(tmp_path / "out"), backend="hf", dtype="float32")  # fmt: skip
+    bench(cfg)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-5}))  # "retrained"
+    calls = []
+
+    def evaluate(model_dir, *args, **kwargs):
+        calls.append(Path(model_dir))
+        raise RuntimeError("evaluated again")
+
+    monkeypatch.setattr(lighteval_adapter, "evaluate_model", evaluate)
+    with pytest.raises(ModelsFailedError, match="evaluated again"):
+        bench(cfg)
+    assert calls == [model.resolve()]  # the unchanged model's scores are reused

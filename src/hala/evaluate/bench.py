@@ -6,7 +6,9 @@ folder then holds `results.json` (per subset, per benchmark and average, per mod
 
 A model that fails (it won't load, or its evaluation crashes) is reported in all three and the
 others still run; the stage then fails without a manifest, so a rerun retries just that model:
-each finished model is kept in `models/<label>.json` and skipped when the run is resumed.
+each finished model is kept in `models/<label>.json` with the fingerprint of the settings, the data
+and that model folder, and is skipped while all three match (a model retrained at the same path is
+evaluated again; adding a model redoes no other).
 
 Also written, to check hala against lighteval itself: `lighteval/tasks.py` (the custom-tasks file),
 `lighteval/offline/` (PYTHONPATH for an offline CLI) and `lighteval/reproduce.sh`, which runs the
@@ -24,7 +26,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from hala.config import StrictModel
-from hala.data.manifest import FileEntry, Manifest, Timer, claim_output, is_current
+from hala.data.manifest import FileEntry, Manifest, Timer, claim_output, fingerprint, is_current
 from hala.data.output_lock import holds_output
 from hala.data.writers import atomic_write_text, write_jsonl
 from hala.evaluate import lighteval_adapter as adapter
@@ -121,7 +123,9 @@ def bench(cfg: BenchConfig) -> Manifest:
     timings: dict[str, float] = {}
     timer = Timer(timings)
     entries, commands = [], []
-    for label, path in models:
+    settings_only = {k: v for k, v in config.items() if k != "models"}  # adding a model redoes no other
+    data_entries = inputs[len(models):]
+    for (label, path), model_entry in zip(models, inputs):
         settings = adapter.RunSettings(
             backend=backend,
             device=device,
@@ -136,7 +140,8 @@ def bench(cfg: BenchConfig) -> Manifest:
         )
         commands.append(cli_command(out / "lighteval", _safe(label), path, task_names, settings))
         with timer(f"model:{label}"):
-            entries.append(_evaluate(out, label, path, tasks_file, task_names, settings, task_data))
+            key = fingerprint(settings_only, [model_entry, *data_entries])
+            entries.append(_evaluate(out, label, path, tasks_file, task_names, settings, task_data, key))
     write_reproduce_script(out / "lighteval", commands)
 
     results = _results(cfg, data_dir, task_data, models, entries)
@@ -170,13 +175,17 @@ def bench(cfg: BenchConfig) -> Manifest:
     return manifest
 
 
-def _evaluate(out: Path, label: str, path: Path, tasks_file: Path, task_names: list[str], settings, task_data) -> dict:
-    """One model's entry in results.json; read back from models/<label>.json when already done."""
+def _evaluate(out: Path, label: str, path: Path, tasks_file: Path, task_names: list[str], settings, task_data,
+              key: str) -> dict:  # fmt: skip
+    """One model's entry in results.json; read back from models/<label>.json when that model was
+    evaluated with these settings on this data (`key`), so a model retrained at the same path is
+    evaluated again."""
     unit = out / "models" / f"{_safe(label)}.json"
-    if unit.exists():
+    if unit.exists() and (done := json.loads(unit.read_text(encoding="utf-8"))).get("fingerprint") == key:
         log.info("%s: already evaluated (%s)", label, unit)
-        return json.loads(unit.read_text(encoding="utf-8"))
-    entry = {"label": label, "path": str(path.resolve()), "backend": settings.backend, "dtype": settings.dtype}
+        return done
+    entry = {"label": label, "path": str(path.resolve()), "backend": settings.backend, "dtype": settings.dtype,
+             "fingerprint": key}  # fmt: skip
     if not (path / "config.json").is_file():
         what = "does not exist" if not path.exists() else "has no config.json"
         return {**entry, "status": "failed", "error": f"not a model folder: {path} {what}"}
