@@ -512,3 +512,17 @@ def test_join_wants_one_text_per_segment():
     s = split("One.\n\nTwo.")
     with pytest.raises(ValueError, match="2 segments but 1 texts"):
         join(s, ["Un."])
+
+
+def test_split_at_spans_keeps_every_span_literal_and_replace_segment_renumbers():
+    from hala.translate.segment import Segment, Split, join, replace_segment, split_at_spans
+
+    seg = Segment("Use ⟦0⟧ or ⟦1⟧, then run ⟦2⟧.", ("`a`", "`b`", "`make`"))
+    sub = split_at_spans(seg)
+    assert [s.text for s in sub.segments] == ["Use", "or", ", then run"]  # "." has no letter: literal
+    assert sub.parts == (0, " ", "`a`", " ", 1, " ", "`b`", 2, " ", "`make`", ".")
+    assert join(sub, [s.text for s in sub.segments]) == seg.source
+    outer = Split(("A ", 0, " | ", 1, " | ", 2), (Segment("x"), seg, Segment("z")))
+    whole = replace_segment(outer, 1, sub)
+    assert len(whole.segments) == 2 + len(sub.segments)
+    assert join(whole, [s.text for s in whole.segments]) == "A x | " + seg.source + " | z"

@@ -152,10 +152,11 @@ def test_qa_rejects_with_reasons_and_keeps_the_conversation(tmp_path, monkeypatc
     assert manifest.counts["rejected_qa_untranslated_copy"] == 2
 
 
-def test_lost_placeholder_is_rejected(tmp_path, monkeypatch):
+def test_lost_placeholder_is_rejected_when_the_spans_rung_is_off(tmp_path, monkeypatch):
+    """(With it on, the text around the spans is translated alone: test_translate_retry.py.)"""
     _scripted(monkeypatch, lambda t: (fake_module.arabize(t.replace("⟦0⟧", "")), "stop"))
     data = write_input(tmp_path / "in.jsonl", CONVS[:1])
-    manifest = translate(cfg_for(tmp_path, data))
+    manifest = translate(cfg_for(tmp_path, data, retry={"spans": False}))
     assert manifest.counts["rejected_qa_protected_spans"] == 1 and not records(tmp_path / "out")
 
 

@@ -11,6 +11,7 @@ from hala.data.units import RequestsFailed
 from hala.engines import Generation
 from hala.engines import fake as fake_module
 from hala.translate.pipeline import translate
+from hala.translate.segment import PLACEHOLDER_RE
 from tests.test_translate import cfg_for, records, rejected, write_input
 
 MORNING = [{"id": "b", "messages": [{"role": "user", "content": "Good morning! How are you today?"},
@@ -142,7 +143,7 @@ def test_a_failed_retry_request_is_redone_by_a_rerun_not_by_the_ladder(tmp_path,
 
 
 def test_with_the_ladder_off_a_failing_segment_rejects_at_once(tmp_path, monkeypatch):
-    off = {"resplit": False, "sampled": 0}
+    off = {"resplit": False, "sampled": 0, "spans": False}
     asked = _scripted(monkeypatch, copies({"morning": None}))
     manifest = translate(cfg_for(tmp_path, write_input(tmp_path / "in.jsonl", MORNING), retry=off))
     [bad] = rejected(tmp_path / "out")
@@ -156,3 +157,22 @@ def test_with_the_ladder_off_a_failing_segment_rejects_at_once(tmp_path, monkeyp
     data = write_input(tmp_path / "long.jsonl", [{"id": "long", "messages": [{"role": "user", "content": long}]}])
     manifest = translate(cfg_for(tmp_path, data, out=str(tmp_path / "long"), max_segment_tokens=80, retry=off))
     assert manifest.counts["rejected_qa_truncated"] == 1 and "retry_resplit" not in manifest.counts
+
+
+def test_a_segment_losing_its_code_spans_is_cut_at_them_and_keeps_them(tmp_path, monkeypatch):
+    """A translator that never saw a placeholder drops them; the last rung keeps the spans literal."""
+    code = [{"id": "c", "messages": [{"role": "user", "content": "Call `my_list.reverse()` to reverse the list in place."}]}]
+    drops = lambda t, p: fake_module.arabize(PLACEHOLDER_RE.sub("", t))  # noqa: E731
+    asked = _scripted(monkeypatch, drops)
+    manifest = translate(cfg_for(tmp_path, write_input(tmp_path / "in.jsonl", code)))
+    [rec] = records(tmp_path / "out")
+    assert rec["messages"][0]["content"] == (
+        fake_module.arabize("Call") + " `my_list.reverse()` " + fake_module.arabize("to reverse the list in place.")
+    )
+    assert [t for t, _, _ in asked[-2:]] == ["Call", "to reverse the list in place."]  # no placeholder sent
+    counts = manifest.counts
+    assert counts["retry_spans"] == 1 and counts["retry_spans_fixed"] == 1 and counts["retry_spans_pieces"] == 2
+
+    off = translate(cfg_for(tmp_path, write_input(tmp_path / "in2.jsonl", code), out=str(tmp_path / "off"),
+                            retry={"spans": False}))  # fmt: skip
+    assert off.counts["rejected_qa_protected_spans"] == 1

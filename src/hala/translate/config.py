@@ -39,8 +39,9 @@ class RetryConfig(StrictModel):
     truncated one at half `max_segment_tokens`, at sentences then spaces; any other of more than
     one sentence at its sentences, into pieces of about half its size), translated greedily; then
     `sampled` attempts ask each piece still failing again at `temperature`, attempt k (from 1)
-    with seed `seed + k`. Fixed seeds make every attempt deterministic and cached, so a killed run
-    resumes to the same result. `resplit: false, sampled: 0` turns the ladder off: a segment that
+    with seed `seed + k`; last, `spans` cuts a piece still failing `protected_spans` at its spans.
+    Fixed seeds make every attempt deterministic and cached, so a killed run resumes to the same
+    result. `resplit: false, sampled: 0, spans: false` turns the ladder off: a segment that
     fails any filter (truncated included, which hala re-split once before the ladder existed)
     rejects its conversation at once. Engine errors are never retried here: a rerun redoes them.
     """
@@ -49,6 +50,8 @@ class RetryConfig(StrictModel):
     sampled: int = Field(2, ge=0, description="sampled retries of a segment still failing after the re-split")
     temperature: float = Field(0.7, gt=0, description="temperature of the sampled retries")
     seed: int = Field(0, ge=0, description="sampled retry k is asked with seed + k")
+    spans: bool = Field(True, description="last: cut a piece still failing protected_spans at its spans, "
+                        "translate the text between them alone and keep the spans literal")
 
 
 class TranslateConfig(StrictModel):

@@ -12,7 +12,10 @@ it passes:
    that is not about length). Each piece is translated greedily and checked; the text between
    pieces is literal, so they join back exactly. A segment that makes a single piece skips this;
 2. sampled (`retry.sampled` attempts): every piece still failing (the whole segment, if it was
-   not re-split) is asked again at `retry.temperature`, attempt k with seed `retry.seed + k`.
+   not re-split) is asked again at `retry.temperature`, attempt k with seed `retry.seed + k`;
+3. spans (`retry.spans`): a piece that still loses, duplicates or invents a placeholder (a model
+   that never saw one drops inline code and URLs) is cut at its protected spans: each run of text
+   between them is translated alone, greedily, and the spans stay literal, so none can be lost.
 
 A segment passes when all its pieces pass; one that still fails keeps the verdict and output of
 its last try, and the filter each try ended with. Every rung is one batch over the unit's
@@ -23,8 +26,9 @@ request failed (`engine_error`, at any rung) climbs no further: its unit is redo
 
 Counts (the unit's numbers): `retry_resplit` segments re-split, `retry_resplit_fixed` those that
 passed after it, `retry_sampled_fixed` segments that passed after a sampled attempt; all
-segment-level. The two request counts come from the runner: `retry_resplit_pieces` pieces sent,
-`retry_sampled` sampled requests (one per failing piece per attempt).
+segment-level, as are `retry_spans` (segments cut at their spans) and `retry_spans_fixed`. The
+request counts come from the runner: `retry_resplit_pieces` pieces sent, `retry_sampled` sampled
+requests (one per failing piece per attempt), `retry_spans_pieces` runs of text between spans.
 """
 
 from __future__ import annotations
@@ -99,6 +103,8 @@ def translate_checked(
         _resplit(runner, cfg, [o for o in outcomes if o.climbing], counts)
     for attempt in range(1, cfg.retry.sampled + 1):
         _sample(runner, cfg, [o for o in outcomes if o.climbing], attempt)
+    if cfg.retry.spans:
+        _split_at_spans(runner, cfg, [o for o in outcomes if o.climbing], counts)
     for o in outcomes:
         if o.verdict is None and len(o.tries) > 1:
             counts[f"retry_{o.tries[-1]['try']}_fixed"] += 1
@@ -126,6 +132,29 @@ def _resplit(runner: SegmentTranslator, cfg: TranslateConfig, outcomes: list[Out
         own = [next(checked) for _ in sp.segments]
         o.split, o.answers, o.verdicts = sp, [a for a, _ in own], [v for _, v in own]
         o.tried("resplit")
+
+
+def _split_at_spans(runner: SegmentTranslator, cfg: TranslateConfig, outcomes: list[Outcome], counts: Counter) -> None:
+    """Each piece still failing `protected_spans` is cut at its spans (`segment.split_at_spans`):
+    the runs of text between them are translated alone, greedily, and the spans stay literal."""
+    todo = []
+    for o in outcomes:
+        for i in reversed(range(len(o.verdicts))):  # from the end: replacing a piece renumbers the later ones
+            if o.verdicts[i] == "protected_spans":
+                todo.append((o, i, segment.split_at_spans(o.split.segments[i])))
+    if not todo:
+        return
+    counts["retry_spans"] += len({id(o) for o, _, _ in todo})
+    pieces = [p for _, _, sub in todo for p in sub.segments]
+    answers = runner.translate([p.text for p in pieces], counter="retry_spans_pieces")
+    checked = iter(zip(answers, check(cfg, pieces, answers)))
+    for o, i, sub in todo:
+        own = [next(checked) for _ in sub.segments]
+        o.split = segment.replace_segment(o.split, i, sub)
+        o.answers[i : i + 1] = [a for a, _ in own]
+        o.verdicts[i : i + 1] = [v for _, v in own]
+    for o in {id(o): o for o, _, _ in todo}.values():
+        o.tried("spans")
 
 
 def _sample(runner: SegmentTranslator, cfg: TranslateConfig, outcomes: list[Outcome], attempt: int) -> None:

@@ -110,6 +110,41 @@ def join(split_: Split, texts: list[str]) -> str:
     return "".join(texts[p] if isinstance(p, int) else p for p in split_.parts)
 
 
+def split_at_spans(seg: Segment) -> Split:
+    """`seg` cut at its protected spans: each run of text between them becomes a segment of its own
+    (without placeholders) and the spans stay literal, so no translation can lose one."""
+    parts: list[str | int] = []
+    segments: list[Segment] = []
+    for i, piece in enumerate(PLACEHOLDER_RE.split(seg.text)):  # text, index, text, ..., text
+        if i % 2:
+            parts.append(seg.spans[int(piece)])
+            continue
+        core = piece.strip()
+        if not LETTER_RE.search(core):
+            parts.append(piece)  # nothing to translate between two spans
+            continue
+        lead, trail = piece[: len(piece) - len(piece.lstrip())], piece[len(piece.rstrip()) :]
+        parts += [lead, len(segments), trail]
+        segments.append(Segment(core))
+    return Split(tuple(p for p in parts if p != ""), tuple(segments))
+
+
+def replace_segment(split_: Split, index: int, sub: Split) -> Split:
+    """`split_` with its segment `index` replaced by the parts and segments of `sub`."""
+    parts: list[str | int] = []
+    for part in split_.parts:
+        if isinstance(part, str):
+            parts.append(part)
+        elif part < index:
+            parts.append(part)
+        elif part == index:
+            parts += [p if isinstance(p, str) else index + p for p in sub.parts]
+        else:
+            parts.append(part + len(sub.segments) - 1)
+    segments = split_.segments[:index] + sub.segments + split_.segments[index + 1 :]
+    return Split(tuple(parts), segments)
+
+
 class _Builder:
     def __init__(self, max_tokens: int, count: Callable[[str], int], cuts: tuple[re.Pattern, ...]):
         self.parts: list[str | int] = []
