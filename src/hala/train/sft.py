@@ -6,9 +6,11 @@ What it decides:
 - data with no trainable token left after masking (and truncation to `max_length`) is an error,
   not a silent zero loss; examples left without one are counted;
 - the LM head projects only positions with a label (TRL does so on GPUs; here on CPUs too);
-- full fine-tune (optionally with the embedding frozen) or LoRA (merged into the weights at the end, so every later stage loads a plain
-  checkpoint), packing, resume from the latest checkpoint of the same run (the folder is claimed
-  like every stage's: checkpoints of other settings or data are refused, not resumed);
+- full fine-tune (optionally with the embedding frozen) or LoRA (merged into the weights at the
+  end, so every later stage loads a plain checkpoint), packing, resume from the latest checkpoint
+  of the same run (the folder is claimed like every stage's: checkpoints of other settings or data
+  are refused, not resumed);
+- the model saved in the base's dtype unless `save_dtype` says otherwise;
 - the final save in OUT/model: safetensors, tokenizer, the model's original chat template and
   generation config.
 
