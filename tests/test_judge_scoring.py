@@ -16,7 +16,7 @@ from hala.engines.fake import FakeEngine
 from hala.engines.replies import Reply
 from hala.judge import JudgeConfig, judge
 from hala.judge.calibration import agreement, best_threshold, read_gold, roc_auc, roc_curve
-from hala.judge.scores import label_probability, mean_logprob
+from hala.judge.scores import GATED_SCORE, label_probability, mean_logprob
 from tests.openai_stub import OpenAIStub, Request, Response
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "hala" / "resources" / "samples"
@@ -91,6 +91,33 @@ def test_every_row_has_a_score_and_none_is_unparseable(tmp_path, mode):
         assert record["verdict"] == ("accept" if record["score"] >= record["threshold"] else "reject")
     if mode == "choice":
         assert all(0 <= r["meta"]["judge"]["score"] <= 1 for r in judged)
+
+
+@pytest.mark.parametrize("mode", ["choice", "likelihood"])
+def test_the_script_gate_scores_an_untranslated_copy_at_the_floor_without_the_model(tmp_path, mode):
+    good = seed_rows(3)
+    copy = {**good[0], "id": "copy", "ar": good[0]["en"]}  # the English copied back as its translation
+    half = {**good[1], "id": "half", "ar": "مرحبا hello"}  # 5 of 10 letters Arabic: at the gate's 50%, passes
+    data = write_jsonl(tmp_path / "in.jsonl", [*good, copy, half])
+    manifest = judge(cfg_for(data, tmp_path / "out", mode=mode, threshold=-1e9 if mode == "likelihood" else 0.0))
+    assert manifest.counts["gated_script"] == 1 and manifest.counts["engine_requests"] == 4
+    by_id = {r["id"]: r["meta"]["judge"] for r in judged_rows(tmp_path / "out")}
+    assert by_id["copy"]["score"] == GATED_SCORE[mode] and by_id["copy"]["verdict"] == "reject"
+    assert by_id["copy"]["gate"] == "0% of the ar side's letters are in its script (the gate needs 50%)"
+    assert all("gate" not in by_id[i] for i in by_id if i != "copy") and by_id["half"]["verdict"] == "accept"
+    (reject,) = [r for r in read_dir(tmp_path / "out" / "rejected") if r["kind"] == "judge_reject"]
+    assert reject["reason"].startswith("pair copy: script gate: 0% of the ar side's letters")
+    # off: the model scores the copy too, and the folder's identity changed (judged again, not reused)
+    off = judge(cfg_for(data, tmp_path / "off", mode=mode, language_gate=None, threshold=-1e9 if mode == "likelihood" else 0.0))
+    assert off.counts["gated_script"] == 0 and off.counts["engine_requests"] == 5 and off.counts["verdict_accept"] == 5
+
+
+def test_script_share_counts_letters_only():
+    from hala.translate.qa import language_text, script_share
+
+    assert script_share("مرحبا hello، 123!", "ar") == 0.5  # the Arabic comma and the digits are not letters
+    assert script_share("123 !", "ar") is None and script_share("hello", "en") == 1.0
+    assert script_share(language_text("انظر `print(x)` و https://example.com/path"), "ar") == 1.0
 
 
 def test_changing_only_the_threshold_calls_no_engine(tmp_path, monkeypatch):

@@ -164,7 +164,8 @@ def calibrate_with(scorer, cfg, out: Path) -> Calibration:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "calibration.json", json.dumps(asdict(figures), indent=1, ensure_ascii=False) + "\n")
     rows = [{"id": g.pair.id, "kind": g.kind, "label": g.label, "score": j.score,
-             "accepted": j.score is not None and j.score >= figures.threshold} for j, g in zip(judged, gold)]  # fmt: skip
+             "accepted": j.score is not None and j.score >= figures.threshold, "gate": j.gate}
+            for j, g in zip(judged, gold)]  # fmt: skip
     atomic_write_text(out / "calibration_scores.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     return figures
 

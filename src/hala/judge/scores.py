@@ -13,6 +13,12 @@
 
 A scoring mode can't be unparseable: every pair gets a number, and is accepted when the number is at
 least the threshold. Scores are cached without the threshold (`hala.engines.scored`).
+
+In front of both scoring modes stands a script gate (`language_gate`, on by default): when the two
+languages are written in different scripts and fewer than that share of the target's letters are in
+the target's script, the pair gets the mode's floor score (`GATED_SCORE`) without asking the model.
+It catches the English copied back as its own translation, which a translation model finds about as
+likely as a translation (ROC AUC 0.41 for the warmed-up Gemma teacher without the gate).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from hala.translate.prompts import render
 
 MODES = ("generate", "choice", "likelihood")
 DEFAULT_THRESHOLDS = {"generate": 0.5, "choice": 0.5, "likelihood": -2.0}
+GATED_SCORE = {"choice": 0.0, "likelihood": -100.0}  # below any score the model gives (a mean log-prob per token)
 
 
 def label_probability(accept: list[float], reject: list[float]) -> float:
@@ -48,6 +55,19 @@ class Judged:
     verdict: str  # accept, reject, unparseable or engine_error
     answer: str | None = None  # generate mode: what the model wrote
     error: str | None = None
+    gate: str | None = None  # why the script gate scored the pair without the model
+
+
+def script_gate(pair: ParallelPair, min_share: float | None) -> str | None:
+    """Why `pair` fails the script gate (its target is not in the target's script), or None."""
+    from hala.translate.qa import language_text, same_script, script_share
+
+    if min_share is None or same_script(pair.src_lang, pair.tgt_lang):
+        return None
+    share = script_share(language_text(pair.tgt), pair.tgt_lang)
+    if share is None or share >= min_share:
+        return None
+    return f"{share:.0%} of the {pair.tgt_lang} side's letters are in its script (the gate needs {min_share:.0%})"
 
 
 def _pair_text(pair: ParallelPair) -> str:
@@ -112,14 +132,18 @@ class _ScoringMode:
         raise NotImplementedError
 
     def judge(self, pairs: list[ParallelPair], threshold: float) -> list[Judged]:
-        settings = [self.mode, *self.settings()]
-        keys = [request_key(self.model_id, json.dumps(settings, ensure_ascii=False), {}, _pair_text(p)) for p in pairs]
-        results = []
-        for score in self.scores.ask(keys, [self.replies(p) for p in pairs], self.reduce):
+        gates = [script_gate(p, self.cfg.language_gate) for p in pairs]
+        results: list[Judged | None] = [
+            None if gate is None else Judged(GATED_SCORE[self.mode], REJECT, gate=gate) for gate in gates
+        ]
+        asked = [i for i, gate in enumerate(gates) if gate is None]
+        settings = json.dumps([self.mode, *self.settings()], ensure_ascii=False)
+        keys = [request_key(self.model_id, settings, {}, _pair_text(pairs[i])) for i in asked]
+        for i, score in zip(asked, self.scores.ask(keys, [self.replies(pairs[i]) for i in asked], self.reduce)):
             if score.error is not None:
-                results.append(Judged(None, "engine_error", error=score.error))
+                results[i] = Judged(None, "engine_error", error=score.error)
             else:
-                results.append(Judged(score.value, ACCEPT if score.value >= threshold else REJECT))
+                results[i] = Judged(score.value, ACCEPT if score.value >= threshold else REJECT)
         return results
 
     def take_stats(self) -> dict:

@@ -10,7 +10,8 @@ each unit of work (a file x a range of rows):
    already judged with the same model and settings is a lookup, in this run or any other. The
    threshold is not part of the key: changing only the threshold never calls the engine;
 3. write accepted pairs to `data/` and rejected ones to `rejected/`, both with
-   `meta.judge = {mode, score, verdict, threshold, model}` (and the raw answer for `generate`).
+   `meta.judge = {mode, score, verdict, threshold, model}` (and the raw answer for `generate`, the
+   reason for a pair the script gate scored, see `scores`).
 
 With `gold` set, the judge is first calibrated on that labelled set (`calibration`): the figures go
 into the manifest and `calibration.json`, and `threshold: calibrated` takes the threshold that
@@ -69,6 +70,10 @@ class JudgeConfig(StrictModel):
     labels: list[str] = Field(["ACCEPT", "REJECT"], description="choice: the accept label, then the reject label")
     translate_prompt: str = Field(PAPER_TEMPLATE, description="likelihood: the translator prompt ({language}, {text})")
     reverse: bool = Field(False, description="likelihood: average with the reverse direction (source given target)")
+    language_gate: float | None = Field(
+        0.5, ge=0, le=1, description="choice/likelihood: a target with fewer than this share of its letters in the "
+        "target's script gets the floor score without asking the model (an untranslated copy); null: off"
+    )
     gold: str | None = Field(None, description="a labelled gold set (label 1 good, 0 bad) to calibrate on first")
     system: str | None = Field(None, description="an optional system message")
     src_lang: str = "en"
@@ -149,6 +154,9 @@ class UnitJudge:
                       "threshold": self.threshold, "model": self.scorer.model_id}  # fmt: skip
             if result.answer is not None:
                 record["answer"] = result.answer
+            if result.gate is not None:
+                record["gate"] = result.gate
+                self.counts["gated_script"] += 1
             scored = pair.model_copy(update={"meta": {**pair.meta, "judge": record}})
             if result.verdict == ACCEPT:
                 yield scored
@@ -157,7 +165,9 @@ class UnitJudge:
             raw = {"pair": scored.model_dump(), "score": result.score}
             if said is not None:
                 raw["answer"] = said
-            if result.error is not None:
+            if result.gate is not None:
+                reason = f"pair {pair.id}: script gate: {result.gate}"
+            elif result.error is not None:
                 reason = f"pair {pair.id}: judge failed {_short(said)!r}"
             elif said is not None:
                 reason = f"pair {pair.id}: judge answered {_short(said)!r}"
@@ -237,6 +247,8 @@ def judge(cfg: JudgeConfig) -> Manifest:
         scorer.close()
     stats.raise_for_failed_requests(out, rows="pairs")
     counts = {"judged": 0, **{f"verdict_{v}": 0 for v in VERDICTS}, **stats.counts(), "units": len(units)}
+    if cfg.mode != "generate":
+        counts.setdefault("gated_script", 0)
     judged = counts["judged"]
     metrics.update({
         "kept_fraction": round(counts[f"verdict_{ACCEPT}"] / judged, 6) if judged else 0.0,

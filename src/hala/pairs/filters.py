@@ -29,15 +29,14 @@ from pydantic import Field, field_validator, model_validator
 
 from hala.config import StrictModel
 from hala.data.records import ParallelPair
-from hala.pairs.normalize import URL_RE, exact_key, near_key, numbers, urls
-from hala.translate.qa import LETTER_RE, _by_script, detected_languages
+from hala.pairs.normalize import exact_key, near_key, numbers, urls
+from hala.translate.qa import LETTER_RE, _by_script, detected_languages, language_text
 
 FILTERS = (
     "empty_side", "absurd_length", "language", "length_ratio", "numbers_mismatch", "urls_mismatch",
     "duplicate", "near_duplicate",
 )  # fmt: skip
 CONTENT_RE = re.compile(r"[^\W_]")  # a letter or a digit
-CODE_RE = re.compile(r"`[^`\n]*`")
 
 Verdict = tuple[str, str]  # (filter, reason)
 
@@ -82,10 +81,6 @@ def _letters(text: str) -> str:
     return "".join(LETTER_RE.findall(text))
 
 
-def _language_text(text: str) -> str:
-    return CODE_RE.sub(" ", URL_RE.sub(" ", text))
-
-
 def _basic(pair: ParallelPair, cfg: FilterConfig) -> Verdict | None:
     for lang, text in ((pair.src_lang, pair.src), (pair.tgt_lang, pair.tgt)):
         if not CONTENT_RE.search(text):
@@ -98,7 +93,7 @@ def _basic(pair: ParallelPair, cfg: FilterConfig) -> Verdict | None:
 
 def _languages(pairs: list[ParallelPair], cfg: FilterConfig) -> list[Verdict | None]:
     """`language` verdicts for a batch, lingua called once over the sides script can't decide."""
-    sides = [(i, lang, _language_text(text), (p.src_lang, p.tgt_lang))
+    sides = [(i, lang, language_text(text), (p.src_lang, p.tgt_lang))
              for i, p in enumerate(pairs) for lang, text in ((p.src_lang, p.src), (p.tgt_lang, p.tgt))]  # fmt: skip
     found: dict[tuple[int, str], str | None] = {}
     todo = []

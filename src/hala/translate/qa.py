@@ -43,6 +43,7 @@ FILTERS = (
     "target_script", "target_language", "length_ratio", "repetition",
 )  # fmt: skip
 LETTER_RE = re.compile(r"[^\W\d_]")
+INLINE_CODE_RE = re.compile(r"`[^`\n]*`")
 
 
 class QAConfig(StrictModel):
@@ -77,6 +78,26 @@ def detected_languages(texts: list[str], languages: tuple[str, ...]) -> list[str
     return [f.iso_code_639_1.name.lower() if f is not None else None for f in found]
 
 
+def script_share(text: str, lang: str) -> float | None:
+    """The share of `text`'s letters in `lang`'s script (None: no letters). Digits and punctuation
+    are not letters; an Arabic comma is in the Arabic block, so letters alone are counted."""
+    letters = LETTER_RE.findall(text)
+    if not letters:
+        return None
+    return sum(1 for letter in letters if _script_re(lang).match(letter)) / len(letters)
+
+
+def language_text(text: str) -> str:
+    """`text` without what says nothing about its language: URLs, inline code, placeholders."""
+    from hala.pairs.normalize import URL_RE
+
+    return PLACEHOLDER_RE.sub(" ", INLINE_CODE_RE.sub(" ", URL_RE.sub(" ", text)))
+
+
+def same_script(source_lang: str, target_lang: str) -> bool:
+    return LANGUAGE_SCRIPT.get(source_lang, "latin") == LANGUAGE_SCRIPT.get(target_lang, "latin")
+
+
 def _loops(text: str, cfg: QAConfig) -> bool:
     if re.search(r"(.)\1{%d,}" % (cfg.max_char_run - 1), text):
         return True
@@ -88,7 +109,7 @@ def _loops(text: str, cfg: QAConfig) -> bool:
 def _by_script(text: str, source_lang: str, target_lang: str) -> str | None:
     """The answer lingua's own first rule gives: when every letter is in a script that only one of
     the languages in play uses, that language (lingua is then not asked, which saves ~50 us)."""
-    if LANGUAGE_SCRIPT.get(source_lang, "latin") == LANGUAGE_SCRIPT.get(target_lang, "latin"):
+    if same_script(source_lang, target_lang):
         return None
     letters = "".join(LETTER_RE.findall(text))  # letters only: Arabic punctuation is in the Arabic block too
     for lang in (target_lang, source_lang):
@@ -139,10 +160,9 @@ def check(
     if " ".join(out.split()) == " ".join(src.split()) and source_lang != target_lang:
         return "untranslated_copy"
     letters = LETTER_RE.findall(out)
-    if letters:
-        in_script = len(_script_re(target_lang).findall(out))
-        if in_script / len(letters) < cfg.min_target_script:
-            return "target_script"
+    share = script_share(out, target_lang)
+    if share is not None and share < cfg.min_target_script:
+        return "target_script"
     if cfg.language_id and len(letters) >= cfg.language_id_min_letters:
         found = detected if detected != "" else detected_languages([out], (source_lang, target_lang))[0]
         if found is not None and found != target_lang:
