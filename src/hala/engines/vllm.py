@@ -4,6 +4,12 @@ One `vllm.LLM` per engine; batches go to `LLM.chat`, which applies the model's c
 the configured one) and schedules the whole batch with continuous batching. Tensor and data
 parallelism are vLLM's own: the settings pass straight through. On CPU, vLLM sizes its KV cache
 from VLLM_CPU_KVCACHE_SPACE, which we set from the config unless the environment already does.
+
+On CPU, chunked prefill is off (unless `vllm_kwargs` sets it): vllm-cpu 0.32 kills its engine
+("CPU Generator does not use offset") when a request with its own seed, such as translate's sampled
+retry, has its prompt split over two steps, which happens as soon as a batch holds more prompt
+tokens than one step takes (4096). Without chunking, a step takes whole prompts up to
+`max_num_batched_tokens`, which we raise to the longest prompt allowed (`max_model_len`).
 """
 
 from __future__ import annotations
@@ -17,6 +23,27 @@ def _on_cpu() -> bool:
     import torch
 
     return not torch.cuda.is_available()
+
+
+def _whole_prompts(cfg: EngineConfig) -> dict:
+    """vLLM settings that schedule every prompt in one step (see the module docstring)."""
+    if "enable_chunked_prefill" in cfg.vllm_kwargs:
+        return {}
+    longest = cfg.max_model_len or _model_max_length(cfg.model)
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(4096, longest)}
+
+
+def _model_max_length(model: str) -> int:
+    """The context length a model folder's config.json declares (vLLM's default max_model_len)."""
+    import json
+    from pathlib import Path
+
+    config = Path(model) / "config.json"
+    if not config.exists():
+        return 4096
+    data = json.loads(config.read_text(encoding="utf-8"))
+    data = data.get("text_config", data)
+    return int(data.get("max_position_embeddings") or 4096)
 
 
 class VLLMEngine(Engine):
@@ -40,6 +67,8 @@ class VLLMEngine(Engine):
             kwargs["max_model_len"] = cfg.max_model_len
         if cfg.data_parallel_size > 1:
             kwargs["data_parallel_size"] = cfg.data_parallel_size
+        if _on_cpu():
+            kwargs.update(_whole_prompts(cfg))
         kwargs.update(cfg.vllm_kwargs)
         self.llm = LLM(**kwargs)
 
