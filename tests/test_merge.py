@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from hala.checkpoint.reader import PickleRefusedError
 from hala.merge import MergeConfig, merge
 from hala.merge.check import MergeCheckError
 from hala.merge.plan import MergeInputError
 from hala.merge.slerp import slerp
-from hala.quantize.checkpoint import PickleRefusedError
 
 NO_CHECK = {"enabled": False}
 

@@ -10,8 +10,8 @@ another architecture, still "works" and produces a broken model (mergekit #169, 
   to other strings in the two tokenizers. `vocab_policy=truncate` keeps the rows both share
   (mergekit's unsafe truncation) when the shared ids mean the same tokens;
 - a tensor for which no t is given;
-- tensors that are not what the output's config.json describes (`quantize.structure`: missing or
-  extra tensors, shapes, dtypes), which holds even when the generation check is switched off.
+- tensors that are not what the output's config.json describes (`checkpoint.structure`: missing
+  or extra tensors, shapes, dtypes), which holds even when the generation check is switched off.
 
 Non-finite weights need the data; the first streaming pass refuses them, still before writing.
 """
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 
+from hala.checkpoint.reader import DTYPE_NAMES, TensorRef, tensor_refs, weight_files
+from hala.checkpoint.structure import check_structure
 from hala.merge.config import MergeConfig
 from hala.merge.params import check_slices, default_slices, layer_index, resolve_t
 from hala.merge.slerp import compute_dtype
-from hala.quantize.checkpoint import DTYPE_NAMES, TensorRef, tensor_refs, weight_files
-from hala.quantize.structure import check_structure
 
 log = logging.getLogger("hala.merge")
 _QUANTIZED_NAMES = ("_scale", "weight_packed", "qweight", "qzeros", "weight_zero_point")

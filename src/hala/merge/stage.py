@@ -22,13 +22,13 @@ from typing import Any
 
 from pydantic import Field
 
+from hala.checkpoint.reader import PICKLE_INDEX, SAFETENSORS_INDEX, weight_files
+from hala.checkpoint.writer import parse_size
 from hala.data.manifest import MANIFEST, RUN_STAMP, FileEntry, Manifest, OutputInUseError, is_current
 from hala.data.output_lock import holds_output
 from hala.data.writers import atomic_folder, atomic_write_text
 from hala.merge.config import MergeConfig
 from hala.merge.plan import plan_merge
-from hala.quantize.checkpoint import PICKLE_INDEX, SAFETENSORS_INDEX, weight_files
-from hala.quantize.shards import parse_size
 
 log = logging.getLogger("hala.merge")
 

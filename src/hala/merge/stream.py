@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
+from hala.checkpoint.reader import DTYPE_NAMES, TensorRef
+from hala.checkpoint.writer import OutTensor, ShardWriter, plan_shards, shard_names, write_index
 from hala.merge import slerp
 from hala.merge.plan import MergeInputError, TensorPlan
 from hala.merge.slerp import SlerpStats, coefficients, combine
-from hala.quantize.checkpoint import DTYPE_NAMES, TensorRef
-from hala.quantize.shards import OutTensor, ShardWriter, plan_shards, shard_names, write_index
 
 log = logging.getLogger("hala.merge")
 

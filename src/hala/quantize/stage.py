@@ -28,12 +28,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from hala.config import StrictModel
-from hala.data.manifest import MANIFEST, FileEntry, Manifest, OutputInUseError, is_current
-from hala.data.output_lock import holds_output
-from hala.data.writers import atomic_folder, atomic_write_text
-from hala.quantize.architectures import HEAD, classify, get_architecture, ignored_modules, module_of
-from hala.quantize.checkpoint import (
+from hala.checkpoint.reader import (
     PICKLE_INDEX,
     SAFETENSORS_INDEX,
     CheckpointError,
@@ -41,11 +36,16 @@ from hala.quantize.checkpoint import (
     tensor_refs,
     weight_files,
 )
+from hala.checkpoint.structure import check_structure
+from hala.checkpoint.writer import parse_size
+from hala.config import StrictModel
+from hala.data.manifest import MANIFEST, FileEntry, Manifest, OutputInUseError, is_current
+from hala.data.output_lock import holds_output
+from hala.data.writers import atomic_folder, atomic_write_text
+from hala.quantize.architectures import HEAD, classify, get_architecture, ignored_modules, module_of
 from hala.quantize.compressed_tensors_format import write_quantization_config
 from hala.quantize.report import write_report
-from hala.quantize.shards import parse_size
 from hala.quantize.stream import quantize_checkpoint
-from hala.quantize.structure import check_structure
 from hala.quantize.verify import VerifyConfig, verify
 
 log = logging.getLogger("hala.quantize")

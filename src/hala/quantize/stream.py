@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from hala.quantize.checkpoint import DTYPE_NAMES, CheckpointError, TensorRef
+from hala.checkpoint.reader import DTYPE_NAMES, CheckpointError, TensorRef
+from hala.checkpoint.writer import OutTensor, ShardWriter, plan_shards, shard_names, write_index
 from hala.quantize.fp8 import FP8_DTYPE, fp8_quantize, squared_error_sums
-from hala.quantize.shards import OutTensor, ShardWriter, plan_shards, shard_names, write_index
 
 log = logging.getLogger("hala.quantize")
 SCALE_SUFFIX = "_scale"  # weight -> weight_scale, as compressed-tensors names it

@@ -20,7 +20,7 @@ from typing import BinaryIO
 import torch
 
 from hala.data.writers import atomic_write_text
-from hala.quantize.checkpoint import SAFETENSORS_INDEX, itemsize
+from hala.checkpoint.reader import SAFETENSORS_INDEX, itemsize
 
 _SIZE_UNITS = {
     "": 1,
