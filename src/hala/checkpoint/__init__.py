@@ -1,11 +1,39 @@
 """Checkpoint I/O: the one layer between a Hugging Face model folder and the stages that rewrite it.
 
 Quantize and merge both read a checkpoint tensor by tensor and write a new one shard by shard,
-never holding a model in memory. They share this package rather than copies of it, so a fix to a
-read loop or a check is made once (as mergekit's `io/` serves every merge method):
+never holding a model in memory; `merge.parity` reads merged folders to compare them. They share
+this package rather than copies of it, so a fix to a read loop or a check is made once (as
+mergekit's `io/` serves every merge method):
 
 - `reader`: safetensors headers parsed by hand, `TensorRef` reads of byte ranges, the weight files
   of a folder (pickle only when allowed), hub ids through the Hugging Face cache;
 - `writer`: the shard plan, `ShardWriter` and the index;
 - `structure`: do the tensors match what config.json describes (headers only, before writing).
 """
+
+from hala.checkpoint.reader import (
+    DTYPE_NAMES,
+    CheckpointError,
+    PickleRefusedError,
+    TensorRef,
+    resolve_model,
+    tensor_refs,
+    weight_files,
+)
+from hala.checkpoint.structure import StructureError, check_structure
+from hala.checkpoint.writer import OutTensor, ShardWriter, parse_size
+
+__all__ = [
+    "DTYPE_NAMES",
+    "CheckpointError",
+    "OutTensor",
+    "PickleRefusedError",
+    "ShardWriter",
+    "StructureError",
+    "TensorRef",
+    "check_structure",
+    "parse_size",
+    "resolve_model",
+    "tensor_refs",
+    "weight_files",
+]

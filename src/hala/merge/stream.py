@@ -11,7 +11,8 @@ A chunk is a flat range of elements: SLERP treats a tensor as one vector, so row
 care, and a 256k×3584 embedding costs no more memory than a small matrix. Peak memory is a few
 chunk-sized buffers (one float32 chunk per input, the raw bytes read, the output chunk), allocated
 once and reused, whatever the size of a tensor, a shard or the model. The second read mostly hits
-the page cache; reads use plain `readinto` (no mmap), so resident memory is what we hold.
+the page cache; reads use plain `readinto` (no mmap, `hala.checkpoint.reader`), so resident memory
+is what we hold.
 """
 
 from __future__ import annotations
@@ -54,29 +55,11 @@ class Buffers:
 
 def _read(ref: TensorRef, first: int, stop: int, plan: TensorPlan, out: torch.Tensor, buffers: Buffers) -> torch.Tensor:
     """Elements [first, stop) of one input into `out` (compute dtype), rounded to `cast` first if set."""
-    size = ref.torch_dtype.itemsize
-    if ref.tensor is None:  # safetensors: straight into a reused buffer
-        raw = buffers.get("raw", ref.torch_dtype, stop - first)
-        _readinto(ref, first * size, raw)
-    else:  # a (memory-mapped) pickle tensor
-        raw = ref.read_bytes(first * size, stop * size).view(ref.torch_dtype)
+    raw = buffers.get("raw", ref.torch_dtype, stop - first)
+    ref.readinto(first * ref.torch_dtype.itemsize, raw)
     if plan.cast is not None and plan.cast != raw.dtype:
         raw = raw.to(plan.cast)
     return out.copy_(raw)
-
-
-def _readinto(ref: TensorRef, begin: int, out: torch.Tensor) -> None:
-    """`ref.read_bytes` without its new buffer per call: a new 32 MB buffer per chunk lets glibc's heap
-    grow in ways the resident set shows (we saw 5 GB on a 1B merge), a reused one does not."""
-    view = memoryview(out.view(torch.uint8).numpy())
-    with open(ref.file, "rb", buffering=0) as handle:
-        handle.seek(ref.start + begin)
-        done = 0
-        while done < len(view):
-            got = handle.readinto(view[done:])
-            if not got:
-                raise MergeInputError(f"{ref.file}: truncated while reading {ref.name}")
-            done += got
 
 
 def _pair(plan: TensorPlan, first: int, stop: int, buffers: Buffers) -> tuple[torch.Tensor, torch.Tensor]:
