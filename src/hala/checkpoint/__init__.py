@@ -7,10 +7,12 @@ mergekit's `io/` serves every merge method):
 
 - `reader`: safetensors headers parsed by hand, `TensorRef` reads of byte ranges, the weight files
   of a folder (pickle only when allowed), hub ids through the Hugging Face cache;
-- `writer`: the shard plan, `ShardWriter` and the index;
-- `structure`: do the tensors match what config.json describes (headers only, before writing).
+- `writer`: the shard plan, `ShardWriter`, the one shard-writing loop `write_shards`, the index;
+- `structure`: do the tensors match what config.json describes (headers only, before writing);
+- `finite`: the NaN/Inf check of a block and the one report that names the tensors.
 """
 
+from hala.checkpoint.finite import all_finite, nonfinite_report
 from hala.checkpoint.reader import (
     DTYPE_NAMES,
     CheckpointError,
@@ -21,7 +23,7 @@ from hala.checkpoint.reader import (
     weight_files,
 )
 from hala.checkpoint.structure import StructureError, check_structure
-from hala.checkpoint.writer import OutTensor, ShardWriter, parse_size
+from hala.checkpoint.writer import OutTensor, ShardWriter, parse_size, write_shards
 
 __all__ = [
     "DTYPE_NAMES",
@@ -31,9 +33,12 @@ __all__ = [
     "ShardWriter",
     "StructureError",
     "TensorRef",
+    "all_finite",
     "check_structure",
+    "nonfinite_report",
     "parse_size",
     "resolve_model",
     "tensor_refs",
     "weight_files",
+    "write_shards",
 ]
