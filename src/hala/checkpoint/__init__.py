@@ -8,11 +8,13 @@ mergekit's `io/` serves every merge method):
 - `reader`: safetensors headers parsed by hand, `TensorRef` reads of byte ranges, the weight files
   of a folder (pickle only when allowed), hub ids through the Hugging Face cache;
 - `writer`: the shard plan, `ShardWriter`, the one shard-writing loop `write_shards`, the index;
+- `model_config`: config.json, and the one rule that refuses an already quantized checkpoint;
 - `structure`: do the tensors match what config.json describes (headers only, before writing);
 - `finite`: the NaN/Inf check of a block and the one report that names the tensors.
 """
 
 from hala.checkpoint.finite import all_finite, nonfinite_report
+from hala.checkpoint.model_config import read_model_config, refuse_quantized_tensors
 from hala.checkpoint.reader import (
     DTYPE_NAMES,
     CheckpointError,
@@ -37,6 +39,8 @@ __all__ = [
     "check_structure",
     "nonfinite_report",
     "parse_size",
+    "read_model_config",
+    "refuse_quantized_tensors",
     "resolve_model",
     "tensor_refs",
     "weight_files",

@@ -7,9 +7,10 @@ interrupted run leaves nothing half-written; the manifest is the last file in it
 with the same settings and inputs is skipped (input hashes cost one read of the checkpoint).
 
 Refused, each with what to do: pickle weights (unless `allow_pickle`), an already-quantized
-checkpoint, an architecture we can't read without `linear_patterns`, weights that are not what
-config.json describes (`structure`: missing or extra tensors, shapes, dtypes; checked from the
-headers, so even with verification off), NaN/Inf weights (named).
+checkpoint (`checkpoint.model_config`, the rule merge applies too), an architecture we can't read
+without `linear_patterns`, weights that are not what config.json describes (`checkpoint.structure`:
+missing or extra tensors, shapes, dtypes; checked from the headers, so even with verification off),
+NaN/Inf weights (named).
 
 Verification loads the source and the result, one at a time, in each engine of `verify.engines`;
 if either fails to load or gives NaN the run fails and keeps nothing. For the 111B teacher on a GPU
@@ -28,16 +29,17 @@ from typing import Literal
 
 from pydantic import Field
 
-from hala.checkpoint.reader import (
-    PICKLE_INDEX,
-    SAFETENSORS_INDEX,
+from hala.checkpoint import (
     CheckpointError,
+    check_structure,
+    parse_size,
+    read_model_config,
+    refuse_quantized_tensors,
     resolve_model,
     tensor_refs,
     weight_files,
 )
-from hala.checkpoint.structure import check_structure
-from hala.checkpoint.writer import parse_size
+from hala.checkpoint.reader import PICKLE_INDEX, SAFETENSORS_INDEX
 from hala.config import StrictModel
 from hala.data.manifest import MANIFEST, FileEntry, Manifest, OutputInUseError, is_current
 from hala.data.output_lock import holds_output
@@ -53,8 +55,6 @@ log = logging.getLogger("hala.quantize")
 # never copied from the source folder: weights (rewritten), config.json (rewritten), run records
 _NOT_COPIED = {"config.json", SAFETENSORS_INDEX, PICKLE_INDEX, MANIFEST, ".hala-run.json"}
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
-# tensors that only quantized checkpoints hold (compressed-tensors, GPTQ/AWQ)
-_QUANTIZED_NAMES = ("weight_scale", "input_scale", "weight_packed", "weight_zero_point", "qweight", "qzeros", ".scales")
 
 
 class QuantizeConfig(StrictModel):
@@ -74,17 +74,6 @@ class QuantizeConfig(StrictModel):
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
 
 
-def read_model_config(folder: Path) -> dict:
-    path = folder / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: missing; hala quantize needs a Hugging Face model folder")
-    config = json.loads(path.read_text(encoding="utf-8"))
-    if "quantization_config" in config:
-        method = config["quantization_config"].get("quant_method", "unknown")
-        raise CheckpointError(f"{folder} is already quantized ({method}); quantize the BF16/FP16 source instead")
-    return config
-
-
 def _copied_files(folder: Path) -> list[Path]:
     """Tokenizer, chat template, generation config and other top-level non-weight files."""
     return sorted(
@@ -99,14 +88,10 @@ def quantize(cfg: QuantizeConfig) -> Manifest:
     started = time.perf_counter()
     source, out = resolve_model(cfg.model, cfg.allow_pickle), Path(cfg.out)
     files = weight_files(source, cfg.allow_pickle)
-    model_config = read_model_config(source)
+    model_config = read_model_config(source, "quantize")
     config = cfg.identity()
     refs = tensor_refs(files)
-    already = [r.name for r in refs if r.dtype.startswith("F8") or r.name.endswith(_QUANTIZED_NAMES)]
-    if already:
-        raise CheckpointError(
-            f"{source} holds quantized tensors ({', '.join(already[:3])}); quantize the BF16/FP16 source instead"
-        )
+    refuse_quantized_tensors(source, refs, "quantize")
     arch = get_architecture(model_config.get("model_type"), cfg.linear_patterns)
     linear, unmatched = classify(refs, arch, model_config.get("hidden_size"))
     if not linear:
