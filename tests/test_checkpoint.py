@@ -1,4 +1,4 @@
-"""The checkpoint layer quantize and merge share: one refusal rule for quantized inputs."""
+"""The checkpoint layer quantize and merge share: one refusal rule for quantized inputs, one list of side files."""
 
 from __future__ import annotations
 
@@ -65,3 +65,34 @@ def test_quantize_and_merge_refuse_every_kind_of_quantized_input(tiny_llama, tmp
         _run(stage, model, tiny_llama, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
+
+def test_side_files_are_what_travels_with_the_weights(tmp_path):
+    from hala.checkpoint import is_tokenizer_file, side_files
+
+    kept = ["LICENSE", "NOTICE", "README.md", "chat_template.jinja", "generation_config.json",
+            "modeling_custom.py", "o200k.tiktoken", "tokenizer.json", "tokenizer_config.json"]  # fmt: skip
+    left = ["config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "model.gguf",
+            "manifest.json", ".hala-run.json", ".gitattributes", "quantization_report.json",
+            "quantization_report.md"]  # fmt: skip
+    for name in kept + left:
+        (tmp_path / name).write_text("x")
+    (tmp_path / "original").mkdir()
+    assert [p.name for p in side_files(tmp_path)] == sorted(kept)
+    tokenizer = [p.name for p in side_files(tmp_path) if is_tokenizer_file(p)]
+    assert tokenizer == ["chat_template.jinja", "generation_config.json", "o200k.tiktoken", "tokenizer.json",
+                         "tokenizer_config.json"]  # fmt: skip
+
+
+@pytest.mark.parametrize("stage", ["quantize", "merge"])
+def test_quantize_and_merge_copy_the_same_side_files(tiny_llama, tmp_path, stage):
+    source = tmp_path / "source"
+    shutil.copytree(tiny_llama, source)
+    for name, text in (("LICENSE", "Apache-2.0\n"), ("NOTICE", "a notice\n"), (".gitattributes", "*.bin lfs\n"),
+                       ("quantization_report.md", "# an old report\n")):  # fmt: skip
+        (source / name).write_text(text)
+    _run(stage, source, source, tmp_path / "out")
+    out = tmp_path / "out"
+    assert (out / "LICENSE").read_text() == "Apache-2.0\n" and (out / "NOTICE").read_text() == "a notice\n"
+    assert not (out / ".gitattributes").exists()
+    report = out / "quantization_report.md"
+    assert not report.exists() or report.read_text() != "# an old report\n"  # quantize writes its own

@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from hala.checkpoint import PickleRefusedError, TensorRef
 from hala.merge import MergeConfig, merge
 from hala.merge.check import MergeCheckError
 from hala.merge.plan import MergeInputError
 from hala.merge.slerp import slerp
-from hala.checkpoint import PickleRefusedError, TensorRef
 
 NO_CHECK = {"enabled": False}
 

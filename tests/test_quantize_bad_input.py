@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from hala.checkpoint.reader import CheckpointError, PickleRefusedError
+from hala.checkpoint import CheckpointError, PickleRefusedError
 from hala.data.manifest import OutputInUseError
 from hala.quantize import QuantizeConfig, quantize
 from hala.quantize.architectures import ArchitectureError

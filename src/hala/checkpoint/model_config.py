@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from hala.checkpoint.reader import CheckpointError, TensorRef
+from hala.data.writers import atomic_write_text
 
 CONFIG = "config.json"
 QUANTIZED_SUFFIXES = ("_scale", "weight_packed", "weight_zero_point", "qweight", "qzeros", ".scales")
@@ -53,3 +54,7 @@ def refuse_quantized_tensors(folder: Path, refs: list[TensorRef], stage: str) ->
             f"{folder} holds quantized tensors ({', '.join(quantized[:SHOWN])}); {stage} the BF16/FP16 source instead"
         )
 
+
+def write_model_config(folder: Path, config: dict) -> Path:
+    """`folder/config.json`, indented, non-ASCII text kept as it is."""
+    return atomic_write_text(folder / CONFIG, json.dumps(config, indent=2, ensure_ascii=False) + "\n")

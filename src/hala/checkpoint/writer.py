@@ -8,6 +8,9 @@ shard, lets the stage stream each group of tensors into it (a weight and its sca
 and closes it; every tensor's byte count is checked against the plan, so a shard is either what
 its header says or the run fails. An index (`model.safetensors.index.json`) maps every tensor to
 its shard, as transformers and vLLM expect.
+
+A model folder is written whole into a temporary folder and renamed (`atomic_folder`), so its
+manifest, written last by `finish_model_folder`, records each file at the path it will have.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import logging
 import math
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -23,6 +27,7 @@ from typing import BinaryIO, Callable
 import torch
 
 from hala.checkpoint.reader import SAFETENSORS_INDEX, itemsize
+from hala.data.manifest import FileEntry, Manifest
 from hala.data.writers import atomic_write_text
 
 log = logging.getLogger("hala.checkpoint")
@@ -166,3 +171,11 @@ def write_shards(
     write_index(out_dir, shards, names)
     return WrittenShards(names, sum(t.nbytes for group in groups for t in group))
 
+
+def finish_model_folder(manifest: Manifest, tmp: Path, out: Path, started: float) -> None:
+    """Write `manifest` as the last file of the model folder being built in `tmp` (`atomic_folder`
+    renames it to `out`): with the run's total time since `started`, and every file in `tmp` as an
+    output, recorded at the path it will have in `out`."""
+    manifest.timings["total_s"] = round(time.perf_counter() - started, 3)
+    manifest.outputs = [FileEntry.of(p).model_copy(update={"path": str(out / p.name)}) for p in sorted(tmp.iterdir())]
+    manifest.write(tmp)
