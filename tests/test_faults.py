@@ -359,8 +359,7 @@ def test_merge_no_check_refuses_a_config_that_lies_about_a_shape(tiny_llama, tmp
 
 
 def test_structure_check_accepts_tied_embeddings_stored_once(tiny_llama, tmp_path):
-    from hala.quantize.checkpoint import tensor_refs, weight_files
-    from hala.quantize.structure import StructureError, check_structure
+    from hala.checkpoint import StructureError, check_structure, tensor_refs, weight_files
 
     source = _broken_copy(tiny_llama, tmp_path / "tied", drop="lm_head.weight", config={"tie_word_embeddings": True})
     config = json.loads((source / "config.json").read_text())

@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from hala.checkpoint import PickleRefusedError, TensorRef
 from hala.merge import MergeConfig, merge
 from hala.merge.check import MergeCheckError
 from hala.merge.plan import MergeInputError
 from hala.merge.slerp import slerp
-from hala.quantize.checkpoint import PickleRefusedError
 
 NO_CHECK = {"enabled": False}
 
@@ -82,14 +82,13 @@ def test_merged_tensors_are_the_slerp_of_each_pair_with_its_t(tiny_llama, tuned,
 
 def test_tiny_chunks_give_the_same_bytes_as_whole_tensors(tiny_llama, tuned, tmp_path, monkeypatch):
     from hala.merge import slerp as slerp_module
-    from hala.merge import stream
 
     monkeypatch.setattr(slerp_module, "SUBCHUNK", 1024)  # mergekit's 2^20 would make every tiny tensor one chunk
     run(tiny_llama, tuned, tmp_path / "whole", t=0.3)
     reads = []
-    real_read = stream._readinto
+    real_read = TensorRef.readinto
     monkeypatch.setattr(
-        stream, "_readinto", lambda ref, begin, out: reads.append(out.numel()) or real_read(ref, begin, out)
+        TensorRef, "readinto", lambda ref, begin, out: reads.append(out.numel()) or real_read(ref, begin, out)
     )
     manifest = run(tiny_llama, tuned, tmp_path / "chunked", t=0.3, chunk_mb=0.004, max_shard_size="300KB")
     assert max(reads) == 1024  # chunks of 1024 values

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from hala.merge import MergeConfig, merge, stream
+from hala.checkpoint import TensorRef
+from hala.merge import MergeConfig, merge
 from hala.merge import slerp as slerp_module
 from hala.models.synthetic import make_synthetic_llama
 from tests.peak_memory import HAS_PROC, live_memory_rss, peak_growth, run_fresh
@@ -31,13 +32,13 @@ def measure_peaks(base: str, tuned: str, out: str) -> dict:
     """Peak resident growth of a merge read a tensor at a time (`whole`) and in 1 MB chunks
     (`streamed`), and the largest read of the latter; run by `run_fresh`, in a process of its own."""
     reads = []
-    real_read = stream._readinto
+    real_read = TensorRef.readinto
 
     def counted(ref, begin, buffer):
         reads.append(buffer.numel() * buffer.element_size())
         return real_read(ref, begin, buffer)
 
-    stream._readinto = counted
+    TensorRef.readinto = counted
     slerp_module.SUBCHUNK = 1 << 18  # chunks of 256k values (mergekit sums over 2^20)
     # one thread: worker threads' malloc arenas hold on to freed blocks, which blurs the measurement
     torch.set_num_threads(1)

@@ -11,10 +11,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
+from hala.checkpoint import CheckpointError, PickleRefusedError
 from hala.data.manifest import OutputInUseError
 from hala.quantize import QuantizeConfig, quantize
 from hala.quantize.architectures import ArchitectureError
-from hala.quantize.checkpoint import CheckpointError, PickleRefusedError
 from tests.test_quantize import read_checkpoint, same_bytes
 
 NO_VERIFY = {"enabled": False}

@@ -3,15 +3,17 @@
 "Same as mergekit" can't mean bit-identical: the two tools sum the norms and the dot product in a
 different order, so cos θ differs in its last float32 bits, and once in a while a result lands on
 the other side of a bf16 rounding boundary. The honest measure is the distance in representable
-values (ulps) between the two results, tensor by tensor; the target is at most 1.
+values (ulps) between the two results, tensor by tensor; the target is at most 1. Both folders are
+read tensor by tensor through `hala.checkpoint`, as the merge itself reads its inputs.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
+
+from hala.checkpoint import tensor_refs, weight_files
 
 _INT_VIEW = {2: (torch.int16, 0x7FFF), 4: (torch.int32, 0x7FFFFFFF)}
 
@@ -31,31 +33,15 @@ def ulp_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (ordinal(a) - ordinal(b)).abs()
 
 
-def _tensors(folder: Path) -> dict[str, Path]:
-    index = folder / "model.safetensors.index.json"
-    if index.exists():
-        weight_map = json.loads(index.read_text())["weight_map"]
-        return {name: folder / file for name, file in weight_map.items()}
-    from safetensors import safe_open
-
-    names = {}
-    for file in sorted(folder.glob("*.safetensors")):
-        with safe_open(file, "pt") as f:
-            names.update(dict.fromkeys(f.keys(), file))
-    return names
-
-
 def compare_checkpoints(a: str | Path, b: str | Path) -> dict:
     """Max |a-b|, max ulps and the count of differing values over every tensor both folders hold."""
-    from safetensors import safe_open
-
-    a_names, b_names = _tensors(Path(a)), _tensors(Path(b))
-    if set(a_names) != set(b_names):
-        raise ValueError(f"different tensors: {sorted(set(a_names) ^ set(b_names))[:5]}")
-    result = {"tensors": len(a_names), "values": 0, "differing": 0, "max_abs": 0.0, "max_ulps": 0, "worst": None}
-    for name in sorted(a_names):
-        with safe_open(a_names[name], "pt") as fa, safe_open(b_names[name], "pt") as fb:
-            x, y = fa.get_tensor(name), fb.get_tensor(name)
+    a_refs = {r.name: r for r in tensor_refs(weight_files(a))}
+    b_refs = {r.name: r for r in tensor_refs(weight_files(b))}
+    if set(a_refs) != set(b_refs):
+        raise ValueError(f"different tensors: {sorted(set(a_refs) ^ set(b_refs))[:5]}")
+    result = {"tensors": len(a_refs), "values": 0, "differing": 0, "max_abs": 0.0, "max_ulps": 0, "worst": None}
+    for name in sorted(a_refs):
+        x, y = a_refs[name].read(), b_refs[name].read()
         if x.shape != y.shape or x.dtype != y.dtype:
             raise ValueError(f"{name}: {x.dtype}{list(x.shape)} vs {y.dtype}{list(y.shape)}")
         ulps = ulp_distance(x, y)

@@ -4,14 +4,15 @@ A SLERP merge of two checkpoints is only meaningful when they are the same netwo
 tokens. Merging a model whose embedding rows mean other tokens, or whose tensors are laid out for
 another architecture, still "works" and produces a broken model (mergekit #169, #47), so we refuse:
 
-- a different architecture (`architectures`, `model_type`) or an already quantized checkpoint;
+- a different architecture (`architectures`, `model_type`) or an already quantized checkpoint
+  (`checkpoint.model_config`, the rule quantize applies too);
 - tensor names present in one model only, or shapes that differ (each named);
 - a different vocabulary: a different `vocab_size`, embedding/LM-head rows, or token ids that map
   to other strings in the two tokenizers. `vocab_policy=truncate` keeps the rows both share
   (mergekit's unsafe truncation) when the shared ids mean the same tokens;
 - a tensor for which no t is given;
-- tensors that are not what the output's config.json describes (`quantize.structure`: missing or
-  extra tensors, shapes, dtypes), which holds even when the generation check is switched off.
+- tensors that are not what the output's config.json describes (`checkpoint.structure`: missing
+  or extra tensors, shapes, dtypes), which holds even when the generation check is switched off.
 
 Non-finite weights need the data; the first streaming pass refuses them, still before writing.
 """
@@ -26,14 +27,20 @@ from pathlib import Path
 
 import torch
 
+from hala.checkpoint import (
+    DTYPE_NAMES,
+    TensorRef,
+    check_structure,
+    read_model_config,
+    refuse_quantized_tensors,
+    tensor_refs,
+    weight_files,
+)
 from hala.merge.config import MergeConfig
 from hala.merge.params import check_slices, default_slices, layer_index, resolve_t
 from hala.merge.slerp import compute_dtype
-from hala.quantize.checkpoint import DTYPE_NAMES, TensorRef, tensor_refs, weight_files
-from hala.quantize.structure import check_structure
 
 log = logging.getLogger("hala.merge")
-_QUANTIZED_NAMES = ("_scale", "weight_packed", "qweight", "qzeros", "weight_zero_point")
 # config keys that may differ between a base and its fine-tune without changing the network
 _BOOKKEEPING = {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "use_cache", "vocab_size"}
 
@@ -70,19 +77,6 @@ class MergePlan:
     vocab_rows: int | None  # set when vocab_policy=truncate cut the vocabulary
 
 
-def read_config(folder: Path) -> dict:
-    path = folder / "config.json"
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such model folder (hala merge reads local Hugging Face folders)")
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: missing; hala merge needs Hugging Face model folders")
-    config = json.loads(path.read_text(encoding="utf-8"))
-    if "quantization_config" in config:
-        method = config["quantization_config"].get("quant_method", "unknown")
-        raise MergeInputError(f"{folder} is quantized ({method}); merge the BF16/FP16 checkpoints instead")
-    return config
-
-
 def _text_config(config: dict, key: str):
     return config.get(key, (config.get("text_config") or {}).get(key))
 
@@ -110,7 +104,7 @@ def _shown(items: list[str], limit: int = 5) -> str:
 
 def plan_merge(cfg: MergeConfig) -> MergePlan:
     base_dir, model_dir = Path(cfg.base), Path(cfg.model)
-    base_cfg, model_cfg = read_config(base_dir), read_config(model_dir)
+    base_cfg, model_cfg = read_model_config(base_dir, "merge"), read_model_config(model_dir, "merge")
     for key in ("architectures", "model_type"):
         if base_cfg.get(key) != model_cfg.get(key):
             raise MergeInputError(
@@ -125,13 +119,8 @@ def plan_merge(cfg: MergeConfig) -> MergePlan:
 
     base_refs = tensor_refs(weight_files(base_dir, cfg.allow_pickle))
     model_refs = {r.name: r for r in tensor_refs(weight_files(model_dir, cfg.allow_pickle))}
-    quantized = [
-        r.name
-        for r in base_refs + list(model_refs.values())
-        if r.dtype.startswith("F8") or r.name.endswith(_QUANTIZED_NAMES)
-    ]
-    if quantized:
-        raise MergeInputError(f"quantized tensors ({_shown(quantized, 3)}); merge the BF16/FP16 checkpoints instead")
+    refuse_quantized_tensors(base_dir, base_refs, "merge")
+    refuse_quantized_tensors(model_dir, list(model_refs.values()), "merge")
     only_base = [r.name for r in base_refs if r.name not in model_refs]
     only_model = sorted(set(model_refs) - {r.name for r in base_refs})
     if only_base or only_model:

@@ -3,41 +3,40 @@
 Stage 6 of the recipe (the paper: mergekit SLERP, t = 0.5). In order: every check that needs no
 data (`plan`), pass 1 over the weights (norms, cos θ, NaN/Inf), and only then the output is
 written, into a temporary folder next to `out`: the merged shards, the base's config.json (with
-the dtype and vocabulary the merge produced), the base's other files, and the tokenizer, chat
-template and generation config of `tokenizer_source`. The merged model must then load and generate
-(`check`). The folder is renamed to `out` at the end, with the manifest as its last file, so an
-interrupted merge leaves no output folder; a finished merge with the same settings and inputs is
-skipped. The manifest records the resolved t, method (slerp, or lerp for colinear tensors) and
-cos θ of every tensor.
+the dtype and vocabulary the merge produced), the base's other side files (license, custom code:
+`checkpoint.side_files`, the same list quantize copies), and the tokenizer, chat template and
+generation config of `tokenizer_source`. The merged model must then load and generate (`check`).
+The folder is renamed to `out` at the end, with the manifest as its last file, so an interrupted
+merge leaves no output folder; a finished merge with the same settings and inputs is skipped.
+The manifest records the resolved t, method (slerp, or lerp for colinear tensors) and cos θ of
+every tensor.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
-from hala.data.manifest import MANIFEST, RUN_STAMP, FileEntry, Manifest, OutputInUseError, is_current
+from hala.checkpoint import (
+    copy_side_files,
+    finish_model_folder,
+    is_tokenizer_file,
+    parse_size,
+    side_files,
+    weight_files,
+    write_model_config,
+)
+from hala.data.manifest import FileEntry, Manifest, OutputInUseError, Timer, is_current
 from hala.data.output_lock import holds_output
-from hala.data.writers import atomic_folder, atomic_write_text
+from hala.data.writers import atomic_folder
 from hala.merge.config import MergeConfig
 from hala.merge.plan import plan_merge
-from hala.quantize.checkpoint import PICKLE_INDEX, SAFETENSORS_INDEX, weight_files
-from hala.quantize.shards import parse_size
 
 log = logging.getLogger("hala.merge")
-
-TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json", "added_tokens.json",
-    "vocab.json", "vocab.txt", "merges.txt", "chat_template.jinja", "chat_template.json", "generation_config.json",
-)  # fmt: skip
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
-_NOT_COPIED = {"config.json", SAFETENSORS_INDEX, PICKLE_INDEX, MANIFEST, RUN_STAMP}
 
 
 class MergeManifest(Manifest):
@@ -47,29 +46,18 @@ class MergeManifest(Manifest):
     check: dict[str, Any] | None = None
 
 
-def _is_tokenizer_file(path: Path) -> bool:
-    return path.name in TOKENIZER_FILES or path.suffix == ".tiktoken"
+def _side_files(cfg: MergeConfig) -> list[Path]:
+    """The base's side files, but the tokenizer files (and templates) of `tokenizer_source`."""
+    tokenizer_from = Path(cfg.base if cfg.tokenizer_source == "base" else cfg.model)
+    others = [p for p in side_files(Path(cfg.base)) if not is_tokenizer_file(p)]
+    return others + [p for p in side_files(tokenizer_from) if is_tokenizer_file(p)]
 
 
-def _other_files(folder: Path) -> list[Path]:
-    """Top-level files that are neither weights, config, tokenizer, run records nor hidden (custom code, ...)."""
-    return sorted(
-        p for p in folder.iterdir()
-        if p.is_file() and p.name not in _NOT_COPIED and not p.name.startswith(".")
-        and not p.name.endswith(_WEIGHT_SUFFIXES) and not _is_tokenizer_file(p)
-    )  # fmt: skip
-
-
-def _tokenizer_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and _is_tokenizer_file(p))
-
-
-def _inputs(cfg: MergeConfig) -> list[FileEntry]:
+def _inputs(cfg: MergeConfig, copied: list[Path]) -> list[FileEntry]:
     base, model = Path(cfg.base), Path(cfg.model)
-    files = [base / "config.json", *weight_files(base, cfg.allow_pickle), *_other_files(base)]
+    files = [base / "config.json", *weight_files(base, cfg.allow_pickle)]
     files += [model / "config.json", *weight_files(model, cfg.allow_pickle)]
-    files += _tokenizer_files(base if cfg.tokenizer_source == "base" else model)
-    return [FileEntry.of(f) for f in files]
+    return [FileEntry.of(f) for f in files + copied]
 
 
 @holds_output()
@@ -81,10 +69,12 @@ def merge(cfg: MergeConfig) -> MergeManifest:
     out = Path(cfg.out)
     config = cfg.identity()
     timings: dict[str, float] = {}
+    timer = Timer(timings)
     plan = plan_merge(cfg)  # refuses mismatched models before hashing gigabytes
     # Hashing is sequential on purpose: a hashing thread beside torch's own threads made a 1B merge
     # twice as slow on 2 cores (torch's parallel regions wait for the core the hash holds).
-    inputs = _inputs(cfg)
+    copied = _side_files(cfg)
+    inputs = _inputs(cfg, copied)
     if is_current(out, config, inputs):
         log.info("%s is up to date; nothing to do", out)
         return MergeManifest.read(out)
@@ -93,33 +83,24 @@ def merge(cfg: MergeConfig) -> MergeManifest:
     timings["plan_s"] = round(time.perf_counter() - started, 3)
 
     step = chunk_elements(cfg.chunk_mb)
-    t0 = time.perf_counter()
-    stats = measure(plan.tensors, step)  # refuses NaN/Inf: nothing written yet
-    timings["measure_s"] = round(time.perf_counter() - t0, 3)
+    with timer("measure_s"):
+        stats = measure(plan.tensors, step)  # refuses NaN/Inf: nothing written yet
 
     with atomic_folder(out) as tmp:
-        t0 = time.perf_counter()
-        result = write_merged(plan.tensors, stats, tmp, parse_size(cfg.max_shard_size), step)
-        timings["write_s"] = round(time.perf_counter() - t0, 3)
-        for path in _other_files(Path(cfg.base)):
-            shutil.copy2(path, tmp / path.name)
-        for path in _tokenizer_files(Path(cfg.base if cfg.tokenizer_source == "base" else cfg.model)):
-            shutil.copy2(path, tmp / path.name)
-        atomic_write_text(tmp / "config.json", json.dumps(plan.config, indent=2, ensure_ascii=False) + "\n")
+        with timer("write_s"):
+            result = write_merged(plan.tensors, stats, tmp, parse_size(cfg.max_shard_size), step)
+        copy_side_files(copied, tmp)
+        write_model_config(tmp, plan.config)
 
         check = None
         if cfg.check.enabled:
-            t0 = time.perf_counter()
-            check = generation_check(tmp, cfg.check, cfg.trust_remote_code)
-            timings["check_s"] = round(time.perf_counter() - t0, 3)
+            with timer("check_s"):
+                check = generation_check(tmp, cfg.check, cfg.trust_remote_code)
         methods = [r["method"] for r in result.tensors.values()]
-        outputs = [FileEntry.of(p).model_copy(update={"path": str(out / p.name)}) for p in sorted(tmp.iterdir())]
-        timings["total_s"] = round(time.perf_counter() - started, 3)
         manifest = MergeManifest(
             stage="merge",
             config=config,
             inputs=inputs,
-            outputs=outputs,
             counts={
                 "tensors": len(methods),
                 "slerp": methods.count("slerp"),
@@ -134,7 +115,7 @@ def merge(cfg: MergeConfig) -> MergeManifest:
             tensors=result.tensors,
             check=check,
         )
-        manifest.write(tmp)
+        finish_model_folder(manifest, tmp, out, started)
     log.info(
         "wrote %s: %d tensors (%d slerp, %d lerp)", out, len(methods), methods.count("slerp"), methods.count("lerp")
     )

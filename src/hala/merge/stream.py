@@ -11,24 +11,22 @@ A chunk is a flat range of elements: SLERP treats a tensor as one vector, so row
 care, and a 256k×3584 embedding costs no more memory than a small matrix. Peak memory is a few
 chunk-sized buffers (one float32 chunk per input, the raw bytes read, the output chunk), allocated
 once and reused, whatever the size of a tensor, a shard or the model. The second read mostly hits
-the page cache; reads use plain `readinto` (no mmap), so resident memory is what we hold.
+the page cache; reads use plain `readinto` (no mmap), so resident memory is what we hold. Reading,
+the shard plan, the loop over shards and the NaN/Inf report are `hala.checkpoint`'s, shared with
+quantize; this module says what each tensor becomes.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from hala.checkpoint import DTYPE_NAMES, OutTensor, ShardWriter, TensorRef, all_finite, nonfinite_report, write_shards
 from hala.merge import slerp
 from hala.merge.plan import MergeInputError, TensorPlan
 from hala.merge.slerp import SlerpStats, coefficients, combine
-from hala.quantize.checkpoint import DTYPE_NAMES, TensorRef
-from hala.quantize.shards import OutTensor, ShardWriter, plan_shards, shard_names, write_index
-
-log = logging.getLogger("hala.merge")
 
 
 def chunk_elements(chunk_mb: float) -> int:
@@ -54,29 +52,11 @@ class Buffers:
 
 def _read(ref: TensorRef, first: int, stop: int, plan: TensorPlan, out: torch.Tensor, buffers: Buffers) -> torch.Tensor:
     """Elements [first, stop) of one input into `out` (compute dtype), rounded to `cast` first if set."""
-    size = ref.torch_dtype.itemsize
-    if ref.tensor is None:  # safetensors: straight into a reused buffer
-        raw = buffers.get("raw", ref.torch_dtype, stop - first)
-        _readinto(ref, first * size, raw)
-    else:  # a (memory-mapped) pickle tensor
-        raw = ref.read_bytes(first * size, stop * size).view(ref.torch_dtype)
+    raw = buffers.get("raw", ref.torch_dtype, stop - first)
+    ref.readinto(first * ref.torch_dtype.itemsize, raw)
     if plan.cast is not None and plan.cast != raw.dtype:
         raw = raw.to(plan.cast)
     return out.copy_(raw)
-
-
-def _readinto(ref: TensorRef, begin: int, out: torch.Tensor) -> None:
-    """`ref.read_bytes` without its new buffer per call: a new 32 MB buffer per chunk lets glibc's heap
-    grow in ways the resident set shows (we saw 5 GB on a 1B merge), a reused one does not."""
-    view = memoryview(out.view(torch.uint8).numpy())
-    with open(ref.file, "rb", buffering=0) as handle:
-        handle.seek(ref.start + begin)
-        done = 0
-        while done < len(view):
-            got = handle.readinto(view[done:])
-            if not got:
-                raise MergeInputError(f"{ref.file}: truncated while reading {ref.name}")
-            done += got
 
 
 def _pair(plan: TensorPlan, first: int, stop: int, buffers: Buffers) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,8 +93,7 @@ def measure(tensors: list[TensorPlan], step: int) -> dict[str, SlerpStats]:
         if not s.finite:
             nonfinite.append(plan.name + _where_nonfinite(plan, step, buffers))
     if nonfinite:
-        shown = ", ".join(nonfinite[:20]) + (f" (and {len(nonfinite) - 20} more)" if len(nonfinite) > 20 else "")
-        raise MergeInputError(f"{len(nonfinite)} tensor(s) hold NaN or Inf values: {shown}; nothing was written")
+        raise MergeInputError(f"{nonfinite_report(nonfinite)}; nothing was written")
     return stats
 
 
@@ -123,11 +102,8 @@ def _where_nonfinite(plan: TensorPlan, step: int, buffers: Buffers) -> str:
     sides = []
     for side, ref in (("base", plan.base), ("model", plan.model)):
         for first, stop in _chunks(plan.numel, step):
-            if not bool(
-                torch.isfinite(
-                    _read(ref, first, stop, plan, buffers.get("a", plan.compute_dtype, stop - first), buffers)
-                ).all()
-            ):
+            block = _read(ref, first, stop, plan, buffers.get("a", plan.compute_dtype, stop - first), buffers)
+            if not all_finite(block):
                 sides.append(side)
                 break
     return f" ({' and '.join(sides) or 'overflow'})"
@@ -144,25 +120,18 @@ def write_merged(
     tensors: list[TensorPlan], stats: dict[str, SlerpStats], out_dir: Path, max_shard_bytes: int, step: int
 ) -> WriteResult:
     """Pass 2: `out_dir/model-*.safetensors` and the index, tensor by tensor in the base's order."""
-    groups = [[OutTensor(p.name, DTYPE_NAMES[p.dtype], p.shape)] for p in tensors]
-    shards = plan_shards(groups, max_shard_bytes)
-    names = shard_names(len(shards))
     by_name = {p.name: p for p in tensors}
-    result = WriteResult(shards=names)
+    result = WriteResult(shards=[])
     buffers = Buffers(step)
-    for planned, shard_name in zip(shards, names):
-        writer = ShardWriter(out_dir / shard_name, planned)
-        try:
-            for out in planned:
-                plan = by_name[out.name]
-                result.tensors[plan.name] = _write_tensor(plan, stats.get(plan.name), writer, step, buffers)
-            writer.close()
-        except BaseException:
-            writer.abort()
-            raise
-        result.bytes_out += sum(t.nbytes for t in planned)
-        log.info("wrote %s (%d tensors)", shard_name, len(planned))
-    write_index(out_dir, shards, names)
+
+    def write_group(group: list[OutTensor], writer: ShardWriter) -> None:
+        (out,) = group
+        plan = by_name[out.name]
+        result.tensors[plan.name] = _write_tensor(plan, stats.get(plan.name), writer, step, buffers)
+
+    groups = [[OutTensor(p.name, DTYPE_NAMES[p.dtype], p.shape)] for p in tensors]
+    written = write_shards(groups, out_dir, max_shard_bytes, write_group)
+    result.shards, result.bytes_out = written.names, written.bytes_out
     return result
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from hala.quantize.checkpoint import TensorRef
+from hala.checkpoint import TensorRef
 
 HEAD = "lm_head"
 _EMBED_HEAD = r"embed_tokens|lm_head"

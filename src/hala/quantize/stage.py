@@ -1,15 +1,18 @@
 """`hala quantize`: compress a teacher to FP8 (compressed-tensors), stream by stream, and verify it.
 
-Stage 1 of the recipe. The checkpoint is read tensor by tensor and never built as a model, so a
-111B teacher quantizes on a machine with far less RAM than its weights; vLLM serves the output as
-is. Everything is written into a temporary folder next to `out` and renamed at the end, so an
-interrupted run leaves nothing half-written; the manifest is the last file in it. A finished run
-with the same settings and inputs is skipped (input hashes cost one read of the checkpoint).
+Stage 1 of the recipe. The checkpoint is read tensor by tensor and never built as a model
+(`hala.checkpoint`), so a 111B teacher quantizes on a machine with far less RAM than its weights;
+vLLM serves the output as is, with the source's tokenizer, templates and license files beside it
+(`checkpoint.side_files`). Everything is written into a temporary folder next to `out` and renamed
+at the end, so an interrupted run leaves nothing half-written; the manifest is the last file in
+it. A finished run with the same settings and inputs is skipped (input hashes cost one read of the
+checkpoint).
 
 Refused, each with what to do: pickle weights (unless `allow_pickle`), an already-quantized
-checkpoint, an architecture we can't read without `linear_patterns`, weights that are not what
-config.json describes (`structure`: missing or extra tensors, shapes, dtypes; checked from the
-headers, so even with verification off), NaN/Inf weights (named).
+checkpoint (`checkpoint.model_config`, the rule merge applies too), an architecture we can't read
+without `linear_patterns`, weights that are not what config.json describes (`checkpoint.structure`:
+missing or extra tensors, shapes, dtypes; checked from the headers, so even with verification off),
+NaN/Inf weights (named).
 
 Verification loads the source and the result, one at a time, in each engine of `verify.engines`;
 if either fails to load or gives NaN the run fails and keeps nothing. For the 111B teacher on a GPU
@@ -19,42 +22,38 @@ node that means e.g. `verify.engine.tensor_parallel_size=8 verify.device_map=aut
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
-from hala.config import StrictModel
-from hala.data.manifest import MANIFEST, FileEntry, Manifest, OutputInUseError, is_current
-from hala.data.output_lock import holds_output
-from hala.data.writers import atomic_folder, atomic_write_text
-from hala.quantize.architectures import HEAD, classify, get_architecture, ignored_modules, module_of
-from hala.quantize.checkpoint import (
-    PICKLE_INDEX,
-    SAFETENSORS_INDEX,
+from hala.checkpoint import (
     CheckpointError,
+    check_structure,
+    copy_side_files,
+    finish_model_folder,
+    parse_size,
+    read_model_config,
+    refuse_quantized_tensors,
     resolve_model,
+    side_files,
     tensor_refs,
     weight_files,
+    write_model_config,
 )
+from hala.config import StrictModel
+from hala.data.manifest import FileEntry, Manifest, OutputInUseError, Timer, is_current
+from hala.data.output_lock import holds_output
+from hala.data.writers import atomic_folder
+from hala.quantize.architectures import HEAD, classify, get_architecture, ignored_modules, module_of
 from hala.quantize.compressed_tensors_format import write_quantization_config
 from hala.quantize.report import write_report
-from hala.quantize.shards import parse_size
 from hala.quantize.stream import quantize_checkpoint
-from hala.quantize.structure import check_structure
 from hala.quantize.verify import VerifyConfig, verify
 
 log = logging.getLogger("hala.quantize")
-
-# never copied from the source folder: weights (rewritten), config.json (rewritten), run records
-_NOT_COPIED = {"config.json", SAFETENSORS_INDEX, PICKLE_INDEX, MANIFEST, ".hala-run.json"}
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
-# tensors that only quantized checkpoints hold (compressed-tensors, GPTQ/AWQ)
-_QUANTIZED_NAMES = ("weight_scale", "input_scale", "weight_packed", "weight_zero_point", "qweight", "qzeros", ".scales")
 
 
 class QuantizeConfig(StrictModel):
@@ -74,39 +73,15 @@ class QuantizeConfig(StrictModel):
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
 
 
-def read_model_config(folder: Path) -> dict:
-    path = folder / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: missing; hala quantize needs a Hugging Face model folder")
-    config = json.loads(path.read_text(encoding="utf-8"))
-    if "quantization_config" in config:
-        method = config["quantization_config"].get("quant_method", "unknown")
-        raise CheckpointError(f"{folder} is already quantized ({method}); quantize the BF16/FP16 source instead")
-    return config
-
-
-def _copied_files(folder: Path) -> list[Path]:
-    """Tokenizer, chat template, generation config and other top-level non-weight files."""
-    return sorted(
-        p for p in folder.iterdir()
-        if p.is_file() and p.name not in _NOT_COPIED and not p.name.endswith(_WEIGHT_SUFFIXES)
-        and not p.name.startswith("quantization_report")
-    )  # fmt: skip
-
-
 @holds_output()
 def quantize(cfg: QuantizeConfig) -> Manifest:
     started = time.perf_counter()
     source, out = resolve_model(cfg.model, cfg.allow_pickle), Path(cfg.out)
     files = weight_files(source, cfg.allow_pickle)
-    model_config = read_model_config(source)
+    model_config = read_model_config(source, "quantize")
     config = cfg.identity()
     refs = tensor_refs(files)
-    already = [r.name for r in refs if r.dtype.startswith("F8") or r.name.endswith(_QUANTIZED_NAMES)]
-    if already:
-        raise CheckpointError(
-            f"{source} holds quantized tensors ({', '.join(already[:3])}); quantize the BF16/FP16 source instead"
-        )
+    refuse_quantized_tensors(source, refs, "quantize")
     arch = get_architecture(model_config.get("model_type"), cfg.linear_patterns)
     linear, unmatched = classify(refs, arch, model_config.get("hidden_size"))
     if not linear:
@@ -115,7 +90,8 @@ def quantize(cfg: QuantizeConfig) -> Manifest:
     to_quantize = {n for n in linear if module_of(n) not in set(ignored)}
     ignore = sorted({HEAD, *ignored, *(module_of(n) for n in unmatched)})
     check_structure(refs, model_config, source / "config.json")  # O(header), before hashing or writing anything
-    inputs = [FileEntry.of(f) for f in [source / "config.json", *files, *_copied_files(source)]]
+    copied = side_files(source)
+    inputs = [FileEntry.of(f) for f in [source / "config.json", *files, *copied]]
     if is_current(out, config, inputs):
         log.info("%s is up to date; nothing to do", out)
         return Manifest.read(out)
@@ -124,12 +100,11 @@ def quantize(cfg: QuantizeConfig) -> Manifest:
 
     with atomic_folder(out) as tmp:
         timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        result = quantize_checkpoint(refs, to_quantize, tmp, parse_size(cfg.max_shard_size), cfg.chunk_mb << 20)
-        timings["quantize_s"] = round(time.perf_counter() - t0, 3)
-        for path in _copied_files(source):
-            shutil.copy2(path, tmp / path.name)
-        atomic_write_text(tmp / "config.json", json.dumps(model_config, indent=2, ensure_ascii=False) + "\n")
+        timer = Timer(timings)
+        with timer("quantize_s"):
+            result = quantize_checkpoint(refs, to_quantize, tmp, parse_size(cfg.max_shard_size), cfg.chunk_mb << 20)
+        copy_side_files(copied, tmp)
+        write_model_config(tmp, model_config)
         write_quantization_config(tmp, cfg.scheme, ignore)
 
         report = {
@@ -141,18 +116,14 @@ def quantize(cfg: QuantizeConfig) -> Manifest:
             "verification": None,
         }  # fmt: skip
         if cfg.verify.enabled:
-            t0 = time.perf_counter()
-            report["verification"] = verify(source, tmp, cfg.verify, fp8_tensors=len(to_quantize))
-            timings["verify_s"] = round(time.perf_counter() - t0, 3)
+            with timer("verify_s"):
+                report["verification"] = verify(source, tmp, cfg.verify, fp8_tensors=len(to_quantize))
         write_report(tmp, report)
 
-        outputs = [FileEntry.of(p).model_copy(update={"path": str(out / p.name)}) for p in sorted(tmp.iterdir())]
-        timings["total_s"] = round(time.perf_counter() - started, 3)
         manifest = Manifest(
             stage="quantize",
             config=config,
             inputs=inputs,
-            outputs=outputs,
             counts={
                 "tensors_in": result.tensors_in,
                 "quantized": len(result.quantized),
@@ -164,6 +135,6 @@ def quantize(cfg: QuantizeConfig) -> Manifest:
             },
             timings=timings,
         )
-        manifest.write(tmp)
+        finish_model_folder(manifest, tmp, out, started)
     log.info("wrote %s: %d Linear weights in FP8, %d shard(s)", out, len(result.quantized), len(result.shards))
     return Manifest.read(out)  # as it lies now that the folder is in place (it was written in tmp)

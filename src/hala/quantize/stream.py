@@ -4,26 +4,34 @@ Each Linear weight is read in blocks of whole rows (a per-output-channel scale n
 quantized with `fp8_quantize` and written straight into its planned shard; its [out, 1] scale
 follows it. Every other tensor is copied byte for byte in blocks, so embeddings, norms, the LM
 head and ignored layers are identical to the source. Nothing else is held: memory is bounded by
-the block size (`chunk_bytes`), whatever the size of a shard or of the checkpoint.
+the block size (`chunk_bytes`), whatever the size of a shard or of the checkpoint. Reading, the
+shard plan and the loop over shards are `hala.checkpoint`'s; this module says what each tensor
+becomes.
 
 Non-finite weights are not written as if nothing happened: every tensor with a NaN or Inf is
-collected by name and the pass fails at the end, naming all of them.
+collected by name and the pass fails at the end, naming all of them (`checkpoint.finite`).
 """
 
 from __future__ import annotations
 
-import logging
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from hala.quantize.checkpoint import DTYPE_NAMES, CheckpointError, TensorRef
+from hala.checkpoint import (
+    DTYPE_NAMES,
+    CheckpointError,
+    OutTensor,
+    ShardWriter,
+    TensorRef,
+    all_finite,
+    nonfinite_report,
+    write_shards,
+)
 from hala.quantize.fp8 import FP8_DTYPE, fp8_quantize, squared_error_sums
-from hala.quantize.shards import OutTensor, ShardWriter, plan_shards, shard_names, write_index
 
-log = logging.getLogger("hala.quantize")
 SCALE_SUFFIX = "_scale"  # weight -> weight_scale, as compressed-tensors names it
 
 
@@ -71,40 +79,28 @@ def quantize_checkpoint(
     refs: list[TensorRef], linear: set[str], out_dir: Path, max_shard_bytes: int, chunk_bytes: int
 ) -> PassResult:
     """Write `out_dir/model-*.safetensors` and the index; returns per-tensor statistics."""
-    groups = output_groups(refs, linear)
-    shards = plan_shards(groups, max_shard_bytes)
-    names = shard_names(len(shards))
     by_name = {r.name: r for r in refs}
-    result = PassResult(shards=names)
+    result = PassResult(shards=[])
     nonfinite: list[str] = []
     chunk_bytes = max(8, chunk_bytes - chunk_bytes % 8)
-    for planned, name in zip(shards, names):
-        log.info("writing %s (%d tensors)", name, len(planned))
-        writer = ShardWriter(out_dir / name, planned)
-        try:
-            for out in planned:
-                if out.name.endswith(SCALE_SUFFIX) and out.name.removesuffix(SCALE_SUFFIX) in linear:
-                    continue  # written by its weight
-                ref = by_name[out.name]
-                result.tensors_in += 1
-                result.bytes_in += ref.nbytes
-                if ref.name in linear:
-                    finite, rel_error = _quantize_tensor(ref, writer, chunk_bytes)
-                    result.quantized[ref.name] = rel_error
-                else:
-                    finite = _copy_tensor(ref, writer, chunk_bytes)
-                    result.copied += 1
-                if not finite:
-                    nonfinite.append(ref.name)
-            writer.close()
-        except BaseException:
-            writer.abort()
-            raise
-        result.bytes_out += sum(t.nbytes for t in planned)
-    if nonfinite:
-        shown = ", ".join(nonfinite[:20]) + (f" (and {len(nonfinite) - 20} more)" if len(nonfinite) > 20 else "")
-        raise CheckpointError(f"{len(nonfinite)} tensor(s) hold NaN or Inf values: {shown}; fix the source checkpoint")
-    write_index(out_dir, shards, names)
+
+    def write_group(group: list[OutTensor], writer: ShardWriter) -> None:
+        ref = by_name[group[0].name]  # a weight (and its scale) or a copied tensor
+        result.tensors_in += 1
+        result.bytes_in += ref.nbytes
+        if ref.name in linear:
+            finite, rel_error = _quantize_tensor(ref, writer, chunk_bytes)
+            result.quantized[ref.name] = rel_error
+        else:
+            finite = _copy_tensor(ref, writer, chunk_bytes)
+            result.copied += 1
+        if not finite:
+            nonfinite.append(ref.name)
+
+    written = write_shards(output_groups(refs, linear), out_dir, max_shard_bytes, write_group)
+    if nonfinite:  # the shards were written into a temporary folder, which this error discards
+        raise CheckpointError(f"{nonfinite_report(nonfinite)}; fix the source checkpoint")
+    result.shards, result.bytes_out = written.names, written.bytes_out
     return result
 
 
@@ -115,7 +111,7 @@ def _quantize_tensor(ref: TensorRef, writer: ShardWriter, chunk_bytes: int) -> t
     for first in range(0, rows, step):
         w = ref.read_rows(first, min(rows, first + step))
         q, scale = fp8_quantize(w)
-        finite = finite and bool(torch.isfinite(scale).all())  # a NaN or Inf anywhere in a row reaches its absmax
+        finite = finite and all_finite(scale)  # a NaN or Inf anywhere in a row reaches its absmax
         writer.write(ref.name, q)
         scales.append(scale)
         if finite:
@@ -133,7 +129,7 @@ def _copy_tensor(ref: TensorRef, writer: ShardWriter, chunk_bytes: int) -> bool:
     floating = ref.torch_dtype.is_floating_point and ref.torch_dtype.itemsize > 1
     for begin in range(0, max(ref.nbytes, 1), chunk_bytes):
         raw = ref.read_bytes(begin, min(ref.nbytes, begin + chunk_bytes))
-        if floating and raw.numel():  # amax propagates NaN and Inf, and is ~4x faster than isfinite on BF16
-            finite = finite and bool(torch.isfinite(raw.view(ref.torch_dtype).abs().amax()))
+        if floating:
+            finite = finite and all_finite(raw.view(ref.torch_dtype))
         writer.write(ref.name, raw)
     return finite

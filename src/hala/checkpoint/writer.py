@@ -1,26 +1,36 @@
 """Writing safetensors shards whose content arrives block by block.
 
-The safetensors header must give every tensor's byte range before the data. We know every output
-tensor's dtype and shape before reading a byte of weights (an FP8 weight keeps its shape; its scale
-is [out, 1]), so the shard plan, and each shard's header, are computed up front. The data is then
-streamed in order and each tensor's byte count is checked against the plan, so a shard is either
-what its header says or the run fails. An index (`model.safetensors.index.json`) maps every tensor
-to its shard, as transformers and vLLM expect.
+The safetensors header must give every tensor's byte range before the data. Quantize and merge
+know every output tensor's dtype and shape before reading a byte of weights (an FP8 weight keeps
+its shape; its scale is [out, 1]; a merged tensor has its plan's), so the shard plan, and each
+shard's header, are computed up front. `write_shards` is the one loop over that plan: it opens each
+shard, lets the stage stream each group of tensors into it (a weight and its scale stay together),
+and closes it; every tensor's byte count is checked against the plan, so a shard is either what
+its header says or the run fails. An index (`model.safetensors.index.json`) maps every tensor to
+its shard, as transformers and vLLM expect.
+
+A model folder is written whole into a temporary folder and renamed (`atomic_folder`), so its
+manifest, written last by `finish_model_folder`, records each file at the path it will have.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import torch
 
+from hala.checkpoint.reader import SAFETENSORS_INDEX, itemsize
+from hala.data.manifest import FileEntry, Manifest
 from hala.data.writers import atomic_write_text
-from hala.quantize.checkpoint import SAFETENSORS_INDEX, itemsize
+
+log = logging.getLogger("hala.checkpoint")
 
 _SIZE_UNITS = {
     "": 1,
@@ -56,17 +66,20 @@ class OutTensor:
         return math.prod(self.shape) * itemsize(self.dtype)
 
 
-def plan_shards(groups: list[list[OutTensor]], max_shard_bytes: int) -> list[list[OutTensor]]:
-    """Cut the groups (a weight and its scale stay together) into shards of at most
-    `max_shard_bytes`; a group larger than that gets a shard of its own."""
-    shards: list[list[OutTensor]] = [[]]
+Group = list[OutTensor]  # tensors that stay in one shard: a weight and its scale
+
+
+def plan_shards(groups: list[Group], max_shard_bytes: int) -> list[list[Group]]:
+    """Cut the groups into shards of at most `max_shard_bytes`; a group larger than that gets a
+    shard of its own."""
+    shards: list[list[Group]] = [[]]
     size = 0
     for group in groups:
         group_bytes = sum(t.nbytes for t in group)
         if shards[-1] and size + group_bytes > max_shard_bytes:
             shards.append([])
             size = 0
-        shards[-1].extend(group)
+        shards[-1].append(group)
         size += group_bytes
     return [s for s in shards if s]
 
@@ -123,8 +136,46 @@ class ShardWriter:
         self._handle.close()
 
 
-def write_index(folder: Path, shards: list[list[OutTensor]], names: list[str]) -> Path:
-    weight_map = {t.name: name for shard, name in zip(shards, names) for t in shard}
-    total = sum(t.nbytes for shard in shards for t in shard)
+def write_index(folder: Path, shards: list[list[Group]], names: list[str]) -> Path:
+    weight_map = {t.name: name for shard, name in zip(shards, names) for group in shard for t in group}
+    total = sum(t.nbytes for shard in shards for group in shard for t in group)
     index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
     return atomic_write_text(folder / SAFETENSORS_INDEX, json.dumps(index, indent=2) + "\n")
+
+
+@dataclass
+class WrittenShards:
+    names: list[str]
+    bytes_out: int
+
+
+def write_shards(
+    groups: list[Group], out_dir: Path, max_shard_bytes: int, write_group: Callable[[Group, ShardWriter], None]
+) -> WrittenShards:
+    """`out_dir/model-*.safetensors` and their index. `write_group(group, writer)` is called for each
+    group in order and streams its tensors' data into `writer`; if it raises, the open shard is
+    closed and the error propagates (the caller writes into a temporary folder)."""
+    shards = plan_shards(groups, max_shard_bytes)
+    names = shard_names(len(shards))
+    for planned, name in zip(shards, names):
+        tensors = [t for group in planned for t in group]
+        log.info("writing %s (%d tensors)", name, len(tensors))
+        writer = ShardWriter(out_dir / name, tensors)
+        try:
+            for group in planned:
+                write_group(group, writer)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+    write_index(out_dir, shards, names)
+    return WrittenShards(names, sum(t.nbytes for group in groups for t in group))
+
+
+def finish_model_folder(manifest: Manifest, tmp: Path, out: Path, started: float) -> None:
+    """Write `manifest` as the last file of the model folder being built in `tmp` (`atomic_folder`
+    renames it to `out`): with the run's total time since `started`, and every file in `tmp` as an
+    output, recorded at the path it will have in `out`."""
+    manifest.timings["total_s"] = round(time.perf_counter() - started, 3)
+    manifest.outputs = [FileEntry.of(p).model_copy(update={"path": str(out / p.name)}) for p in sorted(tmp.iterdir())]
+    manifest.write(tmp)

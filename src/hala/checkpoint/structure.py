@@ -24,9 +24,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from hala.quantize.checkpoint import CheckpointError, TensorRef
+from hala.checkpoint.reader import CheckpointError, TensorRef
 
-log = logging.getLogger("hala.quantize")
+log = logging.getLogger("hala.checkpoint")
 SHOWN = 10
 
 

@@ -3,7 +3,9 @@
 A safetensors file is an 8-byte header length, a JSON header (name -> dtype, shape, byte range)
 and the raw bytes. We parse the header ourselves and read byte ranges with plain `readinto` calls
 (no mmap), so a block of a tensor is in memory only while we work on it and the process's resident
-memory says what we really hold. That is what bounds `hala quantize` by a chunk, not the checkpoint.
+memory says what we really hold. That is what bounds `hala quantize` and `hala merge` by a chunk,
+not the checkpoint. `TensorRef.readinto` fills a buffer the caller owns (and reuses), for loops
+over many chunks; `read_bytes`, `read_rows` and `read` allocate their result.
 
 Pickle checkpoints (`.bin`, `.pt`) can run code when they are loaded, so they are refused unless
 the caller allows them; then each file is opened with `torch.load(weights_only=True, mmap=True)`,
@@ -66,13 +68,17 @@ class TensorRef:
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.dtype]
 
-    def read_bytes(self, begin: int, end: int) -> torch.Tensor:
-        """Bytes [begin, end) of this tensor's data, as a uint8 tensor."""
+    def readinto(self, begin: int, out: torch.Tensor) -> None:
+        """This tensor's data from byte `begin` on, into `out` (a contiguous tensor of any dtype).
+
+        Into the caller's buffer, not a new one per call: a new 32 MB buffer per chunk lets glibc's
+        heap grow in ways the resident set shows (we saw 5 GB on a 1B merge), a reused one does not."""
+        raw = out.view(torch.uint8).reshape(-1)
         if self.tensor is not None:
             flat = self.tensor.contiguous().reshape(-1).view(torch.uint8)
-            return flat[begin:end].clone()
-        buf = torch.empty(end - begin, dtype=torch.uint8)
-        view = memoryview(buf.numpy())
+            raw.copy_(flat[begin : begin + raw.numel()])
+            return
+        view = memoryview(raw.numpy())
         with open(self.file, "rb", buffering=0) as handle:
             handle.seek(self.start + begin)
             done = 0
@@ -81,6 +87,11 @@ class TensorRef:
                 if not got:
                     raise CheckpointError(f"{self.file}: truncated while reading {self.name}")
                 done += got
+
+    def read_bytes(self, begin: int, end: int) -> torch.Tensor:
+        """Bytes [begin, end) of this tensor's data, as a new uint8 tensor."""
+        buf = torch.empty(end - begin, dtype=torch.uint8)
+        self.readinto(begin, buf)
         return buf
 
     def read_rows(self, first: int, stop: int) -> torch.Tensor:
@@ -88,6 +99,10 @@ class TensorRef:
         row_bytes = self.nbytes // self.shape[0]
         raw = self.read_bytes(first * row_bytes, stop * row_bytes)
         return raw.view(self.torch_dtype).reshape(stop - first, *self.shape[1:])
+
+    def read(self) -> torch.Tensor:
+        """The whole tensor, in its own dtype and shape."""
+        return self.read_bytes(0, self.nbytes).view(self.torch_dtype).reshape(self.shape)
 
 
 def read_safetensors_header(path: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
