@@ -30,7 +30,7 @@ from hala.data.readers import read_pairs
 from hala.data.writers import atomic_write_text, write_jsonl
 from hala.engines.base import EngineConfig, SamplingParams
 from hala.evaluate.bench import ModelsFailedError, _safe, parse_models
-from hala.translate.prompts import PAPER_TEMPLATE, render
+from hala.text.prompts import PAPER_TEMPLATE, render
 
 log = logging.getLogger("hala.evaluate")
 

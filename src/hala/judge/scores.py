@@ -31,7 +31,8 @@ from hala.data.records import ParallelPair
 from hala.engines.cache import request_key
 from hala.engines.replies import Reply
 from hala.judge.prompt import ACCEPT, REJECT, parse_verdict, render_judge
-from hala.translate.prompts import render
+from hala.text.prompts import render
+from hala.text.scripts import language_text, same_script, script_share
 
 MODES = ("generate", "choice", "likelihood")
 DEFAULT_THRESHOLDS = {"generate": 0.5, "choice": 0.5, "likelihood": -2.0}
@@ -60,8 +61,6 @@ class Judged:
 
 def script_gate(pair: ParallelPair, min_share: float | None) -> str | None:
     """Why `pair` fails the script gate (its target is not in the target's script), or None."""
-    from hala.translate.qa import language_text, same_script, script_share
-
     if min_share is None or same_script(pair.src_lang, pair.tgt_lang):
         return None
     share = script_share(language_text(pair.tgt), pair.tgt_lang)

@@ -45,7 +45,8 @@ from hala.engines.base import EngineConfig, SamplingParams
 from hala.judge.prompt import ACCEPT, JUDGE_PROMPT, PAPER_JUDGE_MODEL, VERDICTS, check_template
 from hala.judge.scores import DEFAULT_THRESHOLDS, make_scorer
 from hala.pairs.sources import Source, read_source, resolve
-from hala.translate.prompts import PAPER_TEMPLATE, language_name
+from hala.text.languages import check_language_pair
+from hala.text.prompts import PAPER_TEMPLATE, check_translator_prompt
 
 log = logging.getLogger("hala.judge")
 
@@ -113,9 +114,7 @@ class JudgeConfig(StrictModel):
     @field_validator("translate_prompt")
     @classmethod
     def _translate_prompt(cls, value: str) -> str:
-        from hala.pairs.sft import SftConfig
-
-        return SftConfig(template=value).template
+        return check_translator_prompt(value)
 
     def decision_threshold(self, calibrated: float | None = None) -> float:
         """The number a score must reach to be accepted."""
@@ -127,9 +126,7 @@ class JudgeConfig(StrictModel):
 
     @model_validator(mode="after")
     def _languages(self) -> JudgeConfig:
-        language_name(self.src_lang), language_name(self.tgt_lang)
-        if self.src_lang == self.tgt_lang:
-            raise ValueError(f"src_lang and tgt_lang are both {self.src_lang!r}")
+        check_language_pair(self.src_lang, self.tgt_lang)
         if self.threshold == "calibrated" and not self.gold:
             raise ValueError("threshold: calibrated needs gold: a labelled gold set to calibrate on")
         return self

@@ -30,7 +30,9 @@ from pydantic import Field, field_validator, model_validator
 from hala.config import StrictModel
 from hala.data.records import ParallelPair
 from hala.pairs.normalize import exact_key, near_key, numbers, urls
-from hala.translate.qa import LETTER_RE, _by_script, detected_languages, language_text
+from hala.text.language_id import detected_languages, known_to_lingua
+from hala.text.patterns import LETTER_RE
+from hala.text.scripts import by_script, language_text
 
 FILTERS = (
     "empty_side", "absurd_length", "language", "length_ratio", "numbers_mismatch", "urls_mismatch",
@@ -60,14 +62,7 @@ class FilterConfig(StrictModel):
     @field_validator("extra_languages")
     @classmethod
     def _known_to_lingua(cls, value: list[str]) -> list[str]:
-        from lingua import IsoCode639_1
-
-        for code in value:
-            try:
-                IsoCode639_1.from_str(code)
-            except ValueError:
-                raise ValueError(f"{code!r} is not an ISO 639-1 code lingua knows (e.g. fr, fa, ur)") from None
-        return value
+        return known_to_lingua(value)
 
     @model_validator(mode="after")
     def _bounds(self) -> FilterConfig:
@@ -101,7 +96,7 @@ def _languages(pairs: list[ParallelPair], cfg: FilterConfig) -> list[Verdict | N
         letters = _letters(text)
         if len(letters) < cfg.language_id_min_letters:
             continue
-        known = None if cfg.extra_languages else _by_script(letters, src, tgt)
+        known = None if cfg.extra_languages else by_script(letters, src, tgt)
         if known is not None:
             found[i, lang] = known
         else:

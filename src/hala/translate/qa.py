@@ -19,31 +19,18 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from functools import lru_cache
 
 from pydantic import Field
 
 from hala.config import StrictModel
-from hala.translate.segment import PLACEHOLDER_RE
+from hala.text.language_id import detected_languages
+from hala.text.patterns import LETTER_RE, PLACEHOLDER_RE
+from hala.text.scripts import by_script, script_share
 
-SCRIPTS = {
-    "arabic": "\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff\ufb50-\ufdff\ufe70-\ufeff",
-    "latin": "A-Za-z\u00c0-\u024f",
-    "cyrillic": "\u0400-\u04ff",
-    "hebrew": "\u0590-\u05ff",
-    "devanagari": "\u0900-\u097f",
-    "cjk": "\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af",
-}
-LANGUAGE_SCRIPT = {
-    "ar": "arabic", "fa": "arabic", "ur": "arabic", "he": "hebrew", "ru": "cyrillic", "hi": "devanagari",
-    "zh": "cjk", "ja": "cjk", "ko": "cjk",
-}  # fmt: skip  (every other known language: latin)
 FILTERS = (
     "empty_output", "truncated", "protected_spans", "untranslated_copy",
     "target_script", "target_language", "length_ratio", "repetition",
 )  # fmt: skip
-LETTER_RE = re.compile(r"[^\W\d_]")
-INLINE_CODE_RE = re.compile(r"`[^`\n]*`")
 
 
 class QAConfig(StrictModel):
@@ -57,65 +44,12 @@ class QAConfig(StrictModel):
     max_char_run: int = Field(30, ge=2)
 
 
-@lru_cache(maxsize=32)
-def _script_re(lang: str) -> re.Pattern:
-    return re.compile(f"[{SCRIPTS[LANGUAGE_SCRIPT.get(lang, 'latin')]}]")
-
-
-@lru_cache(maxsize=8)
-def _detector(languages: tuple[str, ...]):
-    from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
-
-    langs = [Language.from_iso_code_639_1(IsoCode639_1.from_str(code)) for code in languages]
-    return LanguageDetectorBuilder.from_languages(*langs).build()
-
-
-def detected_languages(texts: list[str], languages: tuple[str, ...]) -> list[str | None]:
-    """ISO 639-1 code lingua picks among `languages` for each text (None: can't tell), in parallel."""
-    if not texts:
-        return []
-    found = _detector(tuple(sorted(set(languages)))).detect_languages_in_parallel_of(texts)
-    return [f.iso_code_639_1.name.lower() if f is not None else None for f in found]
-
-
-def script_share(text: str, lang: str) -> float | None:
-    """The share of `text`'s letters in `lang`'s script (None: no letters). Digits and punctuation
-    are not letters; an Arabic comma is in the Arabic block, so letters alone are counted."""
-    letters = LETTER_RE.findall(text)
-    if not letters:
-        return None
-    return sum(1 for letter in letters if _script_re(lang).match(letter)) / len(letters)
-
-
-def language_text(text: str) -> str:
-    """`text` without what says nothing about its language: URLs, inline code, placeholders."""
-    from hala.pairs.normalize import URL_RE
-
-    return PLACEHOLDER_RE.sub(" ", INLINE_CODE_RE.sub(" ", URL_RE.sub(" ", text)))
-
-
-def same_script(source_lang: str, target_lang: str) -> bool:
-    return LANGUAGE_SCRIPT.get(source_lang, "latin") == LANGUAGE_SCRIPT.get(target_lang, "latin")
-
-
 def _loops(text: str, cfg: QAConfig) -> bool:
     if re.search(r"(.)\1{%d,}" % (cfg.max_char_run - 1), text):
         return True
     words = text.split()
     grams = Counter(tuple(words[i : i + 4]) for i in range(len(words) - 3))
     return bool(grams) and max(grams.values()) > cfg.max_ngram_repeats
-
-
-def _by_script(text: str, source_lang: str, target_lang: str) -> str | None:
-    """The answer lingua's own first rule gives: when every letter is in a script that only one of
-    the languages in play uses, that language (lingua is then not asked, which saves ~50 us)."""
-    if same_script(source_lang, target_lang):
-        return None
-    letters = "".join(LETTER_RE.findall(text))  # letters only: Arabic punctuation is in the Arabic block too
-    for lang in (target_lang, source_lang):
-        if len(_script_re(lang).findall(letters)) == len(letters):
-            return lang
-    return None
 
 
 def check_many(
@@ -129,7 +63,7 @@ def check_many(
         for i, text in enumerate(stripped):
             if len(LETTER_RE.findall(text)) < cfg.language_id_min_letters:
                 continue
-            known = _by_script(text, source_lang, target_lang)
+            known = by_script(text, source_lang, target_lang)
             if known:
                 detected[i] = known
             else:
