@@ -11,7 +11,9 @@ each unit of work (a file x a range of rows):
    threshold is not part of the key: changing only the threshold never calls the engine;
 3. write accepted pairs to `data/` and rejected ones to `rejected/`, both with
    `meta.judge = {mode, score, verdict, threshold, model}` (and the raw answer for `generate`, the
-   reason for a pair the script gate scored, see `scores`).
+   reason for a pair the script gate scored, see `scores`). A rejected pair is a verdict in the
+   filters' shape (`Judged.rejection`: kind `judge_<verdict>` and its reason), kept through
+   `RejectLog.verdict`: it neither stops a --strict run nor logs a warning.
 
 With `gold` set, the judge is first calibrated on that labelled set (`calibration`): the figures go
 into the manifest and `calibration.json`, and `threshold: calibrated` takes the threshold that
@@ -39,7 +41,6 @@ from hala.config import StrictModel
 from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
 from hala.data.output_lock import holds_output
 from hala.data.readers import Unit, plan_units
-from hala.data.rejects import Reject
 from hala.data.units import REJECTED, STATS, run_units
 from hala.engines.base import EngineConfig, SamplingParams
 from hala.judge.prompt import ACCEPT, JUDGE_PROMPT, PAPER_JUDGE_MODEL, VERDICTS, check_template
@@ -155,34 +156,22 @@ class UnitJudge:
                 record["gate"] = result.gate
                 self.counts["gated_script"] += 1
             scored = pair.model_copy(update={"meta": {**pair.meta, "judge": record}})
-            if result.verdict == ACCEPT:
+            rejection = result.rejection(self.threshold)
+            if rejection is None:
                 yield scored
                 continue
+            kind, reason = rejection
             said = result.error if result.error is not None else result.answer
             raw = {"pair": scored.model_dump(), "score": result.score}
             if said is not None:
                 raw["answer"] = said
-            if result.gate is not None:
-                reason = f"pair {pair.id}: script gate: {result.gate}"
-            elif result.error is not None:
-                reason = f"pair {pair.id}: judge failed {_short(said)!r}"
-            elif said is not None:
-                reason = f"pair {pair.id}: judge answered {_short(said)!r}"
-            else:
-                reason = f"pair {pair.id}: judge score {result.score:.4f} < threshold {self.threshold:.4f}"
-            # a verdict, not bad input: kept like any reject, but it neither stops a --strict run nor logs a warning
-            rejects.rejects.append(Reject(file, line, f"judge_{result.verdict}", reason, json.dumps(raw, ensure_ascii=False)))
+            rejects.verdict(file, line, kind, f"pair {pair.id}: {reason}", json.dumps(raw, ensure_ascii=False))
 
     def finish_unit(self, unit: Unit) -> dict:
         numbers = self.scorer.take_stats()
         numbers.update(self.counts)
         self.counts = Counter()
         return numbers
-
-
-def _short(text: str, limit: int = 80) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _limit(units: list[Unit], limit: int | None) -> list[Unit]:
