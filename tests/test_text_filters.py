@@ -103,7 +103,8 @@ def test_the_judges_verdicts_take_the_filter_shape():
     assert Judged(0.0, "reject", answer="REJECT, it is cut off").rejection(0.5) == (
         "judge_reject", "judge answered 'REJECT, it is cut off'",
     )  # fmt: skip
-    assert Judged(None, "engine_error", error="HTTP 500").rejection(0.5) == ("judge_engine_error", "judge failed 'HTTP 500'")
+    failed = Judged(None, "engine_error", error="HTTP 500")
+    assert failed.rejection(0.5) == ("judge_engine_error", "judge failed 'HTTP 500'")
     gated = Judged(0.0, "reject", gate="0% of the ar side's letters are in its script (the gate needs 50%)")
     assert gated.rejection(0.5) == ("judge_reject", "script gate: 0% of the ar side's letters are in its script "
                                     "(the gate needs 50%)")  # fmt: skip
