@@ -20,6 +20,9 @@ Reading the answer is strict where it matters: a verdict counts only if it is un
 from __future__ import annotations
 
 import re
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from hala.data.records import ParallelPair
 from hala.engines.base import Chat
@@ -61,6 +64,9 @@ def check_template(template: str) -> str:
     """`template` if it names {src} and {tgt} and no field but PROMPT_FIELDS, else ValueError."""
     required = frozenset({"src", "tgt"})
     return check_template_fields(template, allowed=PROMPT_FIELDS, required=required, what="judge prompt")
+
+
+JudgePrompt = Annotated[str, AfterValidator(check_template)]  # a config field holding a judge prompt
 
 
 def render_judge(template: str, pair: ParallelPair, system: str | None = None) -> Chat:

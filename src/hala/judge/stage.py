@@ -43,11 +43,11 @@ from hala.data.output_lock import holds_output
 from hala.data.readers import Unit, plan_units
 from hala.data.units import REJECTED, STATS, run_units
 from hala.engines.base import EngineConfig, SamplingParams
-from hala.judge.prompt import ACCEPT, JUDGE_PROMPT, PAPER_JUDGE_MODEL, VERDICTS, check_template
+from hala.judge.prompt import ACCEPT, JUDGE_PROMPT, PAPER_JUDGE_MODEL, VERDICTS, JudgePrompt
 from hala.judge.scores import DEFAULT_THRESHOLDS, make_scorer
 from hala.pairs.sources import Source, read_source, resolve
 from hala.text.languages import check_language_pair
-from hala.text.prompts import PAPER_TEMPLATE, check_translator_prompt
+from hala.text.prompts import PAPER_TEMPLATE, TranslatorPrompt
 
 log = logging.getLogger("hala.judge")
 
@@ -68,9 +68,13 @@ class JudgeConfig(StrictModel):
         "'calibrated': the best threshold on `gold`"
     )
     sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(max_tokens=16, temperature=0.0))
-    prompt: str = Field(JUDGE_PROMPT, description="generate/choice: uses {src}, {tgt}, {source_language}, {target_language}")
+    prompt: JudgePrompt = Field(
+        JUDGE_PROMPT, description="generate/choice: uses {src}, {tgt}, {source_language}, {target_language}"
+    )
     labels: list[str] = Field(["ACCEPT", "REJECT"], description="choice: the accept label, then the reject label")
-    translate_prompt: str = Field(PAPER_TEMPLATE, description="likelihood: the translator prompt ({language}, {text})")
+    translate_prompt: TranslatorPrompt = Field(
+        PAPER_TEMPLATE, description="likelihood: the translator prompt ({language}, {text})"
+    )
     reverse: bool = Field(False, description="likelihood: average with the reverse direction (source given target)")
     language_gate: float | None = Field(
         0.5, ge=0, le=1, description="choice/likelihood: a target with fewer than this share of its letters in the "
@@ -100,22 +104,12 @@ class JudgeConfig(StrictModel):
             return value.model_copy(update={"model": PAPER_JUDGE_MODEL})
         return value
 
-    @field_validator("prompt")
-    @classmethod
-    def _prompt(cls, value: str) -> str:
-        return check_template(value)
-
     @field_validator("labels")
     @classmethod
     def _labels(cls, value: list[str]) -> list[str]:
         if len(value) != 2 or not all(v.strip() for v in value) or value[0] == value[1]:
             raise ValueError(f"labels must be two different non-empty words, accept first (got {value})")
         return value
-
-    @field_validator("translate_prompt")
-    @classmethod
-    def _translate_prompt(cls, value: str) -> str:
-        return check_translator_prompt(value)
 
     def decision_threshold(self, calibrated: float | None = None) -> float:
         """The number a score must reach to be accepted."""

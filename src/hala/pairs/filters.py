@@ -26,19 +26,16 @@ Every threshold is ours: the paper does not publish its filtering rules.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import partial
-from typing import ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
 from hala.config import StrictModel
 from hala.data.records import ParallelPair
 from hala.pairs.normalize import exact_key, near_key, numbers, urls
-from hala.text.filters import Filter, Rule, Verdict, first_failures
-from hala.text.language_id import detected_languages, known_to_lingua
-from hala.text.patterns import LETTER_RE
-from hala.text.scripts import by_script, language_text
+from hala.text.filters import BatchRule, Filter, Rule, Verdict, first_failures
+from hala.text.language_id import known_to_lingua, languages_of
+from hala.text.scripts import language_text
 
 FILTERS = (
     "empty_side", "absurd_length", "language", "length_ratio", "numbers_mismatch", "urls_mismatch",
@@ -76,10 +73,6 @@ class FilterConfig(StrictModel):
         return self
 
 
-def _letters(text: str) -> str:
-    return "".join(LETTER_RE.findall(text))
-
-
 def _sides(pair: ParallelPair) -> tuple[tuple[str, str], tuple[str, str]]:
     return (pair.src_lang, pair.src), (pair.tgt_lang, pair.tgt)
 
@@ -98,40 +91,16 @@ def _absurd_length(max_chars: int, pair: ParallelPair) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class SideLanguages:
-    """`language`, for a batch: lingua called once over the sides script can't decide."""
-
-    name: ClassVar[str] = "language"
-    min_letters: int
-    extra_languages: tuple[str, ...] = ()
-
-    def verdicts(self, pairs: list[ParallelPair]) -> list[Verdict | None]:
-        sides = [(i, lang, language_text(text), (p.src_lang, p.tgt_lang))
-                 for i, p in enumerate(pairs) for lang, text in _sides(p)]  # fmt: skip
-        found: dict[tuple[int, str], str | None] = {}
-        todo = []
-        for i, lang, text, (src, tgt) in sides:
-            letters = _letters(text)
-            if len(letters) < self.min_letters:
-                continue
-            known = None if self.extra_languages else by_script(letters, src, tgt)
-            if known is not None:
-                found[i, lang] = known
-            else:
-                todo.append((i, lang, text, (src, tgt)))
-        by_languages: dict[tuple[str, ...], list] = {}
-        for item in todo:
-            by_languages.setdefault((*item[3], *self.extra_languages), []).append(item)
-        for languages, items in by_languages.items():
-            for (i, lang, _, _), answer in zip(items, detected_languages([t for _, _, t, _ in items], languages)):
-                found[i, lang] = answer
-        verdicts: list[Verdict | None] = [None] * len(pairs)
-        for i, lang, _, _ in sides:
-            answer = found.get((i, lang))
-            if verdicts[i] is None and answer is not None and answer != lang:
-                verdicts[i] = self.name, f"{lang} side looks like {answer}"
-        return verdicts
+def _languages(min_letters: int, extra: tuple[str, ...], pairs: list[ParallelPair]) -> list[str | None]:
+    """`language`, for a batch: lingua is called once, over the sides the script can't decide."""
+    sides = [(i, lang, language_text(text)) for i, p in enumerate(pairs) for lang, text in _sides(p)]
+    languages = [(pairs[i].src_lang, pairs[i].tgt_lang) for i, _, _ in sides]
+    found = languages_of([text for _, _, text in sides], languages, min_letters, extra)
+    reasons: list[str | None] = [None] * len(pairs)
+    for (i, lang, _), answer in zip(sides, found):
+        if reasons[i] is None and answer is not None and answer != lang:
+            reasons[i] = f"{lang} side looks like {answer}"
+    return reasons
 
 
 def _length_ratio(cfg: FilterConfig, pair: ParallelPair) -> str | None:
@@ -159,7 +128,8 @@ def content_filters(cfg: FilterConfig) -> list[Filter]:
     chain: list[Filter] = [Rule("empty_side", _empty_side)]
     chain.append(Rule("absurd_length", partial(_absurd_length, cfg.max_chars)))
     if cfg.language_id:
-        chain.append(SideLanguages(cfg.language_id_min_letters, tuple(cfg.extra_languages)))
+        lingua = partial(_languages, cfg.language_id_min_letters, tuple(cfg.extra_languages))
+        chain.append(BatchRule("language", lingua))
     chain.append(Rule("length_ratio", partial(_length_ratio, cfg)))
     if cfg.numbers:
         chain.append(Rule("numbers_mismatch", _numbers))

@@ -18,14 +18,16 @@ from pydantic import Field, field_validator
 from hala.config import StrictModel
 from hala.data.records import ParallelPair
 from hala.text.languages import parse_direction
-from hala.text.prompts import PAPER_TEMPLATE, check_translator_prompt, render
+from hala.text.prompts import PAPER_TEMPLATE, TranslatorPrompt, render
 
 
 class SftConfig(StrictModel):
     directions: list[str] = Field(
         default_factory=lambda: ["en-ar"], description='e.g. ["en-ar", "ar-en"]; [] writes no sft/'
     )
-    template: str = Field(PAPER_TEMPLATE, description="uses {language} (target name), {source_language} and {text}")
+    template: TranslatorPrompt = Field(
+        PAPER_TEMPLATE, description="uses {language} (target name), {source_language} and {text}"
+    )
 
     @field_validator("directions")
     @classmethod
@@ -35,11 +37,6 @@ class SftConfig(StrictModel):
         if len(set(value)) != len(value):
             raise ValueError(f"directions repeat: {value}")
         return value
-
-    @field_validator("template")
-    @classmethod
-    def _template(cls, value: str) -> str:
-        return check_translator_prompt(value)
 
 
 def prompt_completion(pair: ParallelPair, direction: str, template: str = PAPER_TEMPLATE) -> dict:

@@ -10,7 +10,7 @@ A filter sees a whole batch, so one that calls a model or a detector (lingua) ca
 the batch. `first_failures` runs filters in order, cheap first, each over the items every filter
 before it passed, and keeps each item's first failure: an expensive filter never sees an item a
 cheap one already turned down. Most filters look at one item at a time: `Rule` makes one of those
-from a function that says why an item fails.
+from a function that says why an item fails; `BatchRule` makes one from a function of the batch.
 """
 
 from __future__ import annotations
@@ -40,6 +40,18 @@ class Rule:
 
     def verdicts(self, items: Sequence[Any]) -> list[Verdict | None]:
         return [None if (reason := self.why(item)) is None else (self.name, reason) for item in items]
+
+
+@dataclass(frozen=True)
+class BatchRule:
+    """A filter that looks at the whole batch at once (to call a detector once): `why(items)` is
+    each item's reason to fail, or None."""
+
+    name: str
+    why: Callable[[Sequence[Any]], list[str | None]]
+
+    def verdicts(self, items: Sequence[Any]) -> list[Verdict | None]:
+        return [None if reason is None else (self.name, reason) for reason in self.why(items)]
 
 
 def first_failures(filters: Iterable[Filter], items: Sequence[Any]) -> list[Verdict | None]:

@@ -11,6 +11,9 @@ instead of a KeyError, or a prompt without the text, in the middle of a run.
 from __future__ import annotations
 
 import string
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from hala.text.languages import language_name
 
@@ -35,6 +38,10 @@ def check_translator_prompt(template: str) -> str:
     """A translator prompt: {text}, and optionally {language} (the target's name) and {source_language}."""
     required = frozenset({"text"})
     return check_template_fields(template, allowed=TRANSLATOR_FIELDS, required=required, what="translator prompt")
+
+
+# a config field holding a translator prompt: checked when the config is read
+TranslatorPrompt = Annotated[str, AfterValidator(check_translator_prompt)]
 
 
 def render(template: str, text: str, source_lang: str, target_lang: str, system: str | None = None) -> list[dict]:

@@ -7,30 +7,18 @@ filters); Arabic is only the default. Every template is checked when the config 
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from hala.config import StrictModel
-from hala.text.prompts import PAPER_TEMPLATE, check_translator_prompt
+from hala.text.prompts import PAPER_TEMPLATE, TranslatorPrompt
 
 
 class PromptConfig(StrictModel):
     """`template` uses {language} (target language name), {source_language} and {text}."""
 
-    template: str = PAPER_TEMPLATE
-    by_direction: dict[str, str] = Field(default_factory=dict, description='e.g. {"en-fr": "..."}')
+    template: TranslatorPrompt = PAPER_TEMPLATE
+    by_direction: dict[str, TranslatorPrompt] = Field(default_factory=dict, description='e.g. {"en-fr": "..."}')
     system: str | None = Field(None, description="an optional system message for every request")
-
-    @field_validator("template")
-    @classmethod
-    def _template(cls, value: str) -> str:
-        return check_translator_prompt(value)
-
-    @field_validator("by_direction")
-    @classmethod
-    def _by_direction(cls, value: dict[str, str]) -> dict[str, str]:
-        for template in value.values():
-            check_translator_prompt(template)
-        return value
 
     def template_for(self, source_lang: str, target_lang: str) -> str:
         return self.by_direction.get(f"{source_lang}-{target_lang}", self.template)

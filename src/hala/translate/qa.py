@@ -26,15 +26,14 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property, partial
-from typing import ClassVar
 
 from pydantic import Field
 
 from hala.config import StrictModel
-from hala.text.filters import Filter, Rule, Verdict, first_failures
-from hala.text.language_id import detected_languages
-from hala.text.patterns import LETTER_RE, PLACEHOLDER_RE
-from hala.text.scripts import SCRIPT_NAMES, by_script, script_of, script_share
+from hala.text.filters import BatchRule, Filter, Rule, Verdict, first_failures
+from hala.text.language_id import languages_of
+from hala.text.patterns import PLACEHOLDER_RE
+from hala.text.scripts import SCRIPT_NAMES, script_of, script_share
 
 FILTERS = (
     "empty_output", "truncated", "protected_spans", "untranslated_copy",
@@ -117,29 +116,13 @@ def _repetition(cfg: QAConfig, t: Translation) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class TargetLanguage:
-    """`target_language`: lingua, once over the batch, for the outputs the script can't decide."""
-
-    name: ClassVar[str] = "target_language"
-    source_lang: str
-    target_lang: str
-    min_letters: int
-
-    def verdicts(self, items: list[Translation]) -> list[Verdict | None]:
-        texts = [PLACEHOLDER_RE.sub(" ", t.output) for t in items]
-        found: list[str | None] = [None] * len(items)
-        todo = []
-        for i, text in enumerate(texts):
-            if len(LETTER_RE.findall(text)) < self.min_letters:
-                continue
-            found[i] = by_script(text, self.source_lang, self.target_lang)
-            if found[i] is None:
-                todo.append(i)
-        for i, lang in zip(todo, detected_languages([texts[i] for i in todo], (self.source_lang, self.target_lang))):
-            found[i] = lang
-        target = self.target_lang
-        return [None if lang in (None, target) else (self.name, f"lingua says {lang}, not {target}") for lang in found]
+def _target_language(
+    source_lang: str, target_lang: str, min_letters: int, items: list[Translation]
+) -> list[str | None]:
+    """`target_language`, for a batch: lingua is called once, over the outputs the script can't decide."""
+    texts = [PLACEHOLDER_RE.sub(" ", t.output) for t in items]
+    found = languages_of(texts, [(source_lang, target_lang)] * len(texts), min_letters)
+    return [None if lang in (None, target_lang) else f"lingua says {lang}, not {target_lang}" for lang in found]
 
 
 def filters(source_lang: str, target_lang: str, cfg: QAConfig) -> list[Filter]:
@@ -150,7 +133,8 @@ def filters(source_lang: str, target_lang: str, cfg: QAConfig) -> list[Filter]:
         chain.append(Rule("untranslated_copy", _copy))
     chain.append(Rule("target_script", partial(_script, target_lang, cfg.min_target_script)))
     if cfg.language_id:
-        chain.append(TargetLanguage(source_lang, target_lang, cfg.language_id_min_letters))
+        lingua = partial(_target_language, source_lang, target_lang, cfg.language_id_min_letters)
+        chain.append(BatchRule("target_language", lingua))
     return chain + [Rule("length_ratio", partial(_length_ratio, cfg)), Rule("repetition", partial(_repetition, cfg))]
 
 
