@@ -11,7 +11,8 @@ byte) and *segments* (sent to the model):
   its own segment;
 - inside a segment, protected spans (inline code, inline LaTeX, URLs, e-mail addresses, HTML tags,
   template placeholders like `{name}` and `%s`) are replaced by numbered placeholders `⟦0⟧`, `⟦1⟧`,
-  ... and restored after translation; a translation that loses or alters one is rejected;
+  ... and restored after translation; a translation that loses or alters one is rejected (the
+  placeholder and the URL span are in `hala.text.patterns`: other stages read text with them too);
 - a segment over the token budget (counted on the text sent, placeholders included) is split at
   sentence boundaries, then at spaces (unless `cut_words` is off: the retry ladder re-splits a
   segment at its sentences only), never inside a protected span; the whitespace between the
