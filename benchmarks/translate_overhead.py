@@ -47,7 +47,7 @@ def main() -> None:
     from hala.translate import segment
     from hala.translate.config import TranslateConfig
     from hala.translate.pipeline import translate
-    from hala.translate.prompts import PAPER_TEMPLATE, render
+    from hala.text.prompts import PAPER_TEMPLATE, render
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

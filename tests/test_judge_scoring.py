@@ -113,7 +113,7 @@ def test_the_script_gate_scores_an_untranslated_copy_at_the_floor_without_the_mo
 
 
 def test_script_share_counts_letters_only():
-    from hala.translate.qa import language_text, script_share
+    from hala.text.scripts import language_text, script_share
 
     assert script_share("مرحبا hello، 123!", "ar") == 0.5  # the Arabic comma and the digits are not letters
     assert script_share("123 !", "ar") is None and script_share("hello", "en") == 1.0

@@ -8,7 +8,8 @@ from importlib import resources
 import pytest
 
 from hala.engines.fake import arabize
-from hala.translate import qa
+from hala.text.language_id import detected_languages
+from hala.text.scripts import by_script
 from hala.translate.qa import QAConfig, check, check_many
 
 CFG = QAConfig()
@@ -65,9 +66,9 @@ def test_script_shortcut_agrees_with_lingua():
     seed = resources.files("hala.resources").joinpath("samples/seed_pairs.jsonl").read_text(encoding="utf-8")
     rows = [json.loads(line) for line in seed.splitlines()]
     texts = [r["ar"] for r in rows[:150]] + [r["en"] for r in rows[:150]] + [arabize(r["en"]) for r in rows[:50]]
-    decided = [(t, qa._by_script(t, "en", "ar")) for t in texts]
+    decided = [(t, by_script(t, "en", "ar")) for t in texts]
     decided = [(t, lang) for t, lang in decided if lang]
     assert len(decided) > 300
-    assert [lang for _, lang in decided] == qa.detected_languages([t for t, _ in decided], ("en", "ar"))
-    assert qa._by_script("hello مرحبا", "en", "ar") is None  # mixed scripts go to lingua
-    assert qa._by_script("bonjour", "en", "fr") is None  # shared script: only lingua can tell
+    assert [lang for _, lang in decided] == detected_languages([t for t, _ in decided], ("en", "ar"))
+    assert by_script("hello مرحبا", "en", "ar") is None  # mixed scripts go to lingua
+    assert by_script("bonjour", "en", "fr") is None  # shared script: only lingua can tell

@@ -3,7 +3,9 @@
 `manifest.json` holds the resolved config, every input and output with its sha256, counts, timings
 and the versions of the packages that did the work. It is written last and atomically, so its
 presence means the run finished; its `fingerprint` (config + input hashes + hala version) tells a
-rerun whether the outputs are still valid.
+rerun whether the outputs are still valid. A sharded run leaves one manifest per shard
+(`manifest.shard-I-of-N.json`); `shard_manifests` reads them back, for merge-shards and for the
+stages that take the run as input.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 import time
 from datetime import datetime, timezone
 from importlib import metadata
@@ -118,6 +121,44 @@ class Manifest(BaseModel):
         manifest = cls.model_validate_json(path.read_text(encoding="utf-8"))
         manifest._path = path
         return manifest
+
+
+SHARD_MANIFEST_RE = re.compile(r"^manifest(?:\.shard-(\d+)-of-(\d+))?\.json$")
+
+
+class IncompleteRunError(ValueError):
+    """Some shard has not finished, or shards disagree on settings."""
+
+
+def shard_manifests(out: Path) -> list[Manifest]:
+    """The manifests of every shard of the run in `out`, in shard order; IncompleteRunError unless
+    every shard finished, with one shard count and one config."""
+    found = {}
+    for path in out.iterdir():
+        m = SHARD_MANIFEST_RE.match(path.name)
+        if m:
+            index, count = (int(m.group(1)), int(m.group(2))) if m.group(1) else (0, 1)
+            found[(index, count)] = Manifest.read(out, path.name)
+    if not found:
+        raise IncompleteRunError(f"{out}: no finished shard (no manifest*.json); run the shards first")
+    counts = {n for _, n in found}
+    if len(counts) != 1:
+        raise IncompleteRunError(f"{out}: manifests from runs with different shard counts {sorted(counts)}")
+    n = counts.pop()
+    missing = sorted(set(range(n)) - {i for i, _ in found})
+    if missing:
+        raise IncompleteRunError(f"{out}: shards {missing} of {n} have not finished")
+    manifests = [found[(i, n)] for i in range(n)]
+    for i, m in enumerate(manifests):
+        if len(m.units) != m.counts.get("units"):
+            raise IncompleteRunError(
+                f"{out}: the manifest of shard {i} of {n} does not list its units (written by an older hala); "
+                "delete it and rerun that shard, its finished units are kept"
+            )
+    identities = {repr(sorted((k, v) for k, v in m.config.items() if k != "shard")) for m in manifests}
+    if len(identities) != 1:
+        raise IncompleteRunError(f"{out}: shards ran with different settings; rerun them with one config")
+    return manifests
 
 
 RUN_STAMP = ".hala-run.json"

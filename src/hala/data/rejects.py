@@ -8,9 +8,15 @@ Two outcomes are not a success even though no step failed, and the `hala` comman
 them: inputs that hold no row at all (stopped before anything is written: a wrong path, an
 unfinished export), and inputs of which not one row could be read (every row a reject of
 `BAD_KINDS`; the manifest and `rejected/` are kept so the reasons can be read). Rows all turned
-down by a verdict (QA, filters, the judge) end with a loud warning and exit 0: that run did its job. A row whose id is already used by an earlier row
-of the same unit of work with other content is rejected as `duplicate_id` (the first wins; the
-same record twice is not a clash), naming that row's line.
+down by a verdict (QA, filters, the judge) end with a loud warning and exit 0: that run did its
+job. A row whose id is already used by an earlier row of the same unit of work with other content
+is rejected as `duplicate_id` (the first wins; the same record twice is not a clash), naming that
+row's line.
+
+A verdict (a filter's `(name, reason)`, see `hala.text.filters`) is kept in the same record, file,
+line, kind, reason and raw, through `RejectLog.verdict`: it is not bad input, so it logs nothing
+and does not stop a strict run. Translate's QA rejects a conversation through `add`, as it always
+has: each is logged, and `strict` stops at the first.
 """
 
 from __future__ import annotations
@@ -45,17 +51,31 @@ class Reject:
 
 @dataclass
 class RejectLog:
-    """Collects rejects for one unit of work; the unit's writer saves them next to its output."""
+    """Collects rejects for one unit of work; the unit's writer saves them next to its output.
+
+    Stages add to it through its methods, one for each kind of reject (`add` for bad input,
+    `verdict` for a row turned down), and never edit `rejects` themselves."""
 
     strict: bool = False
     rejects: list[Reject] = field(default_factory=list)
 
     def add(self, file: str | Path, line: int, kind: str, reason: str, raw: str = "") -> None:
+        """A row that can't become a record: logged as a warning; with `strict`, it stops the run."""
         reject = Reject(str(file), line, kind, reason, raw)
         if self.strict:
             raise BadInputError(f"{reject.where}: {reason}")
         log.warning("%s: %s", reject.where, reason)
         self.rejects.append(reject)
+
+    def verdict(self, file: str | Path, line: int, kind: str, reason: str, raw: str = "") -> None:
+        """A row a filter or the judge turned down (`hala.text.filters`): kept like any reject, but
+        it is not bad input, so it neither logs a warning nor stops a `strict` run."""
+        self.rejects.append(Reject(str(file), line, kind, reason, raw))
+
+    def take(self) -> list[Reject]:
+        """The rejects collected so far, leaving the log empty (for a stage that writes them as it goes)."""
+        taken, self.rejects = self.rejects, []
+        return taken
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(r.kind for r in self.rejects))

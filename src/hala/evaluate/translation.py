@@ -30,7 +30,7 @@ from hala.data.readers import read_pairs
 from hala.data.writers import atomic_write_text, write_jsonl
 from hala.engines.base import EngineConfig, SamplingParams
 from hala.evaluate.bench import ModelsFailedError, _safe, parse_models
-from hala.translate.prompts import PAPER_TEMPLATE, render
+from hala.text.prompts import PAPER_TEMPLATE, TranslatorPrompt, render
 
 log = logging.getLogger("hala.evaluate")
 
@@ -41,7 +41,7 @@ class TranslationEvalConfig(StrictModel):
     out: str
     engine: EngineConfig = Field(default_factory=EngineConfig, description="engine.model is set per model")
     sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(max_tokens=256, temperature=0.0))
-    template: str = PAPER_TEMPLATE
+    template: TranslatorPrompt = PAPER_TEMPLATE
     source_lang: str = "en"
     target_lang: str = "ar"
     limit: int | None = Field(None, ge=1)

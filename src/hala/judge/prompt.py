@@ -20,11 +20,14 @@ Reading the answer is strict where it matters: a verdict counts only if it is un
 from __future__ import annotations
 
 import re
-import string
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from hala.data.records import ParallelPair
 from hala.engines.base import Chat
-from hala.translate.prompts import language_name
+from hala.text.languages import language_name
+from hala.text.prompts import check_template_fields
 
 PAPER_JUDGE_MODEL = "Qwen/Qwen2.5-3B-Instruct"
 ACCEPT, REJECT, UNPARSEABLE = "accept", "reject", "unparseable"
@@ -46,7 +49,7 @@ Answer REJECT if the meaning differs; if anything is added, missing or left untr
 Answer ACCEPT only if none of these problems is present.
 
 Answer with one word: ACCEPT or REJECT."""
-PROMPT_FIELDS = {"source_language", "target_language", "src", "tgt"}
+PROMPT_FIELDS = frozenset({"source_language", "target_language", "src", "tgt"})
 
 MARKUP = str.maketrans("", "", "*_`#>~\"'“”‘’«»[](){}|")
 WORD_RE = re.compile(r"\b(accept|reject)(?:ed)?\b", re.IGNORECASE)
@@ -59,18 +62,11 @@ LABEL_RE = re.compile(
 
 def check_template(template: str) -> str:
     """`template` if it names {src} and {tgt} and no field but PROMPT_FIELDS, else ValueError."""
-    try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    except ValueError as exc:
-        hint = "write a literal brace as {{ or }}"
-        raise ValueError(f"judge prompt is not a valid template ({exc}); {hint}") from None
-    unknown = fields - PROMPT_FIELDS
-    if unknown or not {"src", "tgt"} <= fields:
-        raise ValueError(
-            f"judge prompt must use {{src}} and {{tgt}}, and only {', '.join(sorted(PROMPT_FIELDS))} "
-            f"(found {', '.join(sorted(fields)) or 'no fields'})"
-        )
-    return template
+    required = frozenset({"src", "tgt"})
+    return check_template_fields(template, allowed=PROMPT_FIELDS, required=required, what="judge prompt")
+
+
+JudgePrompt = Annotated[str, AfterValidator(check_template)]  # a config field holding a judge prompt
 
 
 def render_judge(template: str, pair: ParallelPair, system: str | None = None) -> Chat:

@@ -18,7 +18,9 @@ In front of both scoring modes stands a script gate (`language_gate`, on by defa
 languages are written in different scripts and fewer than that share of the target's letters are in
 the target's script, the pair gets the mode's floor score (`GATED_SCORE`) without asking the model.
 It catches the English copied back as its own translation, which a translation model finds about as
-likely as a translation (ROC AUC 0.41 for the warmed-up Gemma teacher without the gate).
+likely as a translation (ROC AUC 0.41 for the warmed-up Gemma teacher without the gate). The gate is
+a filter of the shape translate's QA and the pair filters share (`hala.text.filters`), and every
+verdict takes that shape too (`Judged.rejection`: `(judge_<verdict>, reason)`, None when accepted).
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import partial
 
 from hala.data.records import ParallelPair
 from hala.engines.cache import request_key
 from hala.engines.replies import Reply
 from hala.judge.prompt import ACCEPT, REJECT, parse_verdict, render_judge
-from hala.translate.prompts import render
+from hala.text.filters import Filter, Rule, Verdict
+from hala.text.prompts import render
+from hala.text.scripts import language_text, same_script, script_share
 
 MODES = ("generate", "choice", "likelihood")
 DEFAULT_THRESHOLDS = {"generate": 0.5, "choice": 0.5, "likelihood": -2.0}
@@ -57,17 +62,39 @@ class Judged:
     error: str | None = None
     gate: str | None = None  # why the script gate scored the pair without the model
 
+    def rejection(self, threshold: float) -> Verdict | None:
+        """The verdict in the shape of a filter's (`hala.text.filters`): None for an accepted pair,
+        else `(judge_<verdict>, reason)`."""
+        if self.verdict == ACCEPT:
+            return None
+        if self.gate is not None:
+            reason = f"script gate: {self.gate}"
+        elif self.error is not None:
+            reason = f"judge failed {_short(self.error)!r}"
+        elif self.answer is not None:
+            reason = f"judge answered {_short(self.answer)!r}"
+        else:
+            reason = f"judge score {self.score:.4f} < threshold {threshold:.4f}"
+        return f"judge_{self.verdict}", reason
 
-def script_gate(pair: ParallelPair, min_share: float | None) -> str | None:
-    """Why `pair` fails the script gate (its target is not in the target's script), or None."""
-    from hala.translate.qa import language_text, same_script, script_share
 
-    if min_share is None or same_script(pair.src_lang, pair.tgt_lang):
+def _short(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _gate_reason(min_share: float, pair: ParallelPair) -> str | None:
+    if same_script(pair.src_lang, pair.tgt_lang):
         return None
     share = script_share(language_text(pair.tgt), pair.tgt_lang)
     if share is None or share >= min_share:
         return None
     return f"{share:.0%} of the {pair.tgt_lang} side's letters are in its script (the gate needs {min_share:.0%})"
+
+
+def script_gate(min_share: float) -> Filter:
+    """The filter in front of the scoring modes: a pair fails when its target is not in the target's script."""
+    return Rule("script_gate", partial(_gate_reason, min_share))
 
 
 def _pair_text(pair: ParallelPair) -> str:
@@ -132,9 +159,10 @@ class _ScoringMode:
         raise NotImplementedError
 
     def judge(self, pairs: list[ParallelPair], threshold: float) -> list[Judged]:
-        gates = [script_gate(p, self.cfg.language_gate) for p in pairs]
+        min_share = self.cfg.language_gate
+        gates = script_gate(min_share).verdicts(pairs) if min_share is not None else [None] * len(pairs)
         results: list[Judged | None] = [
-            None if gate is None else Judged(GATED_SCORE[self.mode], REJECT, gate=gate) for gate in gates
+            None if gated is None else Judged(GATED_SCORE[self.mode], REJECT, gate=gated[1]) for gated in gates
         ]
         asked = [i for i, gate in enumerate(gates) if gate is None]
         settings = json.dumps([self.mode, *self.settings()], ensure_ascii=False)

@@ -11,7 +11,9 @@ each unit of work (a file x a range of rows):
    threshold is not part of the key: changing only the threshold never calls the engine;
 3. write accepted pairs to `data/` and rejected ones to `rejected/`, both with
    `meta.judge = {mode, score, verdict, threshold, model}` (and the raw answer for `generate`, the
-   reason for a pair the script gate scored, see `scores`).
+   reason for a pair the script gate scored, see `scores`). A rejected pair is a verdict in the
+   filters' shape (`Judged.rejection`: kind `judge_<verdict>` and its reason), kept through
+   `RejectLog.verdict`: it neither stops a --strict run nor logs a warning.
 
 With `gold` set, the judge is first calibrated on that labelled set (`calibration`): the figures go
 into the manifest and `calibration.json`, and `threshold: calibrated` takes the threshold that
@@ -39,13 +41,13 @@ from hala.config import StrictModel
 from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
 from hala.data.output_lock import holds_output
 from hala.data.readers import Unit, plan_units
-from hala.data.rejects import Reject
 from hala.data.units import REJECTED, STATS, run_units
 from hala.engines.base import EngineConfig, SamplingParams
-from hala.judge.prompt import ACCEPT, JUDGE_PROMPT, PAPER_JUDGE_MODEL, VERDICTS, check_template
+from hala.judge.prompt import ACCEPT, JUDGE_PROMPT, PAPER_JUDGE_MODEL, VERDICTS, JudgePrompt
 from hala.judge.scores import DEFAULT_THRESHOLDS, make_scorer
 from hala.pairs.sources import Source, read_source, resolve
-from hala.translate.prompts import PAPER_TEMPLATE, language_name
+from hala.text.languages import check_language_pair
+from hala.text.prompts import PAPER_TEMPLATE, TranslatorPrompt
 
 log = logging.getLogger("hala.judge")
 
@@ -66,9 +68,13 @@ class JudgeConfig(StrictModel):
         "'calibrated': the best threshold on `gold`"
     )
     sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(max_tokens=16, temperature=0.0))
-    prompt: str = Field(JUDGE_PROMPT, description="generate/choice: uses {src}, {tgt}, {source_language}, {target_language}")
+    prompt: JudgePrompt = Field(
+        JUDGE_PROMPT, description="generate/choice: uses {src}, {tgt}, {source_language}, {target_language}"
+    )
     labels: list[str] = Field(["ACCEPT", "REJECT"], description="choice: the accept label, then the reject label")
-    translate_prompt: str = Field(PAPER_TEMPLATE, description="likelihood: the translator prompt ({language}, {text})")
+    translate_prompt: TranslatorPrompt = Field(
+        PAPER_TEMPLATE, description="likelihood: the translator prompt ({language}, {text})"
+    )
     reverse: bool = Field(False, description="likelihood: average with the reverse direction (source given target)")
     language_gate: float | None = Field(
         0.5, ge=0, le=1, description="choice/likelihood: a target with fewer than this share of its letters in the "
@@ -98,24 +104,12 @@ class JudgeConfig(StrictModel):
             return value.model_copy(update={"model": PAPER_JUDGE_MODEL})
         return value
 
-    @field_validator("prompt")
-    @classmethod
-    def _prompt(cls, value: str) -> str:
-        return check_template(value)
-
     @field_validator("labels")
     @classmethod
     def _labels(cls, value: list[str]) -> list[str]:
         if len(value) != 2 or not all(v.strip() for v in value) or value[0] == value[1]:
             raise ValueError(f"labels must be two different non-empty words, accept first (got {value})")
         return value
-
-    @field_validator("translate_prompt")
-    @classmethod
-    def _translate_prompt(cls, value: str) -> str:
-        from hala.pairs.sft import SftConfig
-
-        return SftConfig(template=value).template
 
     def decision_threshold(self, calibrated: float | None = None) -> float:
         """The number a score must reach to be accepted."""
@@ -127,9 +121,7 @@ class JudgeConfig(StrictModel):
 
     @model_validator(mode="after")
     def _languages(self) -> JudgeConfig:
-        language_name(self.src_lang), language_name(self.tgt_lang)
-        if self.src_lang == self.tgt_lang:
-            raise ValueError(f"src_lang and tgt_lang are both {self.src_lang!r}")
+        check_language_pair(self.src_lang, self.tgt_lang)
         if self.threshold == "calibrated" and not self.gold:
             raise ValueError("threshold: calibrated needs gold: a labelled gold set to calibrate on")
         return self
@@ -158,34 +150,22 @@ class UnitJudge:
                 record["gate"] = result.gate
                 self.counts["gated_script"] += 1
             scored = pair.model_copy(update={"meta": {**pair.meta, "judge": record}})
-            if result.verdict == ACCEPT:
+            rejection = result.rejection(self.threshold)
+            if rejection is None:
                 yield scored
                 continue
+            kind, reason = rejection
             said = result.error if result.error is not None else result.answer
             raw = {"pair": scored.model_dump(), "score": result.score}
             if said is not None:
                 raw["answer"] = said
-            if result.gate is not None:
-                reason = f"pair {pair.id}: script gate: {result.gate}"
-            elif result.error is not None:
-                reason = f"pair {pair.id}: judge failed {_short(said)!r}"
-            elif said is not None:
-                reason = f"pair {pair.id}: judge answered {_short(said)!r}"
-            else:
-                reason = f"pair {pair.id}: judge score {result.score:.4f} < threshold {self.threshold:.4f}"
-            # a verdict, not bad input: kept like any reject, but it neither stops a --strict run nor logs a warning
-            rejects.rejects.append(Reject(file, line, f"judge_{result.verdict}", reason, json.dumps(raw, ensure_ascii=False)))
+            rejects.verdict(file, line, kind, f"pair {pair.id}: {reason}", json.dumps(raw, ensure_ascii=False))
 
     def finish_unit(self, unit: Unit) -> dict:
         numbers = self.scorer.take_stats()
         numbers.update(self.counts)
         self.counts = Counter()
         return numbers
-
-
-def _short(text: str, limit: int = 80) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _limit(units: list[Unit], limit: int | None) -> list[Unit]:

@@ -3,7 +3,9 @@
 Inputs are read in the order given (see `sources`), in batches: the content filters run on each
 batch (`filters.check_pairs`), then each surviving pair is checked against every pair kept before
 it (`filters.Deduper`: the first copy in input order wins, so a duplicate can never sit in two
-splits), assigned a split by its source id (`split.split_of`) and written. Outputs:
+splits), assigned a split by its source id (`split.split_of`) and written. A rejected pair goes to
+the reject log like an unreadable row (`RejectLog.verdict`), and the log is written out batch by
+batch. Outputs:
 
     OUT/pairs/{train,dev,test}.jsonl   kept pairs (ParallelPair rows, meta.source_id, meta.origin)
     OUT/sft/{train,dev}.jsonl          prompt-completion rows per direction (test stays held out)
@@ -93,9 +95,8 @@ class _Pass:
         return f"mix[{source.kind}:{source.label}]."
 
     def _drain(self, source: Source, rejects: RejectLog) -> None:
-        for reject in rejects.rejects:
+        for reject in rejects.take():
             self._reject(source, reject)
-        rejects.rejects.clear()
 
     def _keep(self, source: Source, pair) -> None:
         split = split_of(pair.meta["source_id"], self.cfg.splits)
@@ -116,16 +117,16 @@ class _Pass:
             source, rejects, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang, split=cfg.split, stop=cfg.limit
         )
         for batch in _batched(rows, cfg.batch_size):
-            self._drain(source, rejects)
-            for (file, line, pair), verdict in zip(batch, check_pairs([p for _, _, p in batch], cfg.filters)):
-                if verdict is None and self.deduper is not None:
-                    verdict = self.deduper.check(pair)
+            self._drain(source, rejects)  # the batch's unreadable rows, before its verdicts
+            verdicts = check_pairs([p for _, _, p in batch], cfg.filters, self.deduper)
+            for (file, line, pair), verdict in zip(batch, verdicts):
                 if verdict is None:
                     self._keep(source, pair)
                     continue
                 kind, reason = verdict
                 raw = json.dumps(pair.model_dump(), ensure_ascii=False)
-                self._reject(source, Reject(file, line, kind, f"pair {pair.id}: {reason}", raw))
+                rejects.verdict(file, line, kind, f"pair {pair.id}: {reason}", raw)
+            self._drain(source, rejects)
         self._drain(source, rejects)
         self.counts[f"inputs_{source.kind}"] += 1
 

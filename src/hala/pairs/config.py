@@ -8,7 +8,7 @@ from hala.config import StrictModel
 from hala.pairs.filters import FilterConfig
 from hala.pairs.sft import SftConfig
 from hala.pairs.split import SplitConfig
-from hala.translate.prompts import language_name
+from hala.text.languages import check_language_pair
 
 
 class PairsConfig(StrictModel):
@@ -29,9 +29,7 @@ class PairsConfig(StrictModel):
 
     @model_validator(mode="after")
     def _languages(self) -> PairsConfig:
-        language_name(self.src_lang), language_name(self.tgt_lang)
-        if self.src_lang == self.tgt_lang:
-            raise ValueError(f"src_lang and tgt_lang are both {self.src_lang!r}")
+        check_language_pair(self.src_lang, self.tgt_lang)
         allowed = {f"{self.src_lang}-{self.tgt_lang}", f"{self.tgt_lang}-{self.src_lang}"}
         wrong = [d for d in self.sft.directions if d not in allowed]
         if wrong:

@@ -1,7 +1,9 @@
 """Heuristic filters for parallel pairs: each one named, counted, and the first failure kept as the
 reason a pair was rejected.
 
-In order (cheap first; language ID runs once per batch, over the pairs still standing):
+Each is a filter of the shape translate's QA and the judge share (`hala.text.filters`: a name, and
+a verdict per pair of a batch, None or `(name, reason)`); `check_pairs` runs them in order (cheap
+first; language ID runs once per batch, over the pairs still standing):
 
 - `empty_side`: a side has no letter and no digit (blank, whitespace, punctuation only);
 - `absurd_length`: a side is longer than `max_chars` characters;
@@ -24,21 +26,22 @@ Every threshold is ours: the paper does not publish its filtering rules.
 from __future__ import annotations
 
 import re
+from functools import partial
 
 from pydantic import Field, field_validator, model_validator
 
 from hala.config import StrictModel
 from hala.data.records import ParallelPair
 from hala.pairs.normalize import exact_key, near_key, numbers, urls
-from hala.translate.qa import LETTER_RE, _by_script, detected_languages, language_text
+from hala.text.filters import BatchRule, Filter, Rule, Verdict, first_failures
+from hala.text.language_id import known_to_lingua, languages_of
+from hala.text.scripts import language_text
 
 FILTERS = (
     "empty_side", "absurd_length", "language", "length_ratio", "numbers_mismatch", "urls_mismatch",
     "duplicate", "near_duplicate",
 )  # fmt: skip
 CONTENT_RE = re.compile(r"[^\W_]")  # a letter or a digit
-
-Verdict = tuple[str, str]  # (filter, reason)
 
 
 class FilterConfig(StrictModel):
@@ -60,14 +63,7 @@ class FilterConfig(StrictModel):
     @field_validator("extra_languages")
     @classmethod
     def _known_to_lingua(cls, value: list[str]) -> list[str]:
-        from lingua import IsoCode639_1
-
-        for code in value:
-            try:
-                IsoCode639_1.from_str(code)
-            except ValueError:
-                raise ValueError(f"{code!r} is not an ISO 639-1 code lingua knows (e.g. fr, fa, ur)") from None
-        return value
+        return known_to_lingua(value)
 
     @model_validator(mode="after")
     def _bounds(self) -> FilterConfig:
@@ -77,87 +73,93 @@ class FilterConfig(StrictModel):
         return self
 
 
-def _letters(text: str) -> str:
-    return "".join(LETTER_RE.findall(text))
+def _sides(pair: ParallelPair) -> tuple[tuple[str, str], tuple[str, str]]:
+    return (pair.src_lang, pair.src), (pair.tgt_lang, pair.tgt)
 
 
-def _basic(pair: ParallelPair, cfg: FilterConfig) -> Verdict | None:
-    for lang, text in ((pair.src_lang, pair.src), (pair.tgt_lang, pair.tgt)):
+def _empty_side(pair: ParallelPair) -> str | None:
+    for lang, text in _sides(pair):
         if not CONTENT_RE.search(text):
-            return "empty_side", f"empty {lang} side (no letter or digit)"
-    for lang, text in ((pair.src_lang, pair.src), (pair.tgt_lang, pair.tgt)):
-        if len(text) > cfg.max_chars:
-            return "absurd_length", f"{lang} side has {len(text)} characters (max {cfg.max_chars})"
+            return f"empty {lang} side (no letter or digit)"
     return None
 
 
-def _languages(pairs: list[ParallelPair], cfg: FilterConfig) -> list[Verdict | None]:
-    """`language` verdicts for a batch, lingua called once over the sides script can't decide."""
-    sides = [(i, lang, language_text(text), (p.src_lang, p.tgt_lang))
-             for i, p in enumerate(pairs) for lang, text in ((p.src_lang, p.src), (p.tgt_lang, p.tgt))]  # fmt: skip
-    found: dict[tuple[int, str], str | None] = {}
-    todo = []
-    for i, lang, text, (src, tgt) in sides:
-        letters = _letters(text)
-        if len(letters) < cfg.language_id_min_letters:
-            continue
-        known = None if cfg.extra_languages else _by_script(letters, src, tgt)
-        if known is not None:
-            found[i, lang] = known
-        else:
-            todo.append((i, lang, text, (src, tgt)))
-    by_languages: dict[tuple[str, ...], list] = {}
-    for item in todo:
-        by_languages.setdefault((*item[3], *cfg.extra_languages), []).append(item)
-    for languages, items in by_languages.items():
-        for (i, lang, _, _), answer in zip(items, detected_languages([t for _, _, t, _ in items], languages)):
-            found[i, lang] = answer
-    verdicts: list[Verdict | None] = [None] * len(pairs)
-    for i, lang, _, _ in sides:
-        answer = found.get((i, lang))
-        if verdicts[i] is None and answer is not None and answer != lang:
-            verdicts[i] = "language", f"{lang} side looks like {answer}"
-    return verdicts
-
-
-def _agreement(pair: ParallelPair, cfg: FilterConfig) -> Verdict | None:
-    longer = max(len(pair.src), len(pair.tgt))
-    if longer >= cfg.length_ratio_min_chars:
-        ratio = len(pair.tgt) / max(len(pair.src), 1)
-        if not cfg.min_length_ratio <= ratio <= cfg.max_length_ratio:
-            bounds = f"[{cfg.min_length_ratio:g}, {cfg.max_length_ratio:g}]"
-            return "length_ratio", f"{pair.tgt_lang}/{pair.src_lang} length ratio {ratio:.2f} outside {bounds}"
-    if cfg.numbers:
-        a, b = numbers(pair.src), numbers(pair.tgt)
-        if a != b:
-            reason = f"numbers differ: {pair.src_lang} has {sorted(a)}, {pair.tgt_lang} has {sorted(b)}"
-            return "numbers_mismatch", reason
-    if cfg.urls:
-        a, b = urls(pair.src), urls(pair.tgt)
-        if a != b:
-            return "urls_mismatch", f"URLs differ: {pair.src_lang} has {sorted(a)}, {pair.tgt_lang} has {sorted(b)}"
+def _absurd_length(max_chars: int, pair: ParallelPair) -> str | None:
+    for lang, text in _sides(pair):
+        if len(text) > max_chars:
+            return f"{lang} side has {len(text)} characters (max {max_chars})"
     return None
 
 
-def check_pairs(pairs: list[ParallelPair], cfg: FilterConfig) -> list[Verdict | None]:
-    """The first content filter each pair fails (as `(filter, reason)`), or None if it passes all.
-    Deduplication is separate (`Deduper`), because it depends on the pairs kept before."""
-    verdicts = [_basic(p, cfg) for p in pairs]
+def _languages(min_letters: int, extra: tuple[str, ...], pairs: list[ParallelPair]) -> list[str | None]:
+    """`language`, for a batch: lingua is called once, over the sides the script can't decide."""
+    sides = [(i, lang, language_text(text)) for i, p in enumerate(pairs) for lang, text in _sides(p)]
+    languages = [(pairs[i].src_lang, pairs[i].tgt_lang) for i, _, _ in sides]
+    found = languages_of([text for _, _, text in sides], languages, min_letters, extra)
+    reasons: list[str | None] = [None] * len(pairs)
+    for (i, lang, _), answer in zip(sides, found):
+        if reasons[i] is None and answer is not None and answer != lang:
+            reasons[i] = f"{lang} side looks like {answer}"
+    return reasons
+
+
+def _length_ratio(cfg: FilterConfig, pair: ParallelPair) -> str | None:
+    if max(len(pair.src), len(pair.tgt)) < cfg.length_ratio_min_chars:
+        return None
+    ratio = len(pair.tgt) / max(len(pair.src), 1)
+    if cfg.min_length_ratio <= ratio <= cfg.max_length_ratio:
+        return None
+    bounds = f"[{cfg.min_length_ratio:g}, {cfg.max_length_ratio:g}]"
+    return f"{pair.tgt_lang}/{pair.src_lang} length ratio {ratio:.2f} outside {bounds}"
+
+
+def _numbers(pair: ParallelPair) -> str | None:
+    a, b = numbers(pair.src), numbers(pair.tgt)
+    return None if a == b else f"numbers differ: {pair.src_lang} has {sorted(a)}, {pair.tgt_lang} has {sorted(b)}"
+
+
+def _urls(pair: ParallelPair) -> str | None:
+    a, b = urls(pair.src), urls(pair.tgt)
+    return None if a == b else f"URLs differ: {pair.src_lang} has {sorted(a)}, {pair.tgt_lang} has {sorted(b)}"
+
+
+def content_filters(cfg: FilterConfig) -> list[Filter]:
+    """The filters a pair must pass on its own, in the order they run (see the module docstring)."""
+    chain: list[Filter] = [Rule("empty_side", _empty_side)]
+    chain.append(Rule("absurd_length", partial(_absurd_length, cfg.max_chars)))
     if cfg.language_id:
-        standing = [i for i, v in enumerate(verdicts) if v is None]
-        for i, verdict in zip(standing, _languages([pairs[i] for i in standing], cfg)):
-            verdicts[i] = verdict
-    return [v if v is not None else _agreement(p, cfg) for p, v in zip(pairs, verdicts)]
+        lingua = partial(_languages, cfg.language_id_min_letters, tuple(cfg.extra_languages))
+        chain.append(BatchRule("language", lingua))
+    chain.append(Rule("length_ratio", partial(_length_ratio, cfg)))
+    if cfg.numbers:
+        chain.append(Rule("numbers_mismatch", _numbers))
+    if cfg.urls:
+        chain.append(Rule("urls_mismatch", _urls))
+    return chain
+
+
+def check_pairs(pairs: list[ParallelPair], cfg: FilterConfig, deduper: Deduper | None = None) -> list[Verdict | None]:
+    """The first filter each pair fails (as `(filter, reason)`), or None if it passes all. With a
+    `deduper`, the pairs that pass every content filter are then checked against the pairs it kept
+    before (and the ones it keeps now), in order."""
+    return first_failures([*content_filters(cfg), *([deduper] if deduper is not None else [])], pairs)
 
 
 class Deduper:
-    """Remembers the pairs kept so far (two 8-byte hashes each, ~100 bytes of memory per pair)."""
+    """Remembers the pairs kept so far (two 8-byte hashes each, ~100 bytes of memory per pair).
+    A filter whose verdicts are named `duplicate` or `near_duplicate`."""
+
+    name = "dedup"
 
     def __init__(self) -> None:
         self.exact: set[int] = set()
         self.near: set[int] = set()
 
+    def verdicts(self, pairs: list[ParallelPair]) -> list[Verdict | None]:
+        return [self.check(pair) for pair in pairs]
+
     def check(self, pair: ParallelPair) -> Verdict | None:
+        """`pair`'s verdict; a pair that passes is remembered, so its copies that come later fail."""
         exact, near = exact_key(pair.src, pair.tgt), near_key(pair.src, pair.tgt)
         if exact in self.exact:
             return "duplicate", "exact duplicate of an earlier pair"

@@ -23,6 +23,8 @@ import hashlib
 import re
 import unicodedata
 
+from hala.text.patterns import URL_RE, URL_TRAILING
+
 ARABIC_MARKS_RE = re.compile("[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed\u0640]")  # diacritics + tatweel
 ARABIC_FOLD = str.maketrans(
     {"\u0623": "\u0627", "\u0625": "\u0627", "\u0622": "\u0627", "\u0671": "\u0627",  # أ إ آ ٱ -> ا
@@ -33,8 +35,6 @@ ARABIC_FOLD = str.maketrans(
 ARABIC_DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "0123456789" * 2)
 NON_WORD_RE = re.compile(r"[\W_]+")
 
-URL_RE = re.compile(r"(?:(?:https?|ftp)://|www\.)[^\s<>\"'`]+", re.IGNORECASE)
-URL_TRAILING = ".,;:!?)]}'\"،؛؟"
 # a run of digits (any script) with inner separators, not glued to Latin letters
 NUMBER_RE = re.compile(r"(?<![A-Za-z])\d+(?:[.,٫٬]\d+)*(?![A-Za-z\d])")
 SEPARATORS_RE = re.compile(r"[.,٫٬]")

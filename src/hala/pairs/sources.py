@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from hala.data.manifest import MANIFEST, RUN_STAMP, Manifest
+from hala.data.manifest import MANIFEST, RUN_STAMP, Manifest, shard_manifests
 from hala.data.readers import expand_inputs, read_pairs_at
 from hala.data.records import ParallelPair
 from hala.data.rejects import RejectLog
@@ -56,8 +56,6 @@ def resolve(path: str) -> Source:
     if stage is None:
         return Source(path, "corpus", tuple(expand_inputs(path)))
     if stage == "translate":
-        from hala.translate.shards import shard_manifests
-
         shard_manifests(folder)  # every shard finished, with one config, or IncompleteRunError
     elif stage == "translate-merge":
         raise ValueError(f"{folder}: a merged translation holds no segment pairs; give its run folder {folder.parent}")

@@ -6,13 +6,14 @@ For each unit of work (a file x a range of conversations, see `hala.data.readers
 2. cut every message into segments (`segment.split`); system prompts are translated, kept or
    dropped as configured;
 3. translate all the unit's segments at once through the cache (`runner.SegmentTranslator`);
-4. check every segment (`qa.check_many`); one that fails climbs the retry ladder (`retry`, set by
-   `cfg.retry`) before it counts as failed: re-split into smaller pieces (a truncated one at half
-   the budget, one of several sentences at its sentences), then sampled attempts at a fixed seed
-   each, every rung one cached batch over the unit;
+4. check every segment (`qa.verdicts`: the first filter it fails, and why); one that fails
+   climbs the retry ladder (`retry`, set by `cfg.retry`) before it counts as failed: re-split into
+   smaller pieces (a truncated one at half the budget, one of several sentences at its
+   sentences), then sampled attempts at a fixed seed each, every rung one cached batch over the
+   unit;
 5. rebuild each conversation; it is accepted only if every segment passed, otherwise it goes to
-   `rejected/` with each failing segment, its last filter and output, and the filter each of its
-   tries ended with (`tries`; the reason says how many retries were made).
+   `rejected/` with each failing segment, its last filter, the filter's reason and the output, and
+   the filter each of its tries ended with (`tries`; the reason says how many retries were made).
 
 The unit's `qa_<filter>` and `qa_passed` counts are segment-level final verdicts (after the
 ladder), one per segment of the unit; the `retry_*` counts say what the ladder tried and fixed

@@ -1,16 +1,21 @@
-"""Quality control of translated segments: named filters, each counted.
+"""Quality control of translated segments: named filters, each counted, each failure with its reason.
 
 A segment passes only if every filter passes; a conversation passes only if every segment does.
-The first failing filter names the reason, which goes with the rejected conversation (a failing
-segment is retried first, see `hala.translate.retry`). Filters look at the text without
-placeholders (protected spans say nothing about the language).
+The filters run in this order (`hala.text.filters.first_failures`), each over the segments every
+one before it passed; the first that fails gives the verdict, `(name, reason)`, which goes with
+the rejected conversation (a failing segment is retried first, see `hala.translate.retry`). The
+name is what the runs count (`qa_<name>`); the reason says what was wrong, e.g. `20% of letters in
+Arabic script (needs 60%)`. Filters look at the text without placeholders (protected spans say
+nothing about the language).
 
 - `empty_output`: nothing came back;
 - `truncated`: the model hit max_tokens;
 - `protected_spans`: a placeholder was lost, duplicated or invented;
 - `untranslated_copy`: the output is the source again;
 - `target_script`: too few letters in the target language's script;
-- `target_language`: lingua, restricted to the languages in play, says it is not the target;
+- `target_language`: lingua, restricted to the languages in play, says it is not the target (run
+  once over the batch; a text whose letters are all in a script only one of the two languages uses
+  is decided by script, lingua's own first rule);
 - `length_ratio`: output length / source length is out of bounds;
 - `repetition`: the output loops (a word n-gram or a character run repeated too often).
 """
@@ -19,31 +24,21 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import cached_property, partial
 
 from pydantic import Field
 
 from hala.config import StrictModel
-from hala.translate.segment import PLACEHOLDER_RE
+from hala.text.filters import BatchRule, Filter, Rule, Verdict, first_failures
+from hala.text.language_id import languages_of
+from hala.text.patterns import PLACEHOLDER_RE
+from hala.text.scripts import SCRIPT_NAMES, script_of, script_share
 
-SCRIPTS = {
-    "arabic": "\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff\ufb50-\ufdff\ufe70-\ufeff",
-    "latin": "A-Za-z\u00c0-\u024f",
-    "cyrillic": "\u0400-\u04ff",
-    "hebrew": "\u0590-\u05ff",
-    "devanagari": "\u0900-\u097f",
-    "cjk": "\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af",
-}
-LANGUAGE_SCRIPT = {
-    "ar": "arabic", "fa": "arabic", "ur": "arabic", "he": "hebrew", "ru": "cyrillic", "hi": "devanagari",
-    "zh": "cjk", "ja": "cjk", "ko": "cjk",
-}  # fmt: skip  (every other known language: latin)
 FILTERS = (
     "empty_output", "truncated", "protected_spans", "untranslated_copy",
     "target_script", "target_language", "length_ratio", "repetition",
 )  # fmt: skip
-LETTER_RE = re.compile(r"[^\W\d_]")
-INLINE_CODE_RE = re.compile(r"`[^`\n]*`")
 
 
 class QAConfig(StrictModel):
@@ -57,120 +52,107 @@ class QAConfig(StrictModel):
     max_char_run: int = Field(30, ge=2)
 
 
-@lru_cache(maxsize=32)
-def _script_re(lang: str) -> re.Pattern:
-    return re.compile(f"[{SCRIPTS[LANGUAGE_SCRIPT.get(lang, 'latin')]}]")
+@dataclass(frozen=True)
+class Translation:
+    """What QA checks: a segment's text and the model's answer (both with placeholders), and why
+    the model stopped."""
+
+    source: str
+    output: str
+    finish_reason: str = "stop"
+
+    @cached_property
+    def src(self) -> str:
+        return PLACEHOLDER_RE.sub(" ", self.source).strip()
+
+    @cached_property
+    def out(self) -> str:
+        return PLACEHOLDER_RE.sub(" ", self.output).strip()
 
 
-@lru_cache(maxsize=8)
-def _detector(languages: tuple[str, ...]):
-    from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
-
-    langs = [Language.from_iso_code_639_1(IsoCode639_1.from_str(code)) for code in languages]
-    return LanguageDetectorBuilder.from_languages(*langs).build()
+def _empty(t: Translation) -> str | None:
+    return None if t.output.strip() else "nothing came back"
 
 
-def detected_languages(texts: list[str], languages: tuple[str, ...]) -> list[str | None]:
-    """ISO 639-1 code lingua picks among `languages` for each text (None: can't tell), in parallel."""
-    if not texts:
-        return []
-    found = _detector(tuple(sorted(set(languages)))).detect_languages_in_parallel_of(texts)
-    return [f.iso_code_639_1.name.lower() if f is not None else None for f in found]
+def _truncated(t: Translation) -> str | None:
+    return "the model stopped at max_tokens" if t.finish_reason == "length" else None
 
 
-def script_share(text: str, lang: str) -> float | None:
-    """The share of `text`'s letters in `lang`'s script (None: no letters). Digits and punctuation
-    are not letters; an Arabic comma is in the Arabic block, so letters alone are counted."""
-    letters = LETTER_RE.findall(text)
-    if not letters:
+def _placeholders(t: Translation) -> str | None:
+    had, got = sorted(PLACEHOLDER_RE.findall(t.source)), sorted(PLACEHOLDER_RE.findall(t.output))
+    if had == got:
         return None
-    return sum(1 for letter in letters if _script_re(lang).match(letter)) / len(letters)
+    listed = [" ".join(f"⟦{n}⟧" for n in found) or "none" for found in (had, got)]
+    return f"placeholders differ: the source has {listed[0]}, the output {listed[1]}"
 
 
-def language_text(text: str) -> str:
-    """`text` without what says nothing about its language: URLs, inline code, placeholders."""
-    from hala.pairs.normalize import URL_RE
-
-    return PLACEHOLDER_RE.sub(" ", INLINE_CODE_RE.sub(" ", URL_RE.sub(" ", text)))
+def _copy(t: Translation) -> str | None:
+    return "the output is the source again" if " ".join(t.out.split()) == " ".join(t.src.split()) else None
 
 
-def same_script(source_lang: str, target_lang: str) -> bool:
-    return LANGUAGE_SCRIPT.get(source_lang, "latin") == LANGUAGE_SCRIPT.get(target_lang, "latin")
+def _script(target_lang: str, min_share: float, t: Translation) -> str | None:
+    share = script_share(t.out, target_lang)
+    if share is None or share >= min_share:
+        return None
+    return f"{share:.0%} of letters in {SCRIPT_NAMES[script_of(target_lang)]} script (needs {min_share:.0%})"
 
 
-def _loops(text: str, cfg: QAConfig) -> bool:
-    if re.search(r"(.)\1{%d,}" % (cfg.max_char_run - 1), text):
-        return True
-    words = text.split()
+def _length_ratio(cfg: QAConfig, t: Translation) -> str | None:
+    if len(t.src) < cfg.length_ratio_min_chars:
+        return None
+    ratio = len(t.out) / max(len(t.src), 1)
+    if cfg.min_length_ratio <= ratio <= cfg.max_length_ratio:
+        return None
+    return f"output/source length {ratio:.2f} outside [{cfg.min_length_ratio:g}, {cfg.max_length_ratio:g}]"
+
+
+def _repetition(cfg: QAConfig, t: Translation) -> str | None:
+    if run := re.search(r"(.)\1{%d,}" % (cfg.max_char_run - 1), t.out):
+        return f"{run.group(1)!r} {len(run.group())} times in a row (max_char_run {cfg.max_char_run})"
+    words = t.out.split()
     grams = Counter(tuple(words[i : i + 4]) for i in range(len(words) - 3))
-    return bool(grams) and max(grams.values()) > cfg.max_ngram_repeats
-
-
-def _by_script(text: str, source_lang: str, target_lang: str) -> str | None:
-    """The answer lingua's own first rule gives: when every letter is in a script that only one of
-    the languages in play uses, that language (lingua is then not asked, which saves ~50 us)."""
-    if same_script(source_lang, target_lang):
-        return None
-    letters = "".join(LETTER_RE.findall(text))  # letters only: Arabic punctuation is in the Arabic block too
-    for lang in (target_lang, source_lang):
-        if len(_script_re(lang).findall(letters)) == len(letters):
-            return lang
+    if grams and (most := max(grams.values())) > cfg.max_ngram_repeats:
+        return f"a word 4-gram repeated {most} times (max_ngram_repeats {cfg.max_ngram_repeats})"
     return None
+
+
+def _target_language(
+    source_lang: str, target_lang: str, min_letters: int, items: list[Translation]
+) -> list[str | None]:
+    """`target_language`, for a batch: lingua is called once, over the outputs the script can't decide."""
+    texts = [PLACEHOLDER_RE.sub(" ", t.output) for t in items]
+    found = languages_of(texts, [(source_lang, target_lang)] * len(texts), min_letters)
+    return [None if lang in (None, target_lang) else f"lingua says {lang}, not {target_lang}" for lang in found]
+
+
+def filters(source_lang: str, target_lang: str, cfg: QAConfig) -> list[Filter]:
+    """QA's filters for one direction, in the order they run (see the module docstring)."""
+    chain: list[Filter] = [Rule("empty_output", _empty), Rule("truncated", _truncated),
+                           Rule("protected_spans", _placeholders)]  # fmt: skip
+    if source_lang != target_lang:  # translating into the same language may give the text back
+        chain.append(Rule("untranslated_copy", _copy))
+    chain.append(Rule("target_script", partial(_script, target_lang, cfg.min_target_script)))
+    if cfg.language_id:
+        lingua = partial(_target_language, source_lang, target_lang, cfg.language_id_min_letters)
+        chain.append(BatchRule("target_language", lingua))
+    return chain + [Rule("length_ratio", partial(_length_ratio, cfg)), Rule("repetition", partial(_repetition, cfg))]
+
+
+def verdicts(items: list[Translation], source_lang: str, target_lang: str, cfg: QAConfig) -> list[Verdict | None]:
+    """Per translation, the first filter it fails as `(name, reason)`, or None when it passes."""
+    return first_failures(filters(source_lang, target_lang, cfg), items)
 
 
 def check_many(
     sources: list[str], outputs: list[str], finish_reasons: list[str], source_lang: str, target_lang: str, cfg: QAConfig
 ) -> list[str | None]:
-    """`check` for a batch, with language ID run once over the batch (lingua, in parallel)."""
-    detected: list[str | None] = [None] * len(outputs)
-    if cfg.language_id:
-        stripped = [PLACEHOLDER_RE.sub(" ", o) for o in outputs]
-        todo = []
-        for i, text in enumerate(stripped):
-            if len(LETTER_RE.findall(text)) < cfg.language_id_min_letters:
-                continue
-            known = _by_script(text, source_lang, target_lang)
-            if known:
-                detected[i] = known
-            else:
-                todo.append(i)
-        for i, lang in zip(todo, detected_languages([stripped[i] for i in todo], (source_lang, target_lang))):
-            detected[i] = lang
-    return [
-        check(s, o, f, source_lang, target_lang, cfg, detected=d)
-        for s, o, f, d in zip(sources, outputs, finish_reasons, detected)
-    ]
+    """The name of the first filter each output fails, or None (outputs still have their placeholders)."""
+    items = [Translation(s, o, f) for s, o, f in zip(sources, outputs, finish_reasons)]
+    return [None if v is None else v[0] for v in verdicts(items, source_lang, target_lang, cfg)]
 
 
 def check(
-    source: str, output: str, finish_reason: str, source_lang: str, target_lang: str, cfg: QAConfig,
-    detected: str | None = "",
+    source: str, output: str, finish_reason: str, source_lang: str, target_lang: str, cfg: QAConfig
 ) -> str | None:
-    """The name of the first filter `output` fails, or None. `output` still has its placeholders.
-
-    `detected` is the language lingua found (from `check_many`); "" means "run lingua here"."""
-    if not output.strip():
-        return "empty_output"
-    if finish_reason == "length":
-        return "truncated"
-    if sorted(PLACEHOLDER_RE.findall(output)) != sorted(PLACEHOLDER_RE.findall(source)):
-        return "protected_spans"
-    src = PLACEHOLDER_RE.sub(" ", source).strip()
-    out = PLACEHOLDER_RE.sub(" ", output).strip()
-    if " ".join(out.split()) == " ".join(src.split()) and source_lang != target_lang:
-        return "untranslated_copy"
-    letters = LETTER_RE.findall(out)
-    share = script_share(out, target_lang)
-    if share is not None and share < cfg.min_target_script:
-        return "target_script"
-    if cfg.language_id and len(letters) >= cfg.language_id_min_letters:
-        found = detected if detected != "" else detected_languages([out], (source_lang, target_lang))[0]
-        if found is not None and found != target_lang:
-            return "target_language"
-    if len(src) >= cfg.length_ratio_min_chars:
-        ratio = len(out) / max(len(src), 1)
-        if not cfg.min_length_ratio <= ratio <= cfg.max_length_ratio:
-            return "length_ratio"
-    if _loops(out, cfg):
-        return "repetition"
-    return None
+    """`check_many` for one output."""
+    return check_many([source], [output], [finish_reason], source_lang, target_lang, cfg)[0]

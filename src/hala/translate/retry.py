@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 from hala.data.units import ENGINE_ERROR
 from hala.engines.cached import Answer
+from hala.text.filters import Verdict
 from hala.translate import qa, segment
 from hala.translate.config import TranslateConfig
 from hala.translate.runner import SegmentTranslator
@@ -46,22 +47,22 @@ from hala.translate.runner import SegmentTranslator
 @dataclass
 class Outcome:
     """One segment after the ladder: its pieces (the segment itself, or its re-split), each piece's
-    last answer and verdict, and what each try (greedy first) ended with."""
+    last answer and verdict (`(filter, reason)` or None), and what each try (greedy first) ended with."""
 
     split: segment.Split
     answers: list[Answer]
-    verdicts: list[str | None]
+    verdicts: list[Verdict | None]
     tries: list[dict] = field(default_factory=list)
 
     @property
     def verdict(self) -> str | None:
         """The first failing piece's filter, or None: the segment passed."""
-        return next((v for v in self.verdicts if v), None)
+        return next((v[0] for v in self.verdicts if v), None)
 
     @property
     def climbing(self) -> bool:
         """Failing a QA filter, and no request of it failed (a rerun redoes those)."""
-        return self.verdict is not None and ENGINE_ERROR not in self.verdicts
+        return self.verdict is not None and all(v[0] != ENGINE_ERROR for v in self.verdicts if v)
 
     @property
     def text(self) -> str:
@@ -70,9 +71,10 @@ class Outcome:
         return segment.join(self.split, texts)
 
     def failure(self) -> dict:
-        """What the rejected conversation's record keeps of this segment: its last failure."""
-        answer = self.answers[self.verdicts.index(self.verdict)]
-        out = {"filter": self.verdict, "output": answer.text or answer.error, "tries": self.tries}
+        """What the rejected conversation's record keeps of this segment: its last failure, and why."""
+        first = next(i for i, v in enumerate(self.verdicts) if v)
+        (name, reason), answer = self.verdicts[first], self.answers[first]
+        out = {"filter": name, "reason": reason, "output": answer.text or answer.error, "tries": self.tries}
         if answer.error is not None:
             out["error"] = answer.error
         return out
@@ -82,11 +84,12 @@ class Outcome:
         self.tries.append({"try": rung, "filter": self.verdict})
 
 
-def check(cfg: TranslateConfig, segs: list[segment.Segment], answers: list[Answer]) -> list[str | None]:
-    """Per segment, the first QA filter its answer fails (`engine_error` if its request failed)."""
-    verdicts = qa.check_many([s.text for s in segs], [a.text for a in answers], [a.finish_reason for a in answers],
-                             cfg.source_lang, cfg.target_lang, cfg.qa)  # fmt: skip
-    return [ENGINE_ERROR if a.error is not None else v for a, v in zip(answers, verdicts)]
+def check(cfg: TranslateConfig, segs: list[segment.Segment], answers: list[Answer]) -> list[Verdict | None]:
+    """Per segment, the first QA filter its answer fails and why (`engine_error` and the error, if
+    its request failed)."""
+    items = [qa.Translation(s.text, a.text, a.finish_reason) for s, a in zip(segs, answers)]
+    verdicts = qa.verdicts(items, cfg.source_lang, cfg.target_lang, cfg.qa)
+    return [(ENGINE_ERROR, a.error) if a.error is not None else v for a, v in zip(answers, verdicts)]
 
 
 def translate_checked(
@@ -140,7 +143,7 @@ def _split_at_spans(runner: SegmentTranslator, cfg: TranslateConfig, outcomes: l
     todo = []
     for o in outcomes:
         for i in reversed(range(len(o.verdicts))):  # from the end: replacing a piece renumbers the later ones
-            if o.verdicts[i] == "protected_spans":
+            if o.verdicts[i] and o.verdicts[i][0] == "protected_spans":
                 todo.append((o, i, segment.split_at_spans(o.split.segments[i])))
     if not todo:
         return

@@ -15,8 +15,8 @@ from pathlib import Path
 from hala.engines.base import SamplingParams
 from hala.engines.cache import request_key
 from hala.engines.cached import Answer, CachedChat
+from hala.text.prompts import render
 from hala.translate.config import TranslateConfig
-from hala.translate.prompts import render
 
 Result = Answer  # text, finish_reason, error
 RENAMED = {"requests": "segments", "requests_unique": "segments_unique", "engine_requests": "engine_segments"}

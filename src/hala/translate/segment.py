@@ -11,7 +11,8 @@ byte) and *segments* (sent to the model):
   its own segment;
 - inside a segment, protected spans (inline code, inline LaTeX, URLs, e-mail addresses, HTML tags,
   template placeholders like `{name}` and `%s`) are replaced by numbered placeholders `⟦0⟧`, `⟦1⟧`,
-  ... and restored after translation; a translation that loses or alters one is rejected;
+  ... and restored after translation; a translation that loses or alters one is rejected (the
+  placeholder and the URL span are in `hala.text.patterns`: other stages read text with them too);
 - a segment over the token budget (counted on the text sent, placeholders included) is split at
   sentence boundaries, then at spaces (unless `cut_words` is off: the retry ladder re-splits a
   segment at its sentences only), never inside a protected span; the whitespace between the
@@ -27,8 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-PLACEHOLDER = "⟦{}⟧"
-PLACEHOLDER_RE = re.compile(r"⟦(\d+)⟧")
+from hala.text.patterns import LETTER_RE, PLACEHOLDER, PLACEHOLDER_RE, URL_SPAN
 
 # multi-line regions that are never sent: fenced code (to the closing fence, or to the end) and
 # display math on lines of its own
@@ -46,8 +46,7 @@ INLINE_RE = re.compile(
             r"`+[^`\n]+?`+",  # inline code
             r"\\\(.+?\\\)",  # \( .. \)
             r"\$(?=\S)[^$\n]*?(?<=\S)\$",  # $..$ without inner padding (so "$5 and $10" is prose)
-            # URLs (balanced parentheses allowed, trailing punctuation left out)
-            r"(?:(?:https?|ftp)://|www\.)(?:\([^\s<>()]*\)|[^\s<>()\[\]])*(?:\([^\s<>()]*\)|[^\s<>()\[\].,;:!?'\"])",
+            URL_SPAN,  # balanced parentheses in, trailing punctuation out
             r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+",  # e-mail
             r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>",  # HTML tags
             r"\{\{[^{}\n]*\}\}|\{[A-Za-z_][A-Za-z0-9_]*\}",  # {{jinja}}, {name}
@@ -60,7 +59,6 @@ STRUCTURE_RE = re.compile(r"^(?P<prefix>[ \t]*(?:[-*+][ \t]+|\d{1,3}[.)][ \t]+|#
 TABLE_ROW_RE = re.compile(r"^[ \t]*\|.*\|[ \t]*$")
 SENTENCE_END_RE = re.compile(r"(?:(?<=[.!?؟。])|(?<=[.!?؟。][\"')\]]))\s+")
 SPACE_RE = re.compile(r"\s+")
-LETTER_RE = re.compile(r"[^\W\d_]")
 
 
 def approx_tokens(text: str) -> int:

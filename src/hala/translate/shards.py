@@ -2,7 +2,8 @@
 
 Shards write their units into the same output folder and each leaves its own manifest, which lists
 the units the shard was given. Merging checks that every shard of the run finished with the same
-settings and inputs, then streams the unit files in plan order (input by input, row range by row
+settings and inputs (`hala.data.manifest.shard_manifests`, which `hala pairs` reads a run with
+too), then streams the unit files in plan order (input by input, row range by row
 range: the order of the source data) into consolidated shards, with one manifest that sums the
 counts. The plan is read back from the shards' manifests, not made again: what is merged is what
 the shards did (with `limit` and whatever else shapes the plan), and no input is re-read to count
@@ -13,12 +14,11 @@ its rows. It also folds the segment cache's per-writer files (one per shard proc
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 from collections import Counter
 from pathlib import Path
 
-from hala.data.manifest import FileEntry, Manifest
+from hala.data.manifest import FileEntry, IncompleteRunError, Manifest, shard_manifests
 from hala.data.output_lock import hold_output
 from hala.data.readers import iter_rows, unshard_units
 from hala.data.units import unit_paths
@@ -26,41 +26,6 @@ from hala.data.writers import ShardedWriter
 from hala.engines.cache import CacheError, fold
 
 log = logging.getLogger("hala.translate")
-
-SHARD_MANIFEST_RE = re.compile(r"^manifest(?:\.shard-(\d+)-of-(\d+))?\.json$")
-
-
-class IncompleteRunError(ValueError):
-    """Some shard has not finished, or shards disagree on settings."""
-
-
-def shard_manifests(out: Path) -> list[Manifest]:
-    found = {}
-    for path in out.iterdir():
-        m = SHARD_MANIFEST_RE.match(path.name)
-        if m:
-            index, count = (int(m.group(1)), int(m.group(2))) if m.group(1) else (0, 1)
-            found[(index, count)] = Manifest.read(out, path.name)
-    if not found:
-        raise IncompleteRunError(f"{out}: no finished shard (no manifest*.json); run the shards first")
-    counts = {n for _, n in found}
-    if len(counts) != 1:
-        raise IncompleteRunError(f"{out}: manifests from runs with different shard counts {sorted(counts)}")
-    n = counts.pop()
-    missing = sorted(set(range(n)) - {i for i, _ in found})
-    if missing:
-        raise IncompleteRunError(f"{out}: shards {missing} of {n} have not finished")
-    manifests = [found[(i, n)] for i in range(n)]
-    for i, m in enumerate(manifests):
-        if len(m.units) != m.counts.get("units"):
-            raise IncompleteRunError(
-                f"{out}: the manifest of shard {i} of {n} does not list its units (written by an older hala); "
-                "delete it and rerun that shard, its finished units are kept"
-            )
-    identities = {repr(sorted((k, v) for k, v in m.config.items() if k != "shard")) for m in manifests}
-    if len(identities) != 1:
-        raise IncompleteRunError(f"{out}: shards ran with different settings; rerun them with one config")
-    return manifests
 
 
 def merge_shards(out: str | Path, dest: str | Path | None = None, rows_per_file: int = 100_000) -> Manifest:

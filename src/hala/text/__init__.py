@@ -1,0 +1,13 @@
+"""The rules about text that several stages share, so none of them imports another stage for them.
+
+- `patterns`: what a letter, a URL, inline code and translate's placeholder look like;
+- `scripts`: which script a language is written in, and how much of a text is in it;
+- `language_id`: lingua, the one language detector (restricted to the languages in play), asked
+  only where the script can't tell;
+- `languages`: the language codes hala knows, their names, and the checks of a language pair;
+- `prompts`: the paper's translator prompt, and the field check of any prompt template;
+- `filters`: the one shape of a filter (a name, and verdicts for a batch: pass or (name, reason)),
+  which translate's QA, the pair filters and the judge's script gate share.
+
+translate, pairs and judge stand on this package; it stands on nothing of theirs.
+"""
