@@ -107,12 +107,12 @@ def _deep_copy(data: Any) -> Any:
     return data
 
 
-def _config_class(annotation: Any) -> type[BaseModel] | None:
+def config_class(annotation: Any) -> type[BaseModel] | None:
     """The config class inside an annotation (`X`, `X | None`, `list[X]`, `dict[str, X]`), if any."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in get_args(annotation):
-        found = _config_class(arg)
+        found = config_class(arg)
         if found is not None:
             return found
     return None
@@ -125,7 +125,7 @@ def _section(model: type[BaseModel], loc: tuple) -> tuple[str, type[BaseModel] |
     for part in loc[:-1]:
         if current is not None and isinstance(part, str) and part in current.model_fields:
             path.append(part)
-            current = _config_class(current.model_fields[part].annotation)
+            current = config_class(current.model_fields[part].annotation)
         elif isinstance(part, int):
             path[-1:] = [f"{path[-1]}[{part}]"] if path else [f"[{part}]"]
         # else: a dict key or a pydantic union branch; the section stays where it is

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
+
 from hala.config import StrictModel
 from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
 from hala.data.output_lock import holds_output
@@ -22,17 +24,21 @@ log = logging.getLogger("hala.data")
 
 
 class ConvertConfig(StrictModel):
-    inputs: list[str]
-    out: str
-    format: Literal["auto", "messages", "sharegpt", "alpaca", "pairs"] = "auto"
-    output_format: Literal["jsonl", "parquet"] = "jsonl"
-    output_schema: Literal["records", "sharegpt"] = "records"
+    inputs: list[str] = Field(description="files, folders, saved datasets or hf://NAME")
+    out: str = Field(description="output folder: data/, rejected/, manifest.json")
+    format: Literal["auto", "messages", "sharegpt", "alpaca", "pairs"] = Field(
+        "auto", description="the input's format (auto: told apart per file)"
+    )
+    output_format: Literal["jsonl", "parquet"] = Field("jsonl", description="the file format written")
+    output_schema: Literal["records", "sharegpt"] = Field(
+        "records", description="the schema written: hala's records, or the paper's ShareGPT"
+    )
     lang: str = "en"
     src_lang: str = "en"
     tgt_lang: str = "ar"
     split: str = "train"
     rows_per_unit: int = 10_000
-    strict: bool = False
+    strict: bool = Field(False, description="stop at the first bad row")
 
 
 @holds_output()

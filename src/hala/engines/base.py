@@ -31,7 +31,7 @@ Chat = list[dict[str, str]]
 class SamplingParams(StrictModel):
     """Sampling settings shared by all engines (greedy by default, as the paper's translator)."""
 
-    max_tokens: int = Field(256, ge=1)
+    max_tokens: int = Field(256, ge=1, description="most tokens generated per reply")
     temperature: float = Field(0.0, ge=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int | None = None
@@ -47,8 +47,8 @@ class EngineConfig(StrictModel):
         "max_concurrency", "timeout_s", "max_retries", "backoff_s", "fake_delay_s",
     })  # fmt: skip
 
-    kind: Literal["vllm", "openai", "fake"] = "vllm"
-    model: str = ""
+    kind: Literal["vllm", "openai", "fake"] = Field("vllm", description="the engine (fake: for plumbing tests)")
+    model: str = Field("", description="model folder or hub id (vllm), or served name (openai)")
     # vllm
     dtype: str = "auto"
     max_model_len: int | None = None

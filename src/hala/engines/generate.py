@@ -28,8 +28,8 @@ log = logging.getLogger("hala.generate")
 
 
 class GenerateConfig(StrictModel):
-    input: str
-    out: str
+    input: str = Field(description="conversations (any supported format)")
+    out: str = Field(description="output folder: data/, rejected/, manifest.json")
     engine: EngineConfig = Field(default_factory=EngineConfig)
     sampling: SamplingParams = Field(default_factory=SamplingParams)
     format: Literal["auto", "messages", "sharegpt", "alpaca"] = "auto"

@@ -41,15 +41,16 @@ log = logging.getLogger("hala.evaluate")
 class BenchConfig(StrictModel):
     NOT_OUTPUT = frozenset({"batch_size", "gpu_memory_utilization"})
     models: list[str] = Field(min_length=1, description="model folders, each optionally as LABEL=DIR")
-    out: str
+    out: str = Field(description="output folder: results.md, results.json, manifest.json")
     tasks: list[str] = Field(default_factory=list, description="benchmark names; empty: all six")
     data_dir: str | None = Field(None, description="local OALL v2 data; default: the bundled mini data")
     limit: int | None = Field(None, ge=1, description="at most N items per subset (lighteval's max_samples)")
-    backend: Literal["auto", "hf", "vllm"] = "auto"
+    backend: Literal["auto", "hf", "vllm"] = Field("auto", description="auto: vllm on a GPU, else hf")
     dtype: str | None = Field(None, description="default: float32 on CPU, the model's own on GPU")
     batch_size: int = Field(8, ge=1, description="hf backend")
     chat_template: bool | None = Field(None, description="None: lighteval's default (the tokenizer's template, if any)")
-    paper_row: str = "auto"
+    paper_row: str = Field("auto", description=f"the paper's row shown alongside: {', '.join(PAPER_ROW_CHOICES)} "
+                           "(auto: matched by model names)")
     max_model_len: int | None = Field(None, ge=1, description="vllm backend")
     tensor_parallel_size: int = Field(1, ge=1, description="vllm backend")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm backend")

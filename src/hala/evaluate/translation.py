@@ -38,13 +38,13 @@ log = logging.getLogger("hala.evaluate")
 class TranslationEvalConfig(StrictModel):
     models: list[str] = Field(min_length=1, description="model folders (or served names), each optionally LABEL=DIR")
     data: str = Field(description="test pairs: {en, ar}, translation: {..}, {src, tgt} or TSV")
-    out: str
+    out: str = Field(description="output folder: results.md, hypotheses, manifest.json")
     engine: EngineConfig = Field(default_factory=EngineConfig, description="engine.model is set per model")
     sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(max_tokens=256, temperature=0.0))
     template: TranslatorPrompt = PAPER_TEMPLATE
     source_lang: str = "en"
     target_lang: str = "ar"
-    limit: int | None = Field(None, ge=1)
+    limit: int | None = Field(None, ge=1, description="only the first N pairs")
 
 
 def score(hypotheses: list[str], references: list[str]) -> dict:

@@ -16,7 +16,7 @@ import json
 import re
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from hala.config import StrictModel
 from hala.data.manifest import Manifest
@@ -34,8 +34,14 @@ th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: ta
 
 class ReportConfig(StrictModel):
     run: str = Field(description="the run folder written by hala run")
-    out: str
+    out: str = Field("", description="default: RUN/report")
     samples: int = Field(20, ge=0)
+
+    @model_validator(mode="after")
+    def _out_in_the_run(self) -> ReportConfig:
+        if not self.out:
+            self.out = str(Path(self.run) / "report")
+        return self
 
 
 def _json(path: Path) -> dict:

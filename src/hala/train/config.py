@@ -22,7 +22,7 @@ class TrainConfig(StrictModel):
     model: str = Field(description="base model folder or hub id")
     data: list[str] = Field(min_length=1, description="training files: prompt-completion rows or conversations")
     eval_data: list[str] = Field(default_factory=list)
-    out: str
+    out: str = Field(description="OUT/model is the final checkpoint; OUT/checkpoints for resume")
     format: Literal["auto", "prompt_completion", "conversations"] = "auto"
     chat_template: str | None = Field(None, description="a jinja file to train and save with, instead of the model's")
     max_length: int = Field(2048, ge=8)

@@ -61,15 +61,15 @@ class TranslateConfig(StrictModel):
         "shard", "executor", "workers", "submit", "slurm", "ray", "progress",
     })  # fmt: skip
 
-    inputs: list[str] = Field(min_length=1)
-    out: str
+    inputs: list[str] = Field(min_length=1, description="conversations: files, folders, saved datasets or hf://NAME")
+    out: str = Field(description="output folder: data/, rejected/, stats/, cache/, manifest.json")
     engine: EngineConfig = Field(default_factory=EngineConfig)
     sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(max_tokens=512, temperature=0.0))
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     qa: QAConfig = Field(default_factory=QAConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
-    source_lang: str = "en"
-    target_lang: str = "ar"
+    source_lang: str = Field("en", description="the language translated from")
+    target_lang: str = Field("ar", description="the language translated into; named in the prompt and QA")
     system_prompts: Literal["translate", "keep", "drop"] = "translate"
     format: Literal["auto", "messages", "sharegpt", "alpaca"] = "auto"
     field_maps: dict[str, dict[str, str]] = Field(
@@ -85,11 +85,11 @@ class TranslateConfig(StrictModel):
     cache_path: str | None = Field(None, description="default: OUT/cache/segments.sqlite")
     engine_retries: int = Field(2, ge=0)
     engine_backoff_s: float = Field(2.0, ge=0)
-    strict: bool = False
+    strict: bool = Field(False, description="stop at the first bad input row")
     # launching
-    shard: str = "0/1"
-    executor: Literal["none", "local", "slurm", "ray"] = "none"
-    workers: int = Field(1, ge=1, description="local executor: processes (shards) to run")
+    shard: str = Field("0/1", description="run shard I of N, written I/N")
+    executor: Literal["none", "local", "slurm", "ray"] = Field("none", description="how shards are launched")
+    workers: int = Field(1, ge=1, description="shards to launch with executor local, slurm or ray")
     submit: bool = Field(False, description="slurm executor: also run sbatch")
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
