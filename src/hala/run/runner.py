@@ -42,7 +42,12 @@ OLD = "old"  # OUT/_stages/old/<stage>-<time>/: stage folders of earlier setting
 
 
 class StageFailed(RuntimeError):
-    """A stage exited non-zero; the message names its log."""
+    """A stage exited non-zero; the message names its log. `status` is what `hala run` exits with:
+    the stage's own (1, 2 or 3, `hala.exit_status`), or 1 for a stage killed by a signal."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status if status in (1, 2, 3) else 1
 
 
 @dataclass
@@ -271,5 +276,5 @@ def _run_stage(step: Step, run: Path, paths: dict[str, Path], prefix: list[str],
         log(f"  {name}: stopped by {signal.Signals(stopped).name} after {seconds}s; rerun to resume it")
         raise SystemExit(128 + stopped)
     if code != 0:
-        raise StageFailed(f"stage {name} failed (exit {code}) after {seconds}s; log: {paths['log']}")
+        raise StageFailed(f"stage {name} failed (exit {code}) after {seconds}s; log: {paths['log']}", code)
     return seconds

@@ -1,4 +1,6 @@
-"""Run one stage of a recipe from its resolved config (the subprocess `hala run` starts)."""
+"""Run one stage of a recipe from its resolved config (the subprocess `hala run` starts).
+
+It exits as the stage's `hala` command would (`hala.exit_status`), and `hala run` exits with that."""
 
 from __future__ import annotations
 
@@ -7,8 +9,7 @@ import logging
 import sys
 
 from hala.children import exit_on_sigterm
-from hala.data.manifest import OutputInUseError
-from hala.data.units import RequestsFailed
+from hala.exit_status import exit_code
 from hala.run.stages import BY_NAME
 
 
@@ -17,15 +18,15 @@ def main(name: str, config_path: str) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stage = BY_NAME[name]
     with open(config_path, encoding="utf-8") as handle:
-        config = stage.load("config").model_validate(json.load(handle))
+        data = json.load(handle)
     try:
-        manifest = stage.load("function")(config)
-    except OutputInUseError as exc:  # a folder in use or not writable: the message is the whole story
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except RequestsFailed as exc:  # rows lost to engine errors: no manifest, so the chain stops here
-        print(f"error: {exc}", file=sys.stderr)
-        return RequestsFailed.exit_code
+        manifest = stage.load("function")(stage.load("config").model_validate(data))
+    except Exception as error:  # the CLI's one rule: an error hala explains is one line and its status
+        code = exit_code(error)
+        if code is None:
+            raise
+        print(f"error: {error}", file=sys.stderr)  # rows lost to engine errors (3): no manifest, the chain stops
+        return code
     print(json.dumps({"stage": name, "counts": manifest.counts, "metrics": getattr(manifest, "metrics", {})}))
     return 0
 

@@ -1,19 +1,20 @@
 """The chain: each stage, what it reads from the stages before it, and how its config is built.
 
-A stage's config is its recipe section with the linking paths filled in (`link`). Stage functions
-are the same ones the CLI calls; two small composite stages live here: `models` (materialize the
-built-in models the recipe names, `hala.models.builtin`) and `warmup` (the tiny recipe's teacher warm-up on seed pairs).
+A stage's config is its recipe section with the linking paths filled in (`link`). A stage's config
+and function are an entry of the command table (`hala.commands`), the very one its `hala` command
+runs; two small composite stages live here: `models` (materialize the built-in models the recipe
+names, `hala.models.builtin`) and `warmup` (the tiny recipe's teacher warm-up on seed pairs).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import import_module
 from pathlib import Path
 from typing import Callable
 
 from pydantic import Field
 
+from hala.commands import COMMANDS, Command
 from hala.config import StrictModel, set_dotted
 from hala.data.manifest import Manifest
 from hala.data.output_lock import holds_output
@@ -25,14 +26,13 @@ from hala.run.recipe import Recipe, data_path, model_path
 class Stage:
     name: str
     about: str
-    config: str  # "module:Class"
-    function: str  # "module:function"
+    command: Command  # its config and function: an entry of the command table, or a composite below
     upstream: tuple[str, ...]
     link: Callable[[Recipe, Path], dict]  # dotted key -> value, set over the recipe section
 
     def load(self, attr: str):
-        module, _, name = getattr(self, attr).partition(":")
-        return getattr(import_module(module), name)
+        """The stage's config class (`"config"`) or function (`"function"`), imported."""
+        return self.command.load(attr)
 
 
 # --- composite stages -----------------------------------------------------------------------------
@@ -106,53 +106,49 @@ def judge_link(recipe: Recipe, run: Path) -> dict:
             "cache_path": recipe.judge.get("cache_path") or str(run / "cache" / "judge.sqlite")}  # fmt: skip
 
 
+MODELS = Command("hala.run.stages:ModelsConfig", "hala.run.stages:materialize_models", "materialize built-in models")
+WARMUP = Command("hala.run.stages:WarmupConfig", "hala.run.stages:warmup", "warm the teacher up on seed pairs")
 STAGES: list[Stage] = [
-    Stage("models", "materialize built-in models", "hala.run.stages:ModelsConfig", "hala.run.stages:materialize_models", (),
+    Stage("models", "materialize built-in models", MODELS, (),
           lambda r, run: {"out": str(run / "models"),
                           "names": sorted({m for m in r.models.model_dump().values() if m in BUILTIN_MODELS})}),
-    Stage("warmup", "warm the teacher up on seed pairs (optional)", "hala.run.stages:WarmupConfig", "hala.run.stages:warmup",
-          ("models",),
+    Stage("warmup", "warm the teacher up on seed pairs (optional)", WARMUP, ("models",),
           lambda r, run: {"out": str(run / "warmup"), "model": _m(r, run, r.models.teacher),
                           "pairs": data_path(r.data.warmup_pairs) if r.data.warmup_pairs else ""}),
-    Stage("quantize", "FP8 teacher (compressed-tensors)", "hala.quantize.stage:QuantizeConfig", "hala.quantize.stage:quantize",
-          ("warmup",), lambda r, run: {"out": str(run / "quantize"), "model": teacher(r, run)}),
-    Stage("teacher_translate", "the teacher translates English instruction data", "hala.translate.config:TranslateConfig",
-          "hala.translate.pipeline:translate", ("quantize",),
+    Stage("quantize", "FP8 teacher (compressed-tensors)", COMMANDS["quantize"], ("warmup",),
+          lambda r, run: {"out": str(run / "quantize"), "model": teacher(r, run)}),
+    Stage("teacher_translate", "the teacher translates English instruction data", COMMANDS["translate"], ("quantize",),
           lambda r, run: {"out": str(run / "teacher_translate"), "inputs": [data_path(p) for p in r.data.teacher_inputs],
                           "engine.model": str(run / "quantize") if r.teacher_fp8 else teacher(r, run)}),
-    Stage("judge", "the judge scores the external pairs", "hala.judge.stage:JudgeConfig", "hala.judge.stage:judge",
-          ("warmup",), judge_link),
-    Stage("pairs", "the parallel corpus and the translator's training data", "hala.pairs.config:PairsConfig",
-          "hala.pairs.build:build_pairs", ("teacher_translate", "judge"),
+    Stage("judge", "the judge scores the external pairs", COMMANDS["judge"], ("warmup",), judge_link),
+    Stage("pairs", "the parallel corpus and the translator's training data", COMMANDS["pairs"],
+          ("teacher_translate", "judge"),
           lambda r, run: {"out": str(run / "pairs"),
                           "inputs": [str(run / "teacher_translate")] + ([str(run / "judge")] if r.data.external_pairs else [])}),
-    Stage("translator", "fine-tune the translator", "hala.train.config:TrainConfig", "hala.train.sft:train", ("pairs",),
+    Stage("translator", "fine-tune the translator", COMMANDS["train"], ("pairs",),
           lambda r, run: {"out": str(run / "translator"), "model": _m(r, run, r.models.translator),
                           "data": [str(run / "pairs" / "sft" / "train.jsonl")]}),
     Stage("eval_translation", "BLEU/chrF++: translator base vs fine-tuned, teacher BF16 vs FP8",
-          "hala.evaluate.translation:TranslationEvalConfig", "hala.evaluate.translation:evaluate_translation",
-          ("translator", "quantize"),
+          COMMANDS["eval translation"], ("translator", "quantize"),
           lambda r, run: {"out": str(run / "eval_translation"), "data": data_path(r.data.test_pairs),
                           "models": [f"translator_base={_m(r, run, r.models.translator)}",
                                      f"translator={run / 'translator' / 'model'}",
                                      f"teacher_bf16={teacher(r, run)}", f"teacher_fp8={run / 'quantize'}"]}),
-    Stage("translate", "the translator translates the instruction sets", "hala.translate.config:TranslateConfig",
-          "hala.translate.pipeline:translate", ("translator",),
+    Stage("translate", "the translator translates the instruction sets", COMMANDS["translate"], ("translator",),
           lambda r, run: {"out": str(run / "translate"), "inputs": [data_path(p) for p in r.data.instructions],
                           "engine.model": str(run / "translator" / "model")}),
-    Stage("sft", "fine-tune the Hala model on the Arabic corpus", "hala.train.config:TrainConfig", "hala.train.sft:train",
-          ("translate",),
+    Stage("sft", "fine-tune the Hala model on the Arabic corpus", COMMANDS["train"], ("translate",),
           lambda r, run: {"out": str(run / "sft"), "model": _m(r, run, r.models.hala_base),
                           "data": [str(run / "translate" / "data")]}),
-    Stage("merge", "SLERP the fine-tune with its base", "hala.merge.config:MergeConfig", "hala.merge.stage:merge", ("sft",),
+    Stage("merge", "SLERP the fine-tune with its base", COMMANDS["merge"], ("sft",),
           lambda r, run: {"out": str(run / "merge"), "base": _m(r, run, r.models.hala_base),
                           "model": str(run / "sft" / "model")}),
-    Stage("bench", "OALL v2: base, SFT, merged", "hala.evaluate.bench:BenchConfig", "hala.evaluate.bench:bench", ("merge",),
+    Stage("bench", "OALL v2: base, SFT, merged", COMMANDS["eval bench"], ("merge",),
           lambda r, run: {"out": str(run / "bench"), "data_dir": r.data.bench_data,
                           "models": [f"base={_m(r, run, r.models.hala_base)}", f"sft={run / 'sft' / 'model'}",
                                      f"merged={run / 'merge'}"]}),
-    Stage("report", "the HTML report", "hala.run.report:ReportConfig", "hala.run.report:report",
-          ("eval_translation", "bench"), lambda r, run: {"out": str(run / "report"), "run": str(run)}),
+    Stage("report", "the HTML report", COMMANDS["report"], ("eval_translation", "bench"),
+          lambda r, run: {"out": str(run / "report"), "run": str(run)}),
 ]  # fmt: skip
 BY_NAME = {s.name: s for s in STAGES}
 
