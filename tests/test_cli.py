@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import typer
+from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 from hala.cli import app
+from hala.commands import COMMANDS, setting
+from hala.stage_command import build
 
 runner = CliRunner()
 SUBCOMMANDS = ["translate", "quantize", "pairs", "judge", "train", "merge", "eval", "run", "report", "models"]
@@ -106,3 +113,90 @@ def test_every_builtin_model_is_a_models_command_and_a_recipe_reference(tmp_path
     result = runner.invoke(app, ["models", "tiny-lfm2", "--out", str(tmp_path / "m")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "m" / "config.json").read_text())["model_type"] == "lfm2"
+
+
+@pytest.mark.parametrize("key", list(COMMANDS))
+def test_every_command_is_built_from_its_entry_with_help_from_its_config(key):
+    command = COMMANDS[key]
+    config = command.load("config")
+    options = {p.opts[0]: p for p in build(key.split()[-1], command).params if p.opts[0].startswith("-")}
+    assert {"--config", "--verbose"} <= set(options)
+    for flag in command.flags:
+        if not (flag.help or flag.action):
+            described = setting(config, flag.key)[0].description
+            assert described and described in options[flag.names[0]].help, flag.names
+    shown = runner.invoke(app, [*key.split(), "--help"], env={"COLUMNS": "400"})
+    assert shown.exit_code == 0, shown.output
+    assert all(name in shown.output for name in config.model_fields)  # every setting, as KEY=VALUE
+
+
+def quoted_commands(text: str) -> list[str]:
+    """Every `hala ...` command line quoted in a markdown file: in bash blocks and in code spans."""
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    lines = [line.split(" #")[0].strip() for block in blocks for line in block.replace("\\\n", " ").splitlines()]
+    return [line for line in lines if line.startswith("hala ")] + re.findall(r"`(hala [^`]+)`", text)
+
+
+def argvs(line: str) -> list[list[str]]:
+    """The command lines a documented one stands for: [optional] parts in, each of `a|b` and of
+    `hala models NAME`, a one-letter placeholder (`--workers K`) as a number."""
+    from hala.models.builtin import BUILTIN_MODELS
+
+    words = [("2" if re.fullmatch(r"[A-Z]", w) else w) for w in shlex.split(line.replace("[", "").replace("]", ""))[1:]]
+    if words[:2] == ["models", "NAME"]:
+        words[1] = "|".join(BUILTIN_MODELS)
+    fork = next((i for i, w in enumerate(words) if "|" in w), None)
+    if fork is None:
+        return [words]
+    lines = [shlex.join(["hala", *words[:fork], choice, *words[fork + 1 :]]) for choice in words[fork].split("|")]
+    return [argv for line in lines for argv in argvs(line)]
+
+
+def names_a_setting(config, key: str) -> bool:
+    """Whether `key` is a setting of `config`, or a key inside one of its dict settings (`trl.NAME`)."""
+    parts = key.split(".")
+    for n in range(len(parts), 0, -1):
+        try:
+            found, _ = setting(config, ".".join(parts[:n]))
+        except KeyError:
+            continue
+        return n == len(parts) or "dict" in str(found.annotation)
+    return False
+
+
+def parse(argv: list[str]):
+    """Resolve a command line as `hala` does and parse its options, without running anything;
+    (the table entry or None, the parsed context, whether it was only a command's name)."""
+    ctx, path = typer.main.get_command(app).make_context("hala", list(argv)), []
+    while isinstance(ctx.command, TyperGroup):
+        name, command, rest = ctx.command.resolve_command(ctx, [*ctx._protected_args, *ctx.args])
+        path.append(name)
+        if not rest:
+            return COMMANDS.get(" ".join(path)), None, True
+        ctx = command.make_context(name, rest, parent=ctx)
+    return COMMANDS.get(" ".join(path)), ctx, False
+
+
+DOCS = [Path("README.md"), *sorted(Path("docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_command_line_in_the_docs_parses(doc):
+    lines = quoted_commands(doc.read_text(encoding="utf-8"))
+    assert lines
+    for line in lines:
+        for argv in argvs(line):
+            command, ctx, mention = parse(argv)
+            if mention or command is None:
+                continue
+            for word in ctx.params.get("overrides") or []:
+                known = word in ("...", "KEY=VALUE") or word in command.words
+                assert known or names_a_setting(command.load("config"), word.partition("=")[0]), f"{line}: {word}"
+
+
+def test_hala_run_exits_as_the_stage_that_failed(tmp_path):
+    """One exit rule: a stage that lost rows to engine errors exits 3, and so does `hala run`."""
+    args = ["run", "recipes/tiny-cpu.yaml", "--out", str(tmp_path / "run"), "--until", "models"]
+    for status in (3, 1):
+        result = runner.invoke(app, [*args, f"launchers.models=sh -c 'exit {status}'"])
+        assert result.exit_code == status and f"stage models failed (exit {status})" in result.output

@@ -29,34 +29,26 @@ from hala.stage_command import build, fail
 
 
 class _Table(TyperGroup):
-    """A group whose commands come from the table; each is built when it runs or shows its help."""
+    """A group whose commands come from the table: a stand-in with the command's help until one
+    runs (or shows its own help), which is then built from its entry."""
 
     def __init__(self, *args, prefix: str = "", **kwargs):
         super().__init__(*args, **kwargs)
         self.prefix = prefix  # "eval " for `hala eval ...`
-
-    def _entries(self) -> dict[str, str]:
-        """The next word of each table command under this group -> its table key."""
-        found: dict[str, str] = {}
+        table: dict = {}
         for key in COMMANDS:
-            if key.startswith(self.prefix):
-                found.setdefault(key[len(self.prefix) :].split(" ")[0], key)
-        return found
-
-    def list_commands(self, ctx) -> list[str]:
-        return [*self._entries(), *super().list_commands(ctx)]
-
-    def get_command(self, ctx, name: str):
-        key = self._entries().get(name)
-        if key is None:
-            return super().get_command(ctx, name)
-        if key == self.prefix + name:  # its help, until it runs
-            return TyperCommand(name, help=COMMANDS[key].help)
-        return _Table(name=name, help=GROUPS[name], prefix=f"{self.prefix}{name} ", no_args_is_help=True)
+            word = key.removeprefix(prefix).split(" ")[0]
+            if not key.startswith(prefix) or word in table:
+                continue
+            if prefix + word in COMMANDS:
+                table[word] = TyperCommand(word, help=COMMANDS[key].help)
+            else:
+                table[word] = _Table(name=word, help=GROUPS[word], prefix=f"{prefix}{word} ", no_args_is_help=True)
+        self.commands = {**table, **self.commands}
 
     def resolve_command(self, ctx, args):
         name, command, rest = super().resolve_command(ctx, args)
-        if self.prefix + name in COMMANDS:
+        if name and self.prefix + name in COMMANDS:
             command = build(name, COMMANDS[self.prefix + name])
         return name, command, rest
 

@@ -148,12 +148,15 @@ def page(manifest: Manifest, out: Path) -> str:
 
 
 IO = (Flag(("--input", "-i"), "inputs"), Flag(("--out", "-o"), "out"))
-STRICT = Flag(("--strict",), "strict", True, "stop at the first bad input row")
+STRICT = Flag(("--strict",), "strict", True)
 LIMIT = Flag(("--limit",), "limit")
 ENGINE = (Flag(("--model", "-m"), "engine.model"), Flag(("--engine",), "engine.kind"))
-PICKLE = Flag(("--allow-pickle",), "allow_pickle", True, "read .bin/.pt weights (pickle can run code: only trusted files)")
+PICKLE = Flag(
+    ("--allow-pickle",), "allow_pickle", True, "read .bin/.pt weights (pickle can run code: only trusted files)"
+)
 JUDGE = (
-    IO[0], Flag(("--out", "-o"), "out", help="output folder: data/ (accepted), rejected/, stats/, cache/, manifest.json"),
+    IO[0],
+    Flag(("--out", "-o"), "out", help="output folder: data/ (accepted), rejected/, stats/, cache/, manifest.json"),
     *ENGINE, Flag(("--mode",), "mode"), Flag(("--threshold",), "threshold"), Flag(("--gold",), "gold"), LIMIT, STRICT,
 )  # fmt: skip
 
@@ -202,7 +205,8 @@ COMMANDS: dict[str, Command] = {
     ),
     "eval bench": Command(
         "hala.evaluate.bench:BenchConfig", "hala.evaluate.bench:bench",
-        "The paper's six OALL v2 Arabic benchmarks (0-shot, acc_norm) via lighteval, with the paper's numbers alongside.",
+        "The paper's six OALL v2 Arabic benchmarks (0-shot, acc_norm) via lighteval, with the paper's numbers "
+        "alongside.",
         (Flag(("--model", "-m"), "models"), Flag(("--tasks", "-t"), "tasks"), Flag(("--data-dir",), "data_dir"), LIMIT,
          Flag(("--out", "-o"), "out"), Flag(("--backend",), "backend"), Flag(("--paper-row",), "paper_row"),
          Flag(("--batch-size",), "batch_size"), Flag(("--dtype",), "dtype")),

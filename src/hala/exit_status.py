@@ -1,15 +1,18 @@
 """What a `hala` command exits with: one rule, by the type of the error, for every command.
 
-| status | when | error types |
-|---|---|---|
-| 0 | done; rows turned down by a verdict (QA, filters, the judge) are in rejected/ (all of them: a loud warning) | |
-| 1 | an error hala names in one line: bad, empty or missing input, a folder in use, a model that fails a check, failed shards; also a run that read not one row | `ValueError`, `FileNotFoundError`, `ShardsFailed` |
-| 2 | a bad config, override, flag or recipe (the file, the dotted key, the valid keys) | `ConfigError`, click's usage errors |
-| 3 | the run went through, but engine requests failed after their retries: rerun the same command | `RequestsFailed` |
+- 0: done. Rows turned down by a verdict (QA, filters, the judge) are in rejected/ with their
+  reasons; when all of them were, a loud warning.
+- 1: an error hala names in one line (`ValueError`, `FileNotFoundError`, `ShardsFailed`): bad,
+  empty or missing input, a folder in use, a model that fails a check, failed shards; also a run
+  that finished but could read not one row.
+- 2: a bad config, override, flag or recipe (`ConfigError`, and click's usage errors): the file,
+  the dotted key, the valid keys.
+- 3: the run went through, but engine requests failed after their retries (`RequestsFailed`):
+  their rows are in rejected/, no manifest is written; rerun the same command to retry only those.
 
-`hala run` exits with the status of the stage that failed (`StageFailed.status`), so a stage that
-lost rows to engine errors makes the chain exit 3, like the stage's own command. The stage processes
-of `hala run` (`hala.run.stage_main`) follow the same rule. Any other exception is a bug: it keeps
+`hala run` exits with the status of the stage that failed (`StageFailed.status`): a stage that lost
+rows to engine errors makes the chain exit 3, as the stage's own command does. The stage processes
+of `hala run` (`hala.run.stage_main`) follow the same rule. Any other exception is a bug and keeps
 its traceback (exit 1).
 """
 
@@ -27,7 +30,11 @@ def exit_code(error: BaseException) -> int | None:
 
     if isinstance(error, StageFailed):
         return error.status
-    rule = ((ConfigError, 2), (RequestsFailed, RequestsFailed.exit_code), ((ValueError, FileNotFoundError, ShardsFailed), 1))
+    rule = [  # the first match wins: a ConfigError is a ValueError too
+        (ConfigError, 2),
+        (RequestsFailed, RequestsFailed.exit_code),
+        ((ValueError, FileNotFoundError, ShardsFailed), 1),
+    ]
     return next((code for kinds, code in rule if isinstance(error, kinds)), None)
 
 
@@ -49,7 +56,8 @@ def nothing_kept(counts: dict[str, int], out: Path) -> tuple[str | None, bool]:
         kinds = {k.removeprefix("rejected_"): v for k, v in counts.items() if k.startswith("rejected_")}
         shown = ", ".join(f"{k}={v}" for k, v in kinds.items())
         unreadable = all(k in BAD_KINDS for k in kinds)
-        return f"no row was kept: all {rejected} were rejected ({shown}); the reasons are in {out / 'rejected'}", unreadable
+        why = f"no row was kept: all {rejected} were rejected ({shown}); the reasons are in {out / 'rejected'}"
+        return why, unreadable
     if counts.get("units", 1) == 0:  # a shard that got no unit of a larger run: nothing to do is right
         return None, False
     return "no row was kept: the inputs hold no records (only blank lines?)", True

@@ -36,7 +36,7 @@ class GenerateConfig(StrictModel):
     output_format: Literal["jsonl", "parquet"] = "jsonl"
     rows_per_unit: int = Field(64, ge=1)
     limit: int | None = Field(None, ge=1, description="only the first N rows of the input")
-    strict: bool = False
+    strict: bool = Field(False, description="stop at the first bad input row")
 
 
 def prompt_of(conv: Conversation) -> list[Message]:
