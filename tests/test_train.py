@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hala.config import ConfigError, load_config
 from hala.train.config import TrainConfig
 from hala.train.sft import NoTrainableTokensError, build_trainer, train
 from hala.train.templates import TemplateError, has_markers, training_template
@@ -49,6 +50,26 @@ def test_label_mask_covers_exactly_the_assistant_tokens(tmp_path, tiny_llama):
     assert prepared.fmt == "conversations"
     assert masked_text(prepared, 0) == "صباح الخير<|im_end|>شكرا لك<|im_end|>"
     assert masked_text(prepared, 1) == "أين السوق؟<|im_end|>"
+
+
+def test_trl_fields_pass_through_and_the_warmup_fraction_is_the_one_configured(tmp_path, tiny_llama):
+    """`trl.NAME=VALUE` sets any SFTConfig field. transformers 5 has no `warmup_ratio`: it reads a
+    float `warmup_steps` in [0, 1) as the fraction of the steps, so that is what warmup_ratio sets."""
+    data = write(tmp_path / "c.jsonl", CONVS)
+    settings = {"model": str(tiny_llama), "data": [str(data)], "out": str(tmp_path / "o"), "warmup_ratio": 0.1}
+    cfg = load_config(TrainConfig, None, ["trl.gradient_checkpointing=true", "trl.neftune_noise_alpha=5"], settings)
+    args = build_trainer(cfg).trainer.args
+    assert args.gradient_checkpointing is True and args.neftune_noise_alpha == 5
+    assert args.warmup_steps == 0.1 and args.get_warmup_steps(200) == 20
+
+
+def test_an_unknown_trl_field_is_refused_with_the_valid_names():
+    settings = {"model": "m", "data": ["d.jsonl"], "out": "o"}
+    with pytest.raises(ConfigError, match=r"trl.gradient_checkpoint: not a field .*did you mean gradient_checkpointing"
+                                          r".*valid: .*neftune_noise_alpha"):  # fmt: skip
+        load_config(TrainConfig, None, ["trl.gradient_checkpoint=true"], settings)
+    with pytest.raises(ConfigError, match="trl.output_dir: hala writes the checkpoints to OUT/checkpoints"):
+        load_config(TrainConfig, None, ["trl.output_dir=elsewhere"], settings)
 
 
 def test_template_without_markers_is_patched_and_renders_the_same(tmp_path, tiny_llama):

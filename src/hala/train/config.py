@@ -1,12 +1,24 @@
-"""The config of `hala train`: one TRL SFT run (translator or Hala model)."""
+"""The config of `hala train`: one TRL SFT run (translator or Hala model).
+
+hala's own settings are the ones its recipes and checks rely on; any other field of TRL's
+`SFTConfig` passes through `trl: {...}` (`hala train ... trl.neftune_noise_alpha=5`), so a TRL
+option needs no field here. The names are checked against the installed TRL when the config is
+read, not when training starts: a typo fails at once, with the valid names.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import difflib
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from hala.config import StrictModel
+
+# SFTConfig fields hala must set itself, and why
+HALA_OWNS = {
+    "output_dir": "hala writes the checkpoints to OUT/checkpoints (resume and the folder's claim rely on it); set out",
+}
 
 
 class LoraSettings(StrictModel):
@@ -53,3 +65,27 @@ class TrainConfig(StrictModel):
     save_total_limit: int = Field(2, ge=1)
     resume: bool | str = Field(False, description="True: latest checkpoint in OUT/checkpoints; or a path")
     limit: int | None = Field(None, ge=1, description="only the first N training rows")
+    trl: dict[str, Any] = Field(
+        default_factory=dict,
+        description="any other TRL SFTConfig field, set over what hala derives from its own settings "
+        "(e.g. trl.gradient_checkpointing=true trl.neftune_noise_alpha=5)",
+    )
+
+    @field_validator("trl")
+    @classmethod
+    def _sft_config_fields(cls, trl: dict[str, Any]) -> dict[str, Any]:
+        if not trl:  # TRL (and torch with it) is imported only when a run names a TRL field
+            return trl
+        import dataclasses
+
+        from trl import SFTConfig
+
+        valid = sorted(f.name for f in dataclasses.fields(SFTConfig) if f.init and f.name not in HALA_OWNS)
+        for name in trl:
+            if name in HALA_OWNS:
+                raise ValueError(f"trl.{name}: {HALA_OWNS[name]}")
+            if name not in valid:
+                near = difflib.get_close_matches(name, valid, n=3)
+                hint = f"did you mean {', '.join(near)}? " if near else ""
+                raise ValueError(f"trl.{name}: not a field of TRL's SFTConfig; {hint}valid: {', '.join(valid)}")
+        return trl

@@ -11,6 +11,7 @@ What it decides:
   of the same run (the folder is claimed like every stage's: checkpoints of other settings or data
   are refused, not resumed);
 - the model saved in the base's dtype unless `save_dtype` says otherwise;
+- TRL's own options: any `SFTConfig` field given as `trl.NAME`, set over what hala derives;
 - the final save in OUT/model: safetensors, tokenizer, the model's original chat template and
   generation config.
 
@@ -130,7 +131,7 @@ def build_trainer(cfg: TrainConfig) -> Prepared:
 
         peft_config = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                                  target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")  # fmt: skip
-    args = SFTConfig(
+    ours = dict(
         output_dir=str(out / CHECKPOINTS),
         assistant_only_loss=fmt == "conversations",
         max_length=cfg.max_length,
@@ -139,7 +140,7 @@ def build_trainer(cfg: TrainConfig) -> Prepared:
         max_steps=cfg.max_steps,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a fraction of the steps
+        warmup_steps=cfg.warmup_ratio,  # transformers 5 has no warmup_ratio: a float in [0, 1) is the fraction
         weight_decay=cfg.weight_decay,
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
@@ -154,6 +155,7 @@ def build_trainer(cfg: TrainConfig) -> Prepared:
         seed=cfg.seed,
         report_to="none",
     )
+    args = SFTConfig(**(ours | cfg.trl))  # any other TRL field, over ours (the config refused unknown names)
     score_only_supervised_positions()
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=tokenizer, peft_config=peft_config)  # fmt: skip
