@@ -8,8 +8,8 @@ setting is one `Field(description=...)` on the config, not a new flag.
 
 A flag is a shortcut for one setting (`--input/-i` sets `inputs`, `--no-verify` sets
 `verify.enabled=false`). Its help is the setting's `Field(description=...)` with its choices and
-default, unless the flag brings its own: a switch says what it switches, and a few configs (in
-packages that other work is reshaping) don't describe `out` yet.
+default, unless the flag brings its own: a switch says what it switches (`--no-verify`), and a few
+configs don't describe their `out` yet.
 
 Configs and functions are named "module:attribute" and imported only when a command runs or shows
 its own help: `hala --help` reads this table alone (the quantize and merge configs import torch).

@@ -20,7 +20,7 @@ from typer.core import TyperCommand
 from hala.commands import Command, Flag, flag_help, load, setting, settings_help, value_type
 from hala.exit_status import exit_code, nothing_kept, remove_if_unused
 
-OVERRIDES = "KEY=VALUE settings, e.g. engine.kind=fake sampling.max_tokens=64"
+OVERRIDES = "KEY=VALUE settings, listed below; a key in a section is dotted (section.key=value)"
 
 
 def _param(name: str, annotation, default) -> inspect.Parameter:
@@ -33,7 +33,7 @@ def build(name: str, command: Command) -> TyperCommand:
     params = []
     if command.argument:
         described = setting(config, command.argument)[0].description
-        params.append(_param("argument", str, typer.Argument(..., help=described)))
+        params.append(_param(command.argument, str, typer.Argument(..., help=described)))
     for i, flag in enumerate(command.flags):
         if flag.switch:
             params.append(_param(f"flag{i}", bool, typer.Option(False, *flag.names, help=flag_help(config, flag))))
@@ -85,7 +85,7 @@ def invoke(command: Command, values: dict) -> None:
     overrides = list(values["overrides"] or [])
     if overrides and overrides[0] in command.words:  # `hala judge calibrate ...`
         command = command.words[overrides.pop(0)]
-    settings = {command.argument: values["argument"]} if command.argument else {}
+    settings = {command.argument: values[command.argument]} if command.argument else {}
     action = None
     for i, flag in enumerate(command.flags):
         value = values[f"flag{i}"]
