@@ -106,13 +106,20 @@ def publish_command(
 
     folders = [run_dir / f for f, _ in MODELS.values() if (run_dir / f / "README.md").exists()]
     folders += [run_dir / "release" / "corpus"] if (run_dir / "release" / "corpus").exists() else []
-    for url in publish(folders, repo_prefix):
+    try:
+        urls = publish(folders, repo_prefix)
+    except Exception as error:
+        raise fail(error) from None
+    for url in urls:
         typer.echo(url)
 
 
 def _materialize(name: str):
     def command(out: Path = typer.Option(..., "--out", "-o", help="folder to write the HF checkpoint to")) -> None:
-        BUILTIN_MODELS[name].materialize(out)
+        try:
+            BUILTIN_MODELS[name].materialize(out)
+        except Exception as error:
+            raise fail(error) from None
         typer.echo(f"{out}: {BUILTIN_MODELS[name].ready}")
 
     return command
@@ -134,9 +141,12 @@ def models_tiny(
     from hala.config import ConfigError
 
     archs = [n.removeprefix("tiny-") for n in BUILTIN_MODELS if n.startswith("tiny-")]
-    if arch not in archs:
-        raise fail(ConfigError(f"unknown arch {arch!r}; valid: {', '.join(archs)}"))
-    BUILTIN_MODELS[f"tiny-{arch}"].materialize(out, hidden_size=hidden_size, layers=layers, seed=seed)
+    try:
+        if arch not in archs:
+            raise ConfigError(f"unknown arch {arch!r}; valid: {', '.join(archs)}")
+        BUILTIN_MODELS[f"tiny-{arch}"].materialize(out, hidden_size=hidden_size, layers=layers, seed=seed)
+    except Exception as error:
+        raise fail(error) from None
     typer.echo(f"wrote a tiny {arch} to {out}")
 
 

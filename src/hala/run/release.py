@@ -111,7 +111,7 @@ def publish(folders: list[Path], repo_prefix: str) -> list[str]:  # pragma: no c
 
     token = os.environ.get("HF_TOKEN")
     if not token:
-        raise RuntimeError("HF_TOKEN is not set: publishing needs a Hugging Face token")
+        raise ValueError("HF_TOKEN is not set: publishing needs a Hugging Face token")
     api, urls = HfApi(token=token), []
     for folder in folders:
         repo = f"{repo_prefix}{folder.parent.name if folder.name in ('model', 'corpus') else folder.name}"
