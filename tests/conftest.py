@@ -26,6 +26,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 TEST_API_KEY = "hala-test-key-do-not-log"
 
 
+def subprocess_failure(stderr: str, tail: int = 1500) -> str:
+    """What a failed child process said: every line naming an error (vLLM prints its root cause far
+    above the last traceback, e.g. too little free memory for the KV cache), then the tail."""
+    errors = [line for line in stderr.splitlines() if "Error" in line or "error:" in line]
+    return "\n".join(["error lines:", *errors[-20:], "tail:", stderr[-tail:]])
+
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
     from hala.models.tiny import make_tiny_llama

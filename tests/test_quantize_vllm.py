@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import subprocess_failure
 import torch
 
 from hala.quantize import QuantizeConfig, quantize
@@ -63,6 +65,6 @@ def test_fp8_llama_on_a_gpu(tiny_llama, tmp_path):
 def test_gpu_matmul_benchmark_runs_and_ends_with_json():
     script = REPO / "benchmarks" / "gpu" / "fp8_vs_bf16.py"
     result = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, subprocess_failure(result.stderr)
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["layers"] and all(v > 0 for v in figures["fp8_over_bf16"].values())
