@@ -885,6 +885,24 @@ def test_stopping_hala_run_stops_its_stage(tmp_path, stop):
     assert state["state"] == "running"  # so the next run resumes it
 
 
+def test_sigterm_to_a_stage_command_cleans_up_as_an_error_does(tmp_path):
+    # before: SIGTERM ended the process where it stood, so no `finally` ran: vLLM's engine processes
+    # lived on as orphans (6 GB each for Gemma-3-270M), and the lock file stayed behind
+    data = tmp_path / "in.jsonl"
+    data.write_text(_conversation_lines(4))
+    out = tmp_path / "out"
+    config = tmp_path / "slow.yaml"
+    config.write_text(json.dumps({"inputs": [str(data)], "out": str(out), "batch_size": 1, "progress": False,
+                                  "engine": {"kind": "fake", "model": "m", "fake_delay_s": 5}}))  # fmt: skip
+    proc = subprocess.Popen([*HALA, "translate", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _wait_for(lambda: _lock_records(out), proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM, proc.stderr.read()
+    from hala.data.output_lock import lock_path
+
+    assert not lock_path(out).exists()  # the holder let go of the lock, as on any error
+
+
 def test_a_relaunch_while_a_stray_writer_holds_a_stage_folder_fails_cleanly(tmp_path):
     cmd, run = _run_until_translate(tmp_path)
     config = run / "_stages" / "stray.yaml"

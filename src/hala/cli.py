@@ -151,6 +151,9 @@ def models_tiny(
 
 
 def main() -> None:
+    from hala.children import exit_on_sigterm
+
+    exit_on_sigterm()  # `kill PID` cleans up like an exception: the engine's processes, the lock, temp files
     sys.exit(app())
 
 
