@@ -72,6 +72,18 @@ def test_openai_results_come_back_in_input_order(serve):
     assert server.requests[0].body["max_tokens"] == 5 and server.requests[0].body["model"] == "m"
 
 
+def test_frequency_penalty_reaches_the_server_and_changes_keys_only_when_set(serve):
+    from hala.engines.cache import request_key
+
+    server = serve(EchoStub())
+    _engine([server.url]).chat(_chats(2), SamplingParams(max_tokens=5, frequency_penalty=0.5))
+    _engine([server.url]).chat(_chats(1), SamplingParams(max_tokens=5))
+    assert [r.body.get("frequency_penalty") for r in server.requests] == [0.5, 0.5, None]
+    # unset, the field is not in the dump, so caches and fingerprints written before it still match
+    assert SamplingParams().model_dump() == {"max_tokens": 256, "temperature": 0.0, "top_p": 1.0, "seed": None, "stop": []}
+    keys = {request_key("m", "t", SamplingParams(frequency_penalty=p).model_dump(), "x") for p in (0.0, 0.5)}
+    assert len(keys) == 2
+
 def test_openai_spreads_requests_over_base_urls(serve):
     a, b = serve(EchoStub()), serve(EchoStub())
     _engine([a.url, b.url]).chat(_chats(10), SamplingParams())

@@ -39,6 +39,13 @@ def test_vllm_seeded_sampling_over_a_batch_too_long_for_one_step(vllm_engine):
     assert len(gens) == 100 and sum(g.prompt_tokens for g in gens) > 4096
     assert vllm_engine.chat(chats[:3], params) == gens[:3]  # a seed gives the same sample, batch or not
 
+def test_vllm_frequency_penalty_breaks_a_greedy_loop(vllm_engine):
+    # the tiny random model repeats itself greedily; a penalty per earlier use ends the loop
+    plain = vllm_engine.chat(CHATS, SamplingParams(max_tokens=24))
+    penalised = vllm_engine.chat(CHATS, SamplingParams(max_tokens=24, frequency_penalty=2.0))
+    distinct = lambda gens: sum(len(set(g.text.split())) for g in gens)  # noqa: E731
+    assert distinct(penalised) > distinct(plain)
+
 def test_vllm_prompt_uses_the_chat_template(vllm_engine, tiny_llama):
     from transformers import AutoTokenizer
 

@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_serializer
 
 from hala.config import StrictModel
 
@@ -36,6 +36,19 @@ class SamplingParams(StrictModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int | None = None
     stop: list[str] = Field(default_factory=list)
+    frequency_penalty: float = Field(
+        0.0, ge=-2.0, le=2.0, description="subtracted from a token's logit once per time it was already generated "
+        "(OpenAI's meaning; the prompt's tokens are not counted, so copied code and names are not penalised): "
+        "a small model's greedy loops end"
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_penalty(self, handler):
+        """No penalty, no key: cache keys and folder fingerprints stay what they were before the field."""
+        data = handler(self)
+        if self.frequency_penalty == 0.0:
+            data.pop("frequency_penalty", None)
+        return data
 
 
 class EngineConfig(StrictModel):

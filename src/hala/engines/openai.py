@@ -171,6 +171,8 @@ class OpenAIEngine(Engine):
 
     def _sampling(self, params: SamplingParams) -> dict:
         body = {"max_tokens": params.max_tokens, "temperature": params.temperature, "top_p": params.top_p}
+        if params.frequency_penalty:
+            body["frequency_penalty"] = params.frequency_penalty
         if params.seed is not None:
             body["seed"] = params.seed
         if params.stop:

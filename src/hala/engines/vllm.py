@@ -81,6 +81,7 @@ class VLLMEngine(Engine):
             top_p=params.top_p,
             seed=params.seed,
             stop=params.stop or None,
+            frequency_penalty=params.frequency_penalty,
             **extra,
         )
 
