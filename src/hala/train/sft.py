@@ -196,6 +196,9 @@ def train(cfg: TrainConfig) -> Manifest:
     resume = cfg.resume if isinstance(cfg.resume, str) else (cfg.resume and any((out / CHECKPOINTS).glob("checkpoint-*")))
     import torch
 
+    from hala.train.resume import RunLoss, run_loss
+
+    trainer.add_callback(accounting := RunLoss())
     with torch.enable_grad():  # another library in this process (vLLM, lighteval) may have turned grad off
         result = trainer.train(resume_from_checkpoint=resume or None)
 
@@ -207,7 +210,8 @@ def train(cfg: TrainConfig) -> Manifest:
     tokenizer.chat_template = prepared.original_template
     tokenizer.save_pretrained(model_dir)
     copy_license_files(cfg.model, model_dir)  # e.g. Gemma's NOTICE.txt: a fine-tune is a derivative
-    metrics = {"train_loss": float(result.training_loss)}
+    steps = int(trainer.state.global_step)
+    metrics = {"train_loss": run_loss(trainer.state.log_history, accounting.first_step, result.training_loss, steps)}
     if trainer.eval_dataset is not None:
         metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
     history = [h for h in trainer.state.log_history if "loss" in h]
@@ -219,7 +223,7 @@ def train(cfg: TrainConfig) -> Manifest:
         outputs=[FileEntry.of(p) for p in sorted(model_dir.iterdir()) if p.is_file()],
         counts={
             "examples": prepared.examples, "examples_fully_masked": prepared.examples - kept,
-            "rejected": prepared.rejected, "trainable_tokens": tokens, "steps": int(trainer.state.global_step),
+            "rejected": prepared.rejected, "trainable_tokens": tokens, "steps": steps,
             "trainable_parameters": trainable,
         },  # fmt: skip
         metrics=metrics,
