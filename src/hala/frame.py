@@ -143,8 +143,9 @@ class StageFrame:
         in it, at the path it will have), `counts`, `metrics`, the timings with `total_s`, and the
         planned `units` of a sharded run. `fields`: what the stage's own manifest class adds."""
         folder = self._folder or self.out
-        if self._folder is not None:
-            entries = [FileEntry.of(p).model_copy(update={"path": str(self.out / p.name)}) for p in sorted(folder.iterdir())]
+        if self._folder is not None:  # recorded at the paths the files will have once it is renamed
+            entries = [FileEntry.of(p).model_copy(update={"path": str(self.out / p.name)})
+                       for p in sorted(folder.iterdir())]  # fmt: skip
         else:
             entries = [o if isinstance(o, FileEntry) else FileEntry.of(o) for o in outputs or ()]
         self.timings["total_s"] = self.elapsed()

@@ -29,7 +29,7 @@ from hala.checkpoint import (
     weight_files,
     write_model_config,
 )
-from hala.data.manifest import FileEntry, Manifest
+from hala.data.manifest import Manifest
 from hala.data.output_lock import holds_output
 from hala.frame import StageFrame
 from hala.merge.config import MergeConfig
@@ -52,11 +52,11 @@ def _side_files(cfg: MergeConfig) -> list[Path]:
     return others + [p for p in side_files(tokenizer_from) if is_tokenizer_file(p)]
 
 
-def _inputs(cfg: MergeConfig, copied: list[Path]) -> list[FileEntry]:
+def _input_files(cfg: MergeConfig, copied: list[Path]) -> list[Path]:
     base, model = Path(cfg.base), Path(cfg.model)
     files = [base / "config.json", *weight_files(base, cfg.allow_pickle)]
     files += [model / "config.json", *weight_files(model, cfg.allow_pickle)]
-    return [FileEntry.of(f) for f in files + copied]
+    return files + copied
 
 
 @holds_output()
@@ -69,7 +69,7 @@ def merge(cfg: MergeConfig) -> MergeManifest:
     # Hashing is sequential on purpose: a hashing thread beside torch's own threads made a 1B merge
     # twice as slow on 2 cores (torch's parallel regions wait for the core the hash holds).
     copied = _side_files(cfg)
-    if done := frame.open(_inputs(cfg, copied)):
+    if done := frame.open(_input_files(cfg, copied)):
         return done
     frame.timings["plan_s"] = frame.elapsed()
 
