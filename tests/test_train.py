@@ -293,3 +293,36 @@ def test_the_lm_head_projects_only_supervised_positions_on_cpu(tmp_path, tiny_ll
         trainer.model(**batch, fused_lm_head=True)
     supervised = int((batch["labels"][:, 1:] != -100).sum())
     assert projected == [supervised] and supervised < batch["labels"][:, 1:].numel()
+
+
+def test_a_resumed_run_ends_with_the_weights_and_loss_of_an_uninterrupted_one(tmp_path, tiny_llama, interrupt):
+    """Killed mid-epoch after step 3's checkpoint (between two logging steps), then resumed: the same
+    weights (every tensor), the same logged losses and the same train_loss over the run as a run
+    that was never stopped (torchtune's resume test)."""
+    import torch
+    from safetensors.torch import load_file
+
+    rows = [{"prompt": [{"role": "user", "content": "Translate everything that follows into Arabic:\n\n" + p["en"]}],
+             "completion": [{"role": "assistant", "content": p["ar"]}]} for p in seed_pairs(12)]  # fmt: skip
+    data = write(tmp_path / "pc.jsonl", rows)  # distinct rows, 6 batches an epoch: the order shows
+    common = dict(model=str(tiny_llama), data=[str(data)], max_steps=8, batch_size=2, save_steps=3, logging_steps=2,
+                  learning_rate=1e-2, save_dtype="float32")  # fmt: skip
+    whole = train(TrainConfig(**common, out=str(tmp_path / "whole")))
+    interrupt.at = 3
+    with pytest.raises(Killed):
+        train(TrainConfig(**common, out=str(tmp_path / "resumed")))
+    interrupt.at = None
+    resumed = train(TrainConfig(**common, out=str(tmp_path / "resumed"), resume=True))
+    assert interrupt.started_at == [0, 0, 3] and resumed.counts["steps"] == whole.counts["steps"] == 8
+
+    def losses(name: str) -> dict[int, float]:
+        return {h["step"]: h["loss"] for h in json.loads((tmp_path / name / "loss_history.json").read_text())}
+
+    assert list(losses("resumed")) == list(losses("whole"))
+    assert losses("resumed") == pytest.approx(losses("whole"), rel=1e-6, abs=1e-7)
+    assert resumed.metrics["train_loss"] == pytest.approx(whole.metrics["train_loss"], rel=1e-6)
+    before = load_file(tmp_path / "whole" / "model" / "model.safetensors")
+    after = load_file(tmp_path / "resumed" / "model" / "model.safetensors")
+    assert before.keys() == after.keys() and all(t.dtype == torch.float32 for t in after.values())
+    different = [k for k in before if not torch.allclose(before[k], after[k], rtol=1e-6, atol=1e-7)]
+    assert not different, f"resumed weights differ from the uninterrupted run's in {different}"

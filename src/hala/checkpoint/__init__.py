@@ -7,8 +7,8 @@ that travel with a model is made once (as mergekit's `io/` serves every merge me
 
 - `reader`: safetensors headers parsed by hand, `TensorRef` reads of byte ranges, the weight files
   of a folder (pickle only when allowed), hub ids through the Hugging Face cache;
-- `writer`: the shard plan, `ShardWriter`, the one shard-writing loop `write_shards`, the index,
-  and the manifest written last into the finished model folder;
+- `writer`: the shard plan, `ShardWriter`, the one shard-writing loop `write_shards`, the index
+  (the manifest, the temporary folder and its rename are the stage frame's: `hala.frame`);
 - `model_config`: config.json, and the one rule that refuses an already quantized checkpoint;
 - `side_files`: tokenizer, chat template, generation config, license files, copied with the model;
 - `structure`: do the tensors match what config.json describes (headers only, before writing);
@@ -28,7 +28,7 @@ from hala.checkpoint.reader import (
 )
 from hala.checkpoint.side_files import copy_side_files, is_tokenizer_file, side_files
 from hala.checkpoint.structure import StructureError, check_structure
-from hala.checkpoint.writer import OutTensor, ShardWriter, finish_model_folder, parse_size, write_shards
+from hala.checkpoint.writer import OutTensor, ShardWriter, parse_size, write_shards
 
 __all__ = [
     "DTYPE_NAMES",
@@ -41,7 +41,6 @@ __all__ = [
     "all_finite",
     "check_structure",
     "copy_side_files",
-    "finish_model_folder",
     "is_tokenizer_file",
     "nonfinite_report",
     "parse_size",

@@ -9,8 +9,8 @@ and closes it; every tensor's byte count is checked against the plan, so a shard
 its header says or the run fails. An index (`model.safetensors.index.json`) maps every tensor to
 its shard, as transformers and vLLM expect.
 
-A model folder is written whole into a temporary folder and renamed (`atomic_folder`), so its
-manifest, written last by `finish_model_folder`, records each file at the path it will have.
+The shards land in the temporary folder a stage's frame gives it (`StageFrame.model_folder` in
+`hala.frame`), which writes the manifest last and renames the folder into place.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -27,7 +26,6 @@ from typing import BinaryIO, Callable
 import torch
 
 from hala.checkpoint.reader import SAFETENSORS_INDEX, itemsize
-from hala.data.manifest import FileEntry, Manifest
 from hala.data.writers import atomic_write_text
 
 log = logging.getLogger("hala.checkpoint")
@@ -171,11 +169,3 @@ def write_shards(
     write_index(out_dir, shards, names)
     return WrittenShards(names, sum(t.nbytes for group in groups for t in group))
 
-
-def finish_model_folder(manifest: Manifest, tmp: Path, out: Path, started: float) -> None:
-    """Write `manifest` as the last file of the model folder being built in `tmp` (`atomic_folder`
-    renames it to `out`): with the run's total time since `started`, and every file in `tmp` as an
-    output, recorded at the path it will have in `out`."""
-    manifest.timings["total_s"] = round(time.perf_counter() - started, 3)
-    manifest.outputs = [FileEntry.of(p).model_copy(update={"path": str(out / p.name)}) for p in sorted(tmp.iterdir())]
-    manifest.write(tmp)

@@ -2,25 +2,22 @@
 
 This is the front door of the pipeline: instruction data in OpenAI `messages`, ShareGPT or Alpaca
 form, or parallel pairs, from JSONL, Parquet, TSV, saved datasets or the hub, becomes sharded
-record files (or ShareGPT, the paper's corpus schema) plus `rejected/` and a manifest.
+record files (or ShareGPT, the paper's corpus schema) plus `rejected/` and a manifest, in units
+that resume, inside the stage frame (`hala.frame`) like every stage.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from hala.config import StrictModel
-from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
+from hala.data.manifest import Manifest
 from hala.data.output_lock import holds_output
 from hala.data.readers import expand_inputs, plan_units, read_conversations, read_pairs, sniff_format
 from hala.data.units import run_units
-
-log = logging.getLogger("hala.data")
+from hala.frame import StageFrame
 
 
 class ConvertConfig(StrictModel):
@@ -43,14 +40,10 @@ class ConvertConfig(StrictModel):
 
 @holds_output()
 def convert(cfg: ConvertConfig) -> Manifest:
-    out = Path(cfg.out)
+    frame = StageFrame("convert", cfg)
     files = [f for path in cfg.inputs for f in expand_inputs(path)]
-    inputs = [FileEntry.of(f) for f in files]
-    config = cfg.identity()
-    if is_current(out, config, inputs):
-        log.info("%s is up to date; nothing to do", out)
-        return Manifest.read(out)
-    claim_output(out, config, inputs)
+    if done := frame.open(files):
+        return done
 
     formats = {f: cfg.format if cfg.format != "auto" else sniff_format(f, cfg.split) for f in files}
 
@@ -62,16 +55,6 @@ def convert(cfg: ConvertConfig) -> Manifest:
         for conv in read_conversations(unit.file, fmt=cfg.format, lang=cfg.lang, **kw):  # auto: per row
             yield conv.to_sharegpt() if cfg.output_schema == "sharegpt" else conv
 
-    started = time.perf_counter()
     units = plan_units(files, cfg.rows_per_unit, cfg.split)
-    stats = run_units(units, out, work, fmt=cfg.output_format, strict=cfg.strict)
-    manifest = Manifest(
-        stage="convert",
-        config=config,
-        inputs=inputs,
-        outputs=[FileEntry.of(p) for p in stats.outputs + stats.rejected],
-        counts=stats.counts(),
-        timings={"total_s": round(time.perf_counter() - started, 3)},
-    )
-    manifest.write(out)
-    return manifest
+    stats = run_units(units, frame.out, work, fmt=cfg.output_format, strict=cfg.strict)
+    return frame.finish_units(stats)

@@ -4,8 +4,11 @@
 and the versions of the packages that did the work. It is written last and atomically, so its
 presence means the run finished; its `fingerprint` (config + input hashes + hala version) tells a
 rerun whether the outputs are still valid. A sharded run leaves one manifest per shard
-(`manifest.shard-I-of-N.json`); `shard_manifests` reads them back, for merge-shards and for the
-stages that take the run as input.
+(`manifest_name`: `manifest.shard-I-of-N.json`); `shard_manifests` reads them back, for
+merge-shards and for the stages that take the run as input.
+
+This module holds the record and the rules (`fingerprint`, `claim_output`, `is_current`);
+`hala.frame.StageFrame` is where the stages apply them, so each rule is applied one way.
 """
 
 from __future__ import annotations
@@ -124,6 +127,11 @@ class Manifest(BaseModel):
 
 
 SHARD_MANIFEST_RE = re.compile(r"^manifest(?:\.shard-(\d+)-of-(\d+))?\.json$")
+
+
+def manifest_name(index: int = 0, count: int = 1) -> str:
+    """The manifest of shard `index` of `count`: `manifest.json` for a run in one piece."""
+    return MANIFEST if count == 1 else f"manifest.shard-{index:05d}-of-{count:05d}.json"
 
 
 class IncompleteRunError(ValueError):

@@ -2,29 +2,26 @@
 
 Each conversation is cut after its last user turn and the engine writes the next assistant turn.
 This is the smallest complete use of the foundation (records in, engine, records out, rejects,
-manifest, unit-level resume) and what the teacher and judge stages build on. The engine starts only
-if some unit still has work, so a finished run reruns in a second.
+unit-level resume, the stage frame of `hala.frame` around it) and what the teacher and judge
+stages build on. The engine starts only if some unit still has work, so a finished run reruns in
+a second.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections import Counter
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from hala.config import StrictModel
-from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
+from hala.data.manifest import Manifest
 from hala.data.output_lock import holds_output
 from hala.data.readers import expand_inputs, limit_units, plan_units, read_conversations_at
 from hala.data.records import Conversation, Message
 from hala.data.units import run_units
 from hala.engines.base import EngineConfig, SamplingParams
-
-log = logging.getLogger("hala.generate")
+from hala.frame import StageFrame
 
 
 class GenerateConfig(StrictModel):
@@ -49,14 +46,10 @@ def prompt_of(conv: Conversation) -> list[Message]:
 
 @holds_output()
 def generate(cfg: GenerateConfig) -> Manifest:
-    out = Path(cfg.out)
+    frame = StageFrame("generate", cfg)
     files = expand_inputs(cfg.input)
-    inputs = [FileEntry.of(f) for f in files]
-    config = cfg.identity()
-    if is_current(out, config, inputs):
-        log.info("%s is up to date; nothing to do", out)
-        return Manifest.read(out)
-    claim_output(out, config, inputs)
+    if done := frame.open(files):
+        return done
 
     engine = None
     tokens = Counter()
@@ -82,29 +75,19 @@ def generate(cfg: GenerateConfig) -> Manifest:
             messages = [*prompt, Message(role="assistant", content=gen.text)]
             yield conv.model_copy(update={"messages": messages, "meta": meta})
 
-    started = time.perf_counter()
     units = plan_units(files, cfg.rows_per_unit)
     if cfg.limit:
         units = limit_units(units, cfg.limit)
+
     def unit_stats(unit) -> dict:
         numbers = {"prompt_tokens": tokens["prompt_tokens"], "completion_tokens": tokens["completion_tokens"]}
         tokens.clear()
         return numbers
 
     try:
-        stats = run_units(units, out, work, fmt=cfg.output_format, strict=cfg.strict, unit_stats=unit_stats)
+        stats = run_units(units, frame.out, work, fmt=cfg.output_format, strict=cfg.strict, unit_stats=unit_stats)
     finally:
         if engine is not None:
             engine.close()
-    elapsed = time.perf_counter() - started
-    manifest = Manifest(
-        stage="generate",
-        config=config,
-        inputs=inputs,
-        outputs=[FileEntry.of(p) for p in stats.outputs + stats.rejected],
-        counts=stats.counts(),
-        timings={"total_s": round(elapsed, 3)},
-    )
-    manifest.write(out)
-    return manifest
+    return frame.finish_units(stats)
 

@@ -7,8 +7,8 @@ folder then holds `results.json` (per subset, per benchmark and average, per mod
 A model that fails (it won't load, or its evaluation crashes) is reported in all three and the
 others still run; the stage then fails without a manifest, so a rerun retries just that model:
 each finished model is kept in `models/<label>.json` with the fingerprint of the settings, the data
-and that model folder, and is skipped while all three match (a model retrained at the same path is
-evaluated again; adding a model redoes no other).
+and that model folder (`StageFrame.unit_fingerprint`), and is skipped while all three match (a
+model retrained at the same path is evaluated again; adding a model redoes no other).
 
 Also written, to check hala against lighteval itself: `lighteval/tasks.py` (the custom-tasks file),
 `lighteval/offline/` (PYTHONPATH for an offline CLI) and `lighteval/reproduce.sh`, which runs the
@@ -26,7 +26,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from hala.config import StrictModel
-from hala.data.manifest import FileEntry, Manifest, Timer, claim_output, fingerprint, is_current
+from hala.data.manifest import FileEntry, Manifest
 from hala.data.output_lock import holds_output
 from hala.data.writers import atomic_write_text, write_jsonl
 from hala.evaluate import lighteval_adapter as adapter
@@ -34,6 +34,7 @@ from hala.evaluate.benchmarks import MissingDataError, bundled_data_dir, find_ta
 from hala.evaluate.paper import PAPER, PAPER_ROW_CHOICES, paper_rows_for
 from hala.evaluate.report import bar_chart, benchmark_score, markdown_table, model_average
 from hala.evaluate.reproduce import cli_command, write_reproduce_script
+from hala.frame import StageFrame
 
 log = logging.getLogger("hala.evaluate")
 
@@ -101,7 +102,8 @@ def _resolve_backend(cfg: BenchConfig) -> tuple[str, str]:
 
 @holds_output()
 def bench(cfg: BenchConfig) -> Manifest:
-    out = Path(cfg.out)
+    frame = StageFrame("eval-bench", cfg)
+    out = frame.out
     benches = resolve_tasks(cfg.tasks)
     data_dir = Path(cfg.data_dir) if cfg.data_dir else bundled_data_dir()
     if not data_dir.is_dir():
@@ -112,21 +114,15 @@ def bench(cfg: BenchConfig) -> Manifest:
     models = parse_models(cfg.models)
     adapter.check_versions()
 
-    inputs = [FileEntry.of(path) for _, path in models] + [FileEntry.of(d.root) for d in task_data]
-    config = cfg.identity()
-    if is_current(out, config, inputs):
-        log.info("%s is up to date; nothing to do", out)
-        return Manifest.read(out)
-    claim_output(out, config, inputs)
+    model_entries = [FileEntry.of(path) for _, path in models]
+    data_entries = [FileEntry.of(d.root) for d in task_data]
+    if done := frame.open(model_entries + data_entries):
+        return done
 
     tasks_file, task_names = adapter.write_custom_tasks(out / "lighteval", task_data)
     backend, device = _resolve_backend(cfg)
-    timings: dict[str, float] = {}
-    timer = Timer(timings)
     entries, commands = [], []
-    settings_only = {k: v for k, v in config.items() if k != "models"}  # adding a model redoes no other
-    data_entries = inputs[len(models):]
-    for (label, path), model_entry in zip(models, inputs):
+    for (label, path), model_entry in zip(models, model_entries):
         settings = adapter.RunSettings(
             backend=backend,
             device=device,
@@ -140,8 +136,8 @@ def bench(cfg: BenchConfig) -> Manifest:
             gpu_memory_utilization=cfg.gpu_memory_utilization,
         )
         commands.append(cli_command(out / "lighteval", _safe(label), path, task_names, settings))
-        with timer(f"model:{label}"):
-            key = fingerprint(settings_only, [model_entry, *data_entries])
+        with frame.timer(f"model:{label}"):  # keyed by its own model alone: adding a model redoes no other
+            key = frame.unit_fingerprint([model_entry, *data_entries], leave_out="models")
             entries.append(_evaluate(out, label, path, tasks_file, task_names, settings, task_data, key))
     write_reproduce_script(out / "lighteval", commands)
 
@@ -159,21 +155,13 @@ def bench(cfg: BenchConfig) -> Manifest:
             f"{len(failed)} of {len(entries)} models failed: {listing}. "
             f"The others' results are in {out / 'results.md'}; rerun the same command to retry the failed ones"
         )
-    manifest = Manifest(
-        stage="eval-bench",
-        config=config,
-        inputs=inputs,
-        outputs=[FileEntry.of(p) for p in outputs] + [FileEntry.of(tasks_file)],
-        counts={
-            "models": len(entries),
-            "tasks": len(benches),
-            "subsets": len(task_names),
-            "items": sum(sum(s["items"] for s in t["subsets"].values()) for t in entries[0]["tasks"].values()),
-        },
-        timings=timings,
-    )
-    manifest.write(out)
-    return manifest
+    counts = {
+        "models": len(entries),
+        "tasks": len(benches),
+        "subsets": len(task_names),
+        "items": sum(sum(s["items"] for s in t["subsets"].values()) for t in entries[0]["tasks"].values()),
+    }
+    return frame.finish(counts, outputs=[*outputs, tasks_file])
 
 
 def _evaluate(out: Path, label: str, path: Path, tasks_file: Path, task_names: list[str], settings, task_data,

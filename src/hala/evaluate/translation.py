@@ -10,26 +10,27 @@ others still run; each finished model is kept and skipped on resume.
 The models are inputs like the test set: each model folder is hashed (weights, config, tokenizer:
 every file in it), so a model retrained at the same path is evaluated again, and a served name is
 recorded by name only. A finished model's scores carry the fingerprint of the settings, the test
-set and that model, and are reused only while it still matches: changing one model redoes that
-model alone, changing the test set or a setting redoes them all.
+set and that model (`StageFrame.unit_fingerprint`), and are reused only while it still matches:
+changing one model redoes that model alone, changing the test set or a setting redoes them all.
+The folder is claimed by the stage frame (`hala.frame`) like every stage's, which refuses only a
+folder holding another run's `data/` units: its own units are keyed by their fingerprints.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
-from pathlib import Path
 
 from pydantic import Field
 
 from hala.config import StrictModel
-from hala.data.manifest import FileEntry, Manifest, fingerprint, is_current
+from hala.data.manifest import FileEntry, Manifest
 from hala.data.output_lock import holds_output
 from hala.data.readers import read_pairs
 from hala.data.writers import atomic_write_text, write_jsonl
 from hala.engines.base import EngineConfig, SamplingParams
 from hala.evaluate.bench import ModelsFailedError, _safe, parse_models
+from hala.frame import StageFrame
 from hala.text.prompts import PAPER_TEMPLATE, TranslatorPrompt, render
 
 log = logging.getLogger("hala.evaluate")
@@ -71,24 +72,21 @@ def _translate(cfg: TranslationEvalConfig, model: str, sources: list[str]) -> li
 
 @holds_output()
 def evaluate_translation(cfg: TranslationEvalConfig) -> Manifest:
-    out = Path(cfg.out)
+    frame = StageFrame("eval-translation", cfg)
+    out = frame.out
     data = FileEntry.of(cfg.data)
     models = [(label, path, FileEntry.of(path)) for label, path in parse_models(cfg.models)]
-    inputs = [data] + [model for _, _, model in models]
-    config = cfg.identity()
-    if is_current(out, config, inputs):
-        return Manifest.read(out)
-    started = time.perf_counter()
+    if done := frame.open([data] + [model for _, _, model in models]):
+        return done
     pairs = list(read_pairs(cfg.data, src_lang=cfg.source_lang, tgt_lang=cfg.target_lang))[: cfg.limit]
     if not pairs:
         raise ValueError(f"{cfg.data}: no test pairs")
     sources, references = [p.src for p in pairs], [p.tgt for p in pairs]
     results, failed = {}, []
-    settings = {k: v for k, v in config.items() if k != "models"}  # adding a model redoes no other
     for label, path, model in models:
-        done = out / "models" / f"{_safe(label)}.json"
-        key = fingerprint(settings, [data, model])
-        if done.exists() and (entry := json.loads(done.read_text())).get("fingerprint") == key:
+        unit = out / "models" / f"{_safe(label)}.json"
+        key = frame.unit_fingerprint([data, model], leave_out="models")  # adding a model redoes no other
+        if unit.exists() and (entry := json.loads(unit.read_text())).get("fingerprint") == key:
             results[label] = entry
             continue
         try:
@@ -103,7 +101,7 @@ def evaluate_translation(cfg: TranslationEvalConfig) -> Manifest:
                                for p, (h, f) in zip(pairs, outputs)])  # fmt: skip
         entry = {"label": label, "path": str(path), "n": len(pairs), **score(hyps, references),
                  "hypotheses": str(hyp_path), "fingerprint": key}  # fmt: skip
-        atomic_write_text(done, json.dumps(entry, ensure_ascii=False, indent=1))
+        atomic_write_text(unit, json.dumps(entry, ensure_ascii=False, indent=1))
         results[label] = entry
         print(f"{label}: BLEU {entry['bleu']} ({entry['bleu_signature']})  chrF++ {entry['chrf++']} ({entry['chrf_signature']})")
     report = {"data": cfg.data, "n": len(pairs), "models": results, "failed": failed}
@@ -111,17 +109,9 @@ def evaluate_translation(cfg: TranslationEvalConfig) -> Manifest:
     atomic_write_text(out / "results.md", markdown(report))
     if failed:
         raise ModelsFailedError("could not evaluate: " + "; ".join(f"{f['label']}: {f['error']}" for f in failed))
-    manifest = Manifest(
-        stage="eval-translation",
-        config=config,
-        inputs=inputs,
-        outputs=[FileEntry.of(out / "results.json")] + [FileEntry.of(r["hypotheses"]) for r in results.values()],
-        counts={"pairs": len(pairs), "models": len(results)},
-        metrics={f"{label}.{k}": r[k] for label, r in results.items() for k in ("bleu", "chrf++")},
-        timings={"total_s": round(time.perf_counter() - started, 3)},
-    )
-    manifest.write(out)
-    return manifest
+    counts = {"pairs": len(pairs), "models": len(results)}
+    metrics = {f"{label}.{k}": r[k] for label, r in results.items() for k in ("bleu", "chrf++")}
+    return frame.finish(counts, metrics, [out / "results.json"] + [r["hypotheses"] for r in results.values()])
 
 
 def markdown(report: dict) -> str:

@@ -22,15 +22,18 @@ maximises balanced accuracy there.
 Units finish atomically (`hala.data.units.run_units`), so a killed run resumes where it stopped,
 and its finished batches are in the cache. A pair whose request failed is rejected alone, as
 `judge_engine_error` with its own error; its unit is redone on a rerun, and until then `judge`
-raises `hala.data.units.RequestsFailed` (no manifest; the CLI exits 3). `manifest.json` counts each verdict and reports the kept
-fraction (accepted / judged).
+raises `hala.data.units.RequestsFailed` (no manifest; the CLI exits 3). `manifest.json` counts each
+verdict and reports the kept fraction (accepted / judged).
+
+The folder is claimed, skipped when current and finished by the stage frame (`hala.frame`), like
+every stage's. One rule is the judge's own and runs before the frame opens: a folder judged with
+another threshold only is decided again from the cached scores instead of being refused.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Literal
@@ -38,11 +41,12 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from hala.config import StrictModel
-from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
+from hala.data.manifest import Manifest
 from hala.data.output_lock import holds_output
 from hala.data.readers import Unit, plan_units
 from hala.data.units import REJECTED, STATS, run_units
 from hala.engines.base import EngineConfig, SamplingParams
+from hala.frame import StageFrame
 from hala.judge.prompt import ACCEPT, JUDGE_PROMPT, PAPER_JUDGE_MODEL, VERDICTS, JudgePrompt
 from hala.judge.scores import DEFAULT_THRESHOLDS, make_scorer
 from hala.pairs.sources import Source, read_source, resolve
@@ -198,34 +202,28 @@ def _redecide_if_only_the_threshold_changed(out: Path, config: dict) -> None:
 @holds_output()
 def judge(cfg: JudgeConfig) -> Manifest:
     """Judge every pair of `cfg.inputs` into `cfg.out` (see the module docstring)."""
-    out = Path(cfg.out)
+    frame = StageFrame("judge", cfg)
     sources = {f: source for source in map(resolve, cfg.inputs) for f in source.files}
-    inputs = [FileEntry.of(f) for f in sources] + ([FileEntry.of(cfg.gold)] if cfg.gold else [])
-    config = cfg.identity()
-    if is_current(out, config, inputs):
-        log.info("%s is up to date; nothing to do", out)
-        return Manifest.read(out)
-    _redecide_if_only_the_threshold_changed(out, config)
-    claim_output(out, config, inputs)
+    _redecide_if_only_the_threshold_changed(frame.out, frame.config)
+    if done := frame.open([*sources, *([cfg.gold] if cfg.gold else [])]):
+        return done
 
-    started = time.perf_counter()
     units = _limit(plan_units(list(sources), cfg.rows_per_unit, cfg.split), cfg.limit)
-    scorer = make_scorer(cfg, cfg.cache_path or out / "cache" / "verdicts.sqlite")
+    scorer = make_scorer(cfg, cfg.cache_path or frame.out / "cache" / "verdicts.sqlite")
     metrics: dict[str, float] = {}
     try:
         calibrated = None
         if cfg.gold:
             from hala.judge.calibration import calibrate_with
 
-            figures = calibrate_with(scorer, cfg, out)
+            figures = calibrate_with(scorer, cfg, frame.out)
             metrics.update(figures.flat())
             calibrated = figures.best_threshold
         threshold = cfg.decision_threshold(calibrated)
         work = UnitJudge(cfg, scorer, sources, threshold)
-        stats = run_units(units, out, work, fmt=cfg.output_format, strict=cfg.strict, unit_stats=work.finish_unit)
+        stats = run_units(units, frame.out, work, fmt=cfg.output_format, strict=cfg.strict, unit_stats=work.finish_unit)
     finally:
         scorer.close()
-    stats.raise_for_failed_requests(out, rows="pairs")
     counts = {"judged": 0, **{f"verdict_{v}": 0 for v in VERDICTS}, **stats.counts(), "units": len(units)}
     if cfg.mode != "generate":
         counts.setdefault("gated_script", 0)
@@ -235,14 +233,4 @@ def judge(cfg: JudgeConfig) -> Manifest:
         "unparseable_fraction": round(counts["verdict_unparseable"] / judged, 6) if judged else 0.0,
         "threshold": threshold,
     })  # fmt: skip
-    manifest = Manifest(
-        stage="judge",
-        config=config,
-        inputs=inputs,
-        outputs=[FileEntry.of(p) for p in stats.outputs + stats.rejected],
-        counts=counts,
-        metrics=metrics,
-        timings={"total_s": round(time.perf_counter() - started, 3)},
-    )
-    manifest.write(out)
-    return manifest
+    return frame.finish_units(stats, counts, metrics, rows="pairs")

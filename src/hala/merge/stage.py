@@ -6,8 +6,9 @@ written, into a temporary folder next to `out`: the merged shards, the base's co
 the dtype and vocabulary the merge produced), the base's other side files (license, custom code:
 `checkpoint.side_files`, the same list quantize copies), and the tokenizer, chat template and
 generation config of `tokenizer_source`. The merged model must then load and generate (`check`).
-The folder is renamed to `out` at the end, with the manifest as its last file, so an interrupted
-merge leaves no output folder; a finished merge with the same settings and inputs is skipped.
+It is a model folder to the stage frame (`hala.frame`): renamed to `out` at the end, with the
+manifest as its last file, so an interrupted merge leaves no output folder; a folder that already
+holds files is refused, and a finished merge with the same settings and inputs is skipped.
 The manifest records the resolved t, method (slerp, or lerp for colinear tensors) and cos θ of
 every tensor.
 """
@@ -15,7 +16,6 @@ every tensor.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +23,15 @@ from pydantic import Field
 
 from hala.checkpoint import (
     copy_side_files,
-    finish_model_folder,
     is_tokenizer_file,
     parse_size,
     side_files,
     weight_files,
     write_model_config,
 )
-from hala.data.manifest import FileEntry, Manifest, OutputInUseError, Timer, is_current
+from hala.data.manifest import Manifest
 from hala.data.output_lock import holds_output
-from hala.data.writers import atomic_folder
+from hala.frame import StageFrame
 from hala.merge.config import MergeConfig
 from hala.merge.plan import plan_merge
 
@@ -53,11 +52,11 @@ def _side_files(cfg: MergeConfig) -> list[Path]:
     return others + [p for p in side_files(tokenizer_from) if is_tokenizer_file(p)]
 
 
-def _inputs(cfg: MergeConfig, copied: list[Path]) -> list[FileEntry]:
+def _input_files(cfg: MergeConfig, copied: list[Path]) -> list[Path]:
     base, model = Path(cfg.base), Path(cfg.model)
     files = [base / "config.json", *weight_files(base, cfg.allow_pickle)]
     files += [model / "config.json", *weight_files(model, cfg.allow_pickle)]
-    return [FileEntry.of(f) for f in files + copied]
+    return files + copied
 
 
 @holds_output()
@@ -65,58 +64,42 @@ def merge(cfg: MergeConfig) -> MergeManifest:
     from hala.merge.check import generation_check
     from hala.merge.stream import chunk_elements, measure, write_merged
 
-    started = time.perf_counter()
-    out = Path(cfg.out)
-    config = cfg.identity()
-    timings: dict[str, float] = {}
-    timer = Timer(timings)
+    frame = StageFrame("merge", cfg, output="model", manifest=MergeManifest)
     plan = plan_merge(cfg)  # refuses mismatched models before hashing gigabytes
     # Hashing is sequential on purpose: a hashing thread beside torch's own threads made a 1B merge
     # twice as slow on 2 cores (torch's parallel regions wait for the core the hash holds).
     copied = _side_files(cfg)
-    inputs = _inputs(cfg, copied)
-    if is_current(out, config, inputs):
-        log.info("%s is up to date; nothing to do", out)
-        return MergeManifest.read(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise OutputInUseError(f"{out} already holds other files; choose another output folder, or delete this one")
-    timings["plan_s"] = round(time.perf_counter() - started, 3)
+    if done := frame.open(_input_files(cfg, copied)):
+        return done
+    frame.timings["plan_s"] = frame.elapsed()
 
     step = chunk_elements(cfg.chunk_mb)
-    with timer("measure_s"):
+    with frame.timer("measure_s"):
         stats = measure(plan.tensors, step)  # refuses NaN/Inf: nothing written yet
 
-    with atomic_folder(out) as tmp:
-        with timer("write_s"):
+    with frame.model_folder() as tmp:
+        with frame.timer("write_s"):
             result = write_merged(plan.tensors, stats, tmp, parse_size(cfg.max_shard_size), step)
         copy_side_files(copied, tmp)
         write_model_config(tmp, plan.config)
 
         check = None
         if cfg.check.enabled:
-            with timer("check_s"):
+            with frame.timer("check_s"):
                 check = generation_check(tmp, cfg.check, cfg.trust_remote_code)
         methods = [r["method"] for r in result.tensors.values()]
-        manifest = MergeManifest(
-            stage="merge",
-            config=config,
-            inputs=inputs,
-            counts={
-                "tensors": len(methods),
-                "slerp": methods.count("slerp"),
-                "lerp": methods.count("lerp"),
-                "copied": methods.count("copy"),
-                "parameters": sum(p.numel for p in plan.tensors),
-                "shards": len(result.shards),
-                "bytes_out": result.bytes_out,
-                "layers": plan.num_layers,
-            },
-            timings=timings,
-            tensors=result.tensors,
-            check=check,
-        )
-        finish_model_folder(manifest, tmp, out, started)
+        counts = {
+            "tensors": len(methods),
+            "slerp": methods.count("slerp"),
+            "lerp": methods.count("lerp"),
+            "copied": methods.count("copy"),
+            "parameters": sum(p.numel for p in plan.tensors),
+            "shards": len(result.shards),
+            "bytes_out": result.bytes_out,
+            "layers": plan.num_layers,
+        }
+        frame.finish(counts, tensors=result.tensors, check=check)
     log.info(
-        "wrote %s: %d tensors (%d slerp, %d lerp)", out, len(methods), methods.count("slerp"), methods.count("lerp")
+        "wrote %s: %d tensors (%d slerp, %d lerp)", cfg.out, len(methods), methods.count("slerp"), methods.count("lerp")
     )
-    return MergeManifest.read(out)  # as it lies now that the folder is in place (it was written in tmp)
+    return frame.manifest  # as it lies now that the folder is in place (it was written in tmp)

@@ -12,27 +12,28 @@ batch. Outputs:
     OUT/rejected/<kind>.jsonl          every rejected row: file, line, kind (the filter), reason, raw
     OUT/manifest.json                  config, inputs, outputs, counts per filter and per input
 
-The pass is cheap next to the engine stages, so there is no unit-level resume: a finished run with
-the same config and inputs is skipped, anything else is rebuilt whole. Every file is written under
-a temporary name and renamed only when the whole pass succeeded.
+The pass is cheap next to the engine stages, so there is no unit-level resume: the stage frame
+(`hala.frame`) skips a finished run with the same config and inputs and claims the folder (one
+holding another run's units is refused); anything else is rebuilt whole. Every file is written
+under a temporary name and renamed only when the whole pass succeeded.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import Counter
 from contextlib import ExitStack
 from itertools import islice
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
-from hala.data.manifest import MANIFEST, FileEntry, Manifest, claim_output, is_current
+from hala.data.manifest import MANIFEST, FileEntry, Manifest
 from hala.data.output_lock import holds_output
 from hala.data.rejects import Reject, RejectLog
 from hala.data.units import REJECTED
 from hala.data.writers import atomic_path
+from hala.frame import StageFrame
 from hala.pairs.config import PairsConfig
 from hala.pairs.filters import Deduper, check_pairs
 from hala.pairs.sft import prompt_completion
@@ -140,20 +141,15 @@ def _batched(rows: Iterable, size: int) -> Iterator[list]:
 @holds_output()
 def build_pairs(cfg: PairsConfig) -> Manifest:
     """Build `cfg.out` from `cfg.inputs` (see the module docstring)."""
-    out = Path(cfg.out)
+    frame = StageFrame("pairs", cfg)
     sources = [resolve(path) for path in cfg.inputs]
-    inputs = [FileEntry.of(f) for source in sources for f in source.files]
-    config = cfg.identity()
-    if is_current(out, config, inputs):
-        log.info("%s is up to date; nothing to do", out)
-        return Manifest.read(out)
-    claim_output(out, config, inputs)  # refuses a folder that holds another stage's run
-    (out / MANIFEST).unlink(missing_ok=True)
-    for stale in (out / REJECTED).glob("*.jsonl"):
+    if done := frame.open(f for source in sources for f in source.files):
+        return done
+    (frame.out / MANIFEST).unlink(missing_ok=True)  # rebuilt whole: nothing of the old run is final
+    for stale in (frame.out / REJECTED).glob("*.jsonl"):
         stale.unlink()
 
-    started = time.perf_counter()
-    with _Outputs(out) as outputs:
+    with _Outputs(frame.out) as outputs:
         for split in SPLITS:
             outputs.write(f"{PAIRS}/{split}.jsonl")  # present even when empty
         for split in SFT_SPLITS if cfg.sft.directions else ():
@@ -171,14 +167,4 @@ def build_pairs(cfg: PairsConfig) -> Manifest:
         prefix = _Pass._mix(source)
         if counts.get(f"{prefix}read"):
             metrics[f"{prefix}kept_fraction"] = round(counts.get(f"{prefix}kept", 0) / counts[f"{prefix}read"], 6)
-    manifest = Manifest(
-        stage="pairs",
-        config=config,
-        inputs=inputs,
-        outputs=outputs.entries(),
-        counts=counts,
-        metrics=metrics,
-        timings={"total_s": round(time.perf_counter() - started, 3)},
-    )
-    manifest.write(out)
-    return manifest
+    return frame.finish(counts, metrics, outputs.entries())

@@ -3,9 +3,10 @@
 Stage 1 of the recipe. The checkpoint is read tensor by tensor and never built as a model
 (`hala.checkpoint`), so a 111B teacher quantizes on a machine with far less RAM than its weights;
 vLLM serves the output as is, with the source's tokenizer, templates and license files beside it
-(`checkpoint.side_files`). Everything is written into a temporary folder next to `out` and renamed
-at the end, so an interrupted run leaves nothing half-written; the manifest is the last file in
-it. A finished run with the same settings and inputs is skipped (input hashes cost one read of the
+(`checkpoint.side_files`). It is a model folder to the stage frame (`hala.frame`): written into a
+temporary folder next to `out` and renamed at the end, so an interrupted run leaves nothing
+half-written, with the manifest as its last file; a folder that already holds files is refused; a
+finished run with the same settings and inputs is skipped (input hashes cost one read of the
 checkpoint).
 
 Refused, each with what to do: pickle weights (unless `allow_pickle`), an already-quantized
@@ -23,8 +24,6 @@ node that means e.g. `verify.engine.tensor_parallel_size=8 verify.device_map=aut
 from __future__ import annotations
 
 import logging
-import time
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -33,7 +32,6 @@ from hala.checkpoint import (
     CheckpointError,
     check_structure,
     copy_side_files,
-    finish_model_folder,
     parse_size,
     read_model_config,
     refuse_quantized_tensors,
@@ -44,9 +42,9 @@ from hala.checkpoint import (
     write_model_config,
 )
 from hala.config import StrictModel
-from hala.data.manifest import FileEntry, Manifest, OutputInUseError, Timer, is_current
+from hala.data.manifest import Manifest
 from hala.data.output_lock import holds_output
-from hala.data.writers import atomic_folder
+from hala.frame import StageFrame
 from hala.quantize.architectures import HEAD, classify, get_architecture, ignored_modules, module_of
 from hala.quantize.compressed_tensors_format import write_quantization_config
 from hala.quantize.report import write_report
@@ -75,11 +73,10 @@ class QuantizeConfig(StrictModel):
 
 @holds_output()
 def quantize(cfg: QuantizeConfig) -> Manifest:
-    started = time.perf_counter()
-    source, out = resolve_model(cfg.model, cfg.allow_pickle), Path(cfg.out)
+    frame = StageFrame("quantize", cfg, output="model")
+    source = resolve_model(cfg.model, cfg.allow_pickle)
     files = weight_files(source, cfg.allow_pickle)
     model_config = read_model_config(source, "quantize")
-    config = cfg.identity()
     refs = tensor_refs(files)
     refuse_quantized_tensors(source, refs, "quantize")
     arch = get_architecture(model_config.get("model_type"), cfg.linear_patterns)
@@ -91,17 +88,11 @@ def quantize(cfg: QuantizeConfig) -> Manifest:
     ignore = sorted({HEAD, *ignored, *(module_of(n) for n in unmatched)})
     check_structure(refs, model_config, source / "config.json")  # O(header), before hashing or writing anything
     copied = side_files(source)
-    inputs = [FileEntry.of(f) for f in [source / "config.json", *files, *copied]]
-    if is_current(out, config, inputs):
-        log.info("%s is up to date; nothing to do", out)
-        return Manifest.read(out)
-    if out.exists() and any(out.iterdir()):
-        raise OutputInUseError(f"{out} already holds other files; choose another output folder, or delete this one")
+    if done := frame.open([source / "config.json", *files, *copied]):
+        return done
 
-    with atomic_folder(out) as tmp:
-        timings: dict[str, float] = {}
-        timer = Timer(timings)
-        with timer("quantize_s"):
+    with frame.model_folder() as tmp:
+        with frame.timer("quantize_s"):
             result = quantize_checkpoint(refs, to_quantize, tmp, parse_size(cfg.max_shard_size), cfg.chunk_mb << 20)
         copy_side_files(copied, tmp)
         write_model_config(tmp, model_config)
@@ -116,25 +107,17 @@ def quantize(cfg: QuantizeConfig) -> Manifest:
             "verification": None,
         }  # fmt: skip
         if cfg.verify.enabled:
-            with timer("verify_s"):
+            with frame.timer("verify_s"):
                 report["verification"] = verify(source, tmp, cfg.verify, fp8_tensors=len(to_quantize))
         write_report(tmp, report)
-
-        manifest = Manifest(
-            stage="quantize",
-            config=config,
-            inputs=inputs,
-            counts={
-                "tensors_in": result.tensors_in,
-                "quantized": len(result.quantized),
-                "copied": result.copied,
-                "ignored_linear": len(ignored),
-                "shards": len(result.shards),
-                "bytes_in": result.bytes_in,
-                "bytes_out": result.bytes_out,
-            },
-            timings=timings,
-        )
-        finish_model_folder(manifest, tmp, out, started)
-    log.info("wrote %s: %d Linear weights in FP8, %d shard(s)", out, len(result.quantized), len(result.shards))
-    return Manifest.read(out)  # as it lies now that the folder is in place (it was written in tmp)
+        frame.finish({
+            "tensors_in": result.tensors_in,
+            "quantized": len(result.quantized),
+            "copied": result.copied,
+            "ignored_linear": len(ignored),
+            "shards": len(result.shards),
+            "bytes_in": result.bytes_in,
+            "bytes_out": result.bytes_out,
+        })  # fmt: skip
+    log.info("wrote %s: %d Linear weights in FP8, %d shard(s)", cfg.out, len(result.quantized), len(result.shards))
+    return frame.manifest  # as it lies now that the folder is in place (it was written in tmp)

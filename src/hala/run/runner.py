@@ -1,11 +1,11 @@
 """Run a recipe: plan which stages are current, run the others in order, each in its own process.
 
-Each stage gets a fingerprint: the hash of its resolved config, the fingerprints of the stages it
-reads from, the content of the data files it reads, and hala's version. A stage whose folder holds
-a finished run with that fingerprint (`stage.json`) is skipped; so changing one setting reruns
-exactly that stage and everything downstream of it. A stage that was interrupted (same
-fingerprint, not finished) is run again in place and resumes with its own unit-level resume; a
-stage whose fingerprint changed starts from an empty folder.
+Each stage gets a lineage fingerprint (`lineage_fingerprint`): the hash of its resolved config, the
+lineage fingerprints of the stages it reads from, the content of the data files it names, and
+hala's version. A stage whose folder holds a finished run with that fingerprint (`stage.json`) is
+skipped; so changing one setting reruns exactly that stage and everything downstream of it. A
+stage that was interrupted (same fingerprint, not finished) is run again in place and resumes with
+its own unit-level resume; a stage whose fingerprint changed starts from an empty folder.
 
 Stages run as subprocesses (`python -m hala.run.stage_main`): vLLM and training free all their
 memory between stages, and a crash names its log. A stage's outputs are OUT/<stage>/; the run's own
@@ -102,7 +102,15 @@ def _data_files(config: dict, run: Path) -> list[str]:
     return sorted(set(found))
 
 
-def fingerprint(config: dict, upstream: list[str], run: Path) -> str:
+def lineage_fingerprint(config: dict, upstream: list[str], run: Path) -> str:
+    """What a recipe's stage depends on, known before anything runs: its settings, the lineage
+    fingerprints of the stages it reads from, and the data files it names outside the run.
+
+    Not the stage's own fingerprint (`hala.data.manifest.fingerprint`, applied by `hala.frame`):
+    that one hashes the files the stage actually reads, which for a stage fed by another do not
+    exist until the upstream stage has run; this one stands in for them with the upstream's
+    lineage, so the whole chain is planned (skip or run) up front. Each stage still checks its own
+    when it runs."""
     files = [(f, FileEntry.of(f).sha256) for f in _data_files(config, run)]
     payload = json.dumps({"config": config, "upstream": upstream, "files": files, "hala": __version__}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -159,7 +167,7 @@ def plan(
         data = stage_config(stage, recipe, run)
         validated = validate(stage.load("config"), data, origin, overrides, prefix=f"{stage.name}.")
         config, settings = validated.model_dump(mode="json"), validated.identity(mode="json")
-        fp = fingerprint(settings, [steps[u].fingerprint for u in stage.upstream], run)
+        fp = lineage_fingerprint(settings, [steps[u].fingerprint for u in stage.upstream], run)
         state = status(run, stage.name)
         forced = forced or stage.name == start
         if forced:

@@ -8,8 +8,9 @@ What it decides:
 - the LM head projects only positions with a label (TRL does so on GPUs; here on CPUs too);
 - full fine-tune (optionally with the embedding frozen) or LoRA (merged into the weights at the
   end, so every later stage loads a plain checkpoint), packing, resume from the latest checkpoint
-  of the same run (the folder is claimed like every stage's: checkpoints of other settings or data
-  are refused, not resumed);
+  of the same run (the stage frame, `hala.frame`, claims the folder like every stage's:
+  checkpoints of other settings or data are refused, not resumed); a resumed run ends with the
+  weights, the logged losses and the `train_loss` of one never stopped (`resume`);
 - the model saved in the base's dtype unless `save_dtype` says otherwise;
 - TRL's own options: any `SFTConfig` field given as `trl.NAME`, set over what hala derives;
 - the final save in OUT/model: safetensors, tokenizer, the model's original chat template and
@@ -21,22 +22,20 @@ Multi-GPU runs use the same function under `accelerate launch` (configs in recip
 from __future__ import annotations
 
 import json
-import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
+from hala.data.manifest import Manifest
 from hala.data.output_lock import distributed_rank, holds_output
 from hala.data.readers import expand_inputs
 from hala.data.rejects import RejectLog
 from hala.data.writers import write_jsonl
+from hala.frame import StageFrame
 from hala.models.licenses import copy_license_files
 from hala.train import data as train_data
 from hala.train.config import TrainConfig
 from hala.train.templates import training_template
 
-log = logging.getLogger("hala.train")
 CHECKPOINTS = "checkpoints"  # OUT/checkpoints: TRL's checkpoints, what `resume` picks up
 
 
@@ -176,16 +175,11 @@ def save_dtype(cfg: TrainConfig):
 
 @holds_output(shared=distributed_rank)
 def train(cfg: TrainConfig) -> Manifest:
-    out = Path(cfg.out)
-    files = [f for p in cfg.data + cfg.eval_data for f in expand_inputs(p)]
-    inputs = [FileEntry.of(f) for f in files]
-    config = cfg.identity()
-    if is_current(out, config, inputs):
-        log.info("%s is up to date", out)
-        return Manifest.read(out)
-    claim_output(out, config, inputs, work=CHECKPOINTS)  # resume must not pick up another run's checkpoint
+    frame = StageFrame("train", cfg, work=CHECKPOINTS)  # resume must not pick up another run's checkpoint
+    if done := frame.open(f for p in cfg.data + cfg.eval_data for f in expand_inputs(p)):
+        return done
+    out = frame.out
 
-    started = time.perf_counter()
     prepared = build_trainer(cfg)
     trainer, tokenizer = prepared.trainer, prepared.tokenizer
     kept = len(trainer.train_dataset)
@@ -198,6 +192,9 @@ def train(cfg: TrainConfig) -> Manifest:
     resume = cfg.resume if isinstance(cfg.resume, str) else (cfg.resume and any((out / CHECKPOINTS).glob("checkpoint-*")))
     import torch
 
+    from hala.train.resume import RunLoss, run_loss
+
+    trainer.add_callback(accounting := RunLoss())
     with torch.enable_grad():  # another library in this process (vLLM, lighteval) may have turned grad off
         result = trainer.train(resume_from_checkpoint=resume or None)
 
@@ -209,23 +206,14 @@ def train(cfg: TrainConfig) -> Manifest:
     tokenizer.chat_template = prepared.original_template
     tokenizer.save_pretrained(model_dir)
     copy_license_files(cfg.model, model_dir)  # e.g. Gemma's NOTICE.txt: a fine-tune is a derivative
-    metrics = {"train_loss": float(result.training_loss)}
+    steps = int(trainer.state.global_step)
+    metrics = {"train_loss": run_loss(trainer.state.log_history, accounting.first_step, result.training_loss, steps)}
     if trainer.eval_dataset is not None:
         metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
     history = [h for h in trainer.state.log_history if "loss" in h]
     (out / "loss_history.json").write_text(json.dumps(history, indent=1))
-    manifest = Manifest(
-        stage="train",
-        config=config,
-        inputs=inputs,
-        outputs=[FileEntry.of(p) for p in sorted(model_dir.iterdir()) if p.is_file()],
-        counts={
-            "examples": prepared.examples, "examples_fully_masked": prepared.examples - kept,
-            "rejected": prepared.rejected, "trainable_tokens": tokens, "steps": int(trainer.state.global_step),
-            "trainable_parameters": trainable,
-        },  # fmt: skip
-        metrics=metrics,
-        timings={"total_s": round(time.perf_counter() - started, 3)},
-    )
-    manifest.write(out)
-    return manifest
+    counts = {
+        "examples": prepared.examples, "examples_fully_masked": prepared.examples - kept,
+        "rejected": prepared.rejected, "trainable_tokens": tokens, "steps": steps, "trainable_parameters": trainable,
+    }  # fmt: skip
+    return frame.finish(counts, metrics, [p for p in sorted(model_dir.iterdir()) if p.is_file()])

@@ -20,8 +20,9 @@ ladder), one per segment of the unit; the `retry_*` counts say what the ladder t
 (see `retry`); `rejected_qa_<filter>` counts conversations.
 
 Units finish atomically (`hala.data.units.run_units`), so a killed run resumes to the same result;
-shards are interleaved units (`--shard I/N`), and the manifest of each shard records N and its
-units (after `limit`), which `shards.merge_shards` assembles.
+shards are interleaved units (`--shard I/N`). The stage frame (`hala.frame`) claims the folder for
+all shards of one run alike and gives each shard its manifest (`manifest.shard-I-of-N.json`),
+which records N and the shard's units (after `limit`): `shards.merge_shards` assembles those.
 
 A segment whose engine request failed (after the engine's retries) rejects only its own
 conversation, as `qa_engine_error` with that request's error. Its unit is redone on a rerun (only
@@ -32,32 +33,24 @@ raises `hala.data.units.RequestsFailed` (the CLI exits 3) after every unit ran.
 from __future__ import annotations
 
 import json
-import logging
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from hala.data.manifest import FileEntry, Manifest, claim_output, is_current
+from hala.data.manifest import Manifest
 from hala.data.output_lock import holds_output
 from hala.data.readers import expand_inputs, limit_units, plan_units, read_conversations_at, shard_units
 from hala.data.records import Conversation, Message, ParallelPair
 from hala.data.units import run_units
 from hala.data.writers import write_jsonl
+from hala.frame import StageFrame
 from hala.translate import segment
 from hala.translate.config import TranslateConfig
 from hala.translate.progress import TranslateProgress
 from hala.translate.retry import translate_checked
 from hala.translate.runner import SegmentTranslator
 
-log = logging.getLogger("hala.translate")
 PAIRS = "pairs"  # OUT/pairs/<unit>.jsonl: segment-level pairs of the accepted conversations
-
-
-def manifest_name(cfg: TranslateConfig) -> str:
-    if cfg.num_shards == 1:
-        return "manifest.json"
-    return f"manifest.shard-{cfg.shard_index:05d}-of-{cfg.num_shards:05d}.json"
 
 
 @dataclass
@@ -158,17 +151,11 @@ def translate(cfg: TranslateConfig) -> Manifest:
         from hala.translate.executors import launch
 
         return launch(cfg)
-    out = Path(cfg.out)
+    frame = StageFrame("translate", cfg, shard=cfg.shard)
     files = [f for path in cfg.inputs for f in expand_inputs(path)]
-    inputs = [FileEntry.of(f) for f in files]
-    name = manifest_name(cfg)
-    config = {**cfg.identity(), "shard": cfg.shard}
-    if is_current(out, config, inputs, name):
-        log.info("%s: shard %s is up to date", out, cfg.shard)
-        return Manifest.read(out, name)
-    claim_output(out, cfg.identity(), inputs)
+    if done := frame.open(files):
+        return done
 
-    started = time.perf_counter()
     units = plan_units(files, cfg.rows_per_unit, cfg.split)
     if cfg.limit:
         units = limit_units(units, cfg.limit)
@@ -179,18 +166,9 @@ def translate(cfg: TranslateConfig) -> Manifest:
     work = UnitTranslator(cfg, runner, progress, renames)
     try:
         with progress:
-            stats = run_units(units, out, work, fmt=cfg.output_format, strict=cfg.strict, unit_stats=work.finish_unit)
+            stats = run_units(units, frame.out, work, fmt=cfg.output_format, strict=cfg.strict,
+                              unit_stats=work.finish_unit)  # fmt: skip
     finally:
         runner.close()
-    stats.raise_for_failed_requests(out, name, rows="conversations")
-    manifest = Manifest(
-        stage="translate",
-        config=config,
-        inputs=inputs,
-        outputs=[FileEntry.of(p) for p in stats.outputs + stats.rejected],
-        counts={**stats.counts(), "units": len(units), "num_shards": cfg.num_shards},
-        timings={"total_s": round(time.perf_counter() - started, 3)},
-        units=units,
-    )
-    manifest.write(out, name)
-    return manifest
+    counts = {**stats.counts(), "units": len(units), "num_shards": cfg.num_shards}
+    return frame.finish_units(stats, counts, rows="conversations", units=units)
