@@ -17,7 +17,7 @@ def test_registry_lists_valid_names_on_unknown_engine():
     cfg = EngineConfig.model_construct(kind="nope")
     with pytest.raises(ValueError, match="valid: vllm, openai, fake"):
         get_engine(cfg)
-    assert set(ENGINES) == {"vllm", "openai", "fake"}
+    assert set(ENGINES) == {"vllm", "openai", "fake", "transformers"}
 
 
 def test_fake_engine_is_deterministic_and_arabic():
