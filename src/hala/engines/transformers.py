@@ -7,7 +7,8 @@ keep the vLLM engine's contract, so a stage or a test may use either.
 - `chat` renders each conversation with the chat template (`engine.chat_template`, else the
   model's, else `PLAIN_TEMPLATE`), generates the batch at once, left-padded, and cuts each answer
   as vLLM does: at the first stop token (counted in `completion_tokens`, not in the text) or stop
-  string (left out of the text), "length" when `max_tokens` ran out. The request's sampling
+  string (left out of the text), "length" when `max_tokens` ran out; a character left incomplete
+  at the end is not shown. The request's sampling
   settings are the only ones: the model's generation config gives its stop tokens, not its
   sampling defaults (a repetition penalty, top-k), which vLLM ignores too. A seeded sampled
   request is generated on its own under its seed, so its sample does not depend on its batch.
@@ -109,7 +110,9 @@ class TransformersEngine(Engine):
         return Generation(text, "length", prompt_tokens, len(row), token_ids=tuple(row))
 
     def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        # vLLM's detokenizer (tokenizers' DecodeStream) holds back text that ends in an incomplete
+        # character, so an answer cut inside a multi-byte character ends before it
+        return self.tokenizer.decode(ids, skip_special_tokens=True).rstrip("\ufffd")
 
     def token_logprobs(self, sequences: list[list[int]]) -> list[list[tuple[float, int]]]:
         scores = []
