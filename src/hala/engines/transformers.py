@@ -8,10 +8,10 @@ keep the vLLM engine's contract, so a stage or a test may use either.
   model's, else `PLAIN_TEMPLATE`), generates the batch at once, left-padded, and cuts each answer
   as vLLM does: at the first stop token (counted in `completion_tokens`, not in the text) or stop
   string (left out of the text), "length" when `max_tokens` ran out; a character left incomplete
-  at the end is not shown. The request's sampling
-  settings are the only ones: the model's generation config gives its stop tokens, not its
-  sampling defaults (a repetition penalty, top-k), which vLLM ignores too. A seeded sampled
-  request is generated on its own under its seed, so its sample does not depend on its batch.
+  at the end is not shown. The request's sampling settings are the only ones: the model's
+  generation config gives its stop tokens, not its sampling defaults (a repetition penalty,
+  top-k), which vLLM ignores too. A seeded sampled request is generated on its own under its
+  seed, so its sample does not depend on its batch.
 - `prompt_logprobs`, `token_logprobs` and `score_replies` are one forward pass per sequence; the
   tokens are those the vLLM engine scores (a text prompt with the tokenizer's special tokens, a
   reply cut by `hala.engines.replies`), and a rank counts the tokens at least as likely, as
@@ -49,8 +49,8 @@ class TransformersEngine(Engine):
         self.template = cfg.chat_template or (None if self.tokenizer.chat_template else PLAIN_TEMPLATE)
         eos = self.model.generation_config.eos_token_id
         self.stop_ids = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
-        pad = next((t for t in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id) if t is not None), None)
-        self.pad_id = pad if pad is not None else min(self.stop_ids, default=0)
+        pads = (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, *sorted(self.stop_ids))
+        self.pad_id = next((t for t in pads if t is not None), 0)
 
     @property
     def context_length(self) -> int:
