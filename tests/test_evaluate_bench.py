@@ -3,7 +3,8 @@
 - every one of the six tasks runs for a base-vs-merged comparison (plus a model that can't load),
   giving the table and the chart;
 - parity: hala's score equals the one the `lighteval` CLI reports on the same model and data;
-- the vLLM backend scores the same tokens as the transformers one.
+- the vLLM backend scores the same tokens as the transformers one (and its scorer, on hala's
+  transformers engine, as lighteval's own transformers model).
 """
 
 from __future__ import annotations
@@ -229,6 +230,31 @@ def test_vllm_backend_scores_like_transformers(exams, tiny_llama):
     [model] = results["models"]
     assert model["backend"] == "vllm" and model["tasks"]["arabic_exams"]["subsets"]["default"]["items"] == 8
     _assert_same_scores(exams.root / "vllm", exams.out)
+
+
+def test_the_engine_scorer_on_the_transformers_engine_scores_like_lightevals_model(exams, tiny_llama, monkeypatch):
+    """The vLLM backend's scorer asks only the engine API: on the transformers engine, in float32
+    as the hf run, it gives lighteval's transformers scores for every choice of every item."""
+    import hala.engines
+    from hala.engines.transformers import TransformersEngine
+
+    built = []
+
+    def transformers_engine(cfg):
+        built.append(cfg.kind)
+        return TransformersEngine(cfg.model_copy(update={"kind": "transformers"}))
+
+    monkeypatch.setattr(hala.engines, "get_engine", transformers_engine)
+    out = exams.root / "engine-scorer"
+    bench(exams.cfg.model_copy(update={"backend": "vllm", "out": str(out)}))
+    assert built == ["vllm"]
+    got, want = _details(out / "details" / "tiny-llama.jsonl"), _details(exams.out / "details" / "tiny-llama.jsonl")
+    assert got.keys() == want.keys() and len(got) == 8
+    for key, row in got.items():
+        assert row["logprobs"] == pytest.approx(want[key]["logprobs"], abs=1e-5)
+    results = json.loads((out / "results.json").read_text())
+    [model], [reference] = results["models"], exams.results["models"]
+    assert model["tasks"] == reference["tasks"]
 
 
 @pytest.mark.gpu

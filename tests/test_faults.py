@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from hala.cli import app
 from hala.data.units import RequestsFailed
-from hala.engines.cache import Cached, CacheError, SegmentCache, fold, members
+from hala.engines.base import Generation
+from hala.engines.cache import CacheError, RequestCache, fold, members
 from hala.engines.fake import INSTRUCTION_RE, arabize
 from hala.judge import JudgeConfig, judge
 from hala.translate.config import TranslateConfig
@@ -129,7 +130,7 @@ def test_each_bad_reply_rejects_only_its_own_conversation_with_its_own_error(tmp
     # transient faults are retried (max_retries=2: three tries); a 4xx is not; 503, 503, ok is kept
     assert server.tries == {"TRUNCATED": 3, "EMPTY": 3, "REFUSED": 1, "FLAKY": 3}
     # every reply that arrived is cached; the failed ones are not
-    cache = SegmentCache(out / "cache" / "segments.sqlite")
+    cache = RequestCache(out / "cache" / "segments.sqlite")
     assert len(cache) == 24 - 3
     cache.close()
     assert not (out / "manifest.json").exists()
@@ -512,8 +513,8 @@ def test_a_copied_or_renamed_finished_translate_folder_is_accepted(tmp_path, mon
 WRITERS, ROUNDS, PER_WRITER = 4, 30, 12
 
 
-def _entry(name: str) -> Cached:
-    return Cached(f"text of {name}", "stop", 3, 5)
+def _entry(name: str) -> Generation:
+    return Generation(f"text of {name}", "stop", 3, 5)
 
 
 def _writer_rounds(root: str, index: int, barrier, results) -> None:
@@ -522,7 +523,7 @@ def _writer_rounds(root: str, index: int, barrier, results) -> None:
     for r in range(ROUNDS):
         barrier.wait()
         try:
-            cache = SegmentCache(Path(root) / f"round-{r}" / "cache" / "segments.sqlite")
+            cache = RequestCache(Path(root) / f"round-{r}" / "cache" / "segments.sqlite")
             mine = {f"{index}-{j}": _entry(f"{index}-{j}") for j in range(PER_WRITER)}
             cache.put_many(dict(list(mine.items())[: PER_WRITER // 2]))
             cache.get_many([f"{k}-0" for k in range(WRITERS)])  # others' entries: a hit or a miss, never an error
@@ -548,22 +549,22 @@ def test_k_writers_on_one_cache_at_once_never_fail_or_lose_an_entry(tmp_path):
     every = {f"{i}-{j}": _entry(f"{i}-{j}") for i in range(WRITERS) for j in range(PER_WRITER)}
     for r in range(ROUNDS):
         path = tmp_path / f"round-{r}" / "cache" / "segments.sqlite"
-        fresh = SegmentCache(path)
+        fresh = RequestCache(path)
         assert fresh.get_many(list(every)) == every and len(fresh) == len(every)
         fresh.close()
         assert fold(path) == WRITERS and len(members(path)) == 1
-        folded = SegmentCache(path)
+        folded = RequestCache(path)
         assert folded.get_many(list(every)) == every
         folded.close()
 
 
 def test_another_writers_damaged_file_is_a_miss_with_a_warning_naming_it(tmp_path, caplog):
     path = tmp_path / "segments.sqlite"
-    other = SegmentCache(path)
+    other = RequestCache(path)
     other.put_many({"a": _entry("a"), "b": _entry("b")})
     other.close()
     other.own_path.write_bytes(b"not a database, " * 512)
-    cache = SegmentCache(path)
+    cache = RequestCache(path)
     cache.put_many({"c": _entry("c")})
     with caplog.at_level(logging.WARNING, logger="hala.engines"):
         assert cache.get_many(["a", "b", "c"]) == {"c": _entry("c")}
@@ -572,7 +573,7 @@ def test_another_writers_damaged_file_is_a_miss_with_a_warning_naming_it(tmp_pat
 
 
 def test_the_damaged_file_this_run_writes_is_an_error_naming_it(tmp_path):
-    cache = SegmentCache(tmp_path / "segments.sqlite")
+    cache = RequestCache(tmp_path / "segments.sqlite")
     cache.put_many({"a": _entry("a")})
     cache.own_path.write_bytes(b"not a database, " * 512)
     with pytest.raises(CacheError, match=rf"{cache.own_path}.*delete it") as caught:
@@ -619,17 +620,17 @@ def test_a_single_file_cache_from_an_older_hala_is_read_then_folded(tmp_path):
     old.execute("INSERT INTO segments VALUES ('old', 'text of old', 'stop', 3, 5)")
     old.commit()
     old.close()
-    cache = SegmentCache(path)
+    cache = RequestCache(path)
     assert cache.get_many(["old"]) == {"old": _entry("old")}
     cache.put_many({"new": _entry("new")})
     cache.close()
     assert fold(path) == 2 and not path.exists() and len(members(path)) == 1
-    again = SegmentCache(path)
+    again = RequestCache(path)
     assert again.get_many(["old", "new"]) == {"old": _entry("old"), "new": _entry("new")}
 
 
 def _live_writer(path: str, wrote, go_on, finish: str) -> None:
-    cache = SegmentCache(path)
+    cache = RequestCache(path)
     cache.put_many({"early": _entry("early")})
     wrote.set()
     go_on.wait()
@@ -649,19 +650,19 @@ def test_fold_never_removes_a_running_writers_file(tmp_path, finish):
     writer.start()
     assert wrote.wait(60)
     for name in ("done-1", "done-2"):
-        done = SegmentCache(path)
+        done = RequestCache(path)
         done.put_many({name: _entry(name)})
         done.close()
     assert fold(path) == 2 and len(members(path)) == 2  # the finished writers' files; the running one is left alone
     go_on.set()
     writer.join()
     assert fold(path) == 2 and len(members(path)) == 1  # closed, or dead on this machine: folded now
-    cache = SegmentCache(path)
+    cache = RequestCache(path)
     assert set(cache.get_many(["early", "late", "done-1", "done-2"])) == {"early", "late", "done-1", "done-2"}
 
 
 def _killed_mid_commit(path: str) -> None:
-    cache = SegmentCache(path)
+    cache = RequestCache(path)
     cache.put_many({"committed": _entry("committed")})
     cache.db.execute("PRAGMA cache_size = 5")  # spill the open transaction into the file: a hot journal
     cache.db.execute("BEGIN")
@@ -677,7 +678,7 @@ def test_a_writer_killed_mid_commit_keeps_its_committed_entries(tmp_path, caplog
     (member,) = members(path)
     assert member.with_name(member.name + "-journal").exists()
     with caplog.at_level(logging.WARNING, logger="hala.engines"):
-        cache = SegmentCache(path)
+        cache = RequestCache(path)
         assert cache.get_many(["committed", "k1"]) == {"committed": _entry("committed")}
         cache.close()
     assert caplog.text == ""
@@ -689,12 +690,12 @@ def test_files_of_many_runs_are_folded_when_a_writer_closes(tmp_path):
 
     path = tmp_path / "segments.sqlite"
     for run in range(FOLD_AT + 1):  # one file per run (or resume after a kill), until a close folds them
-        cache = SegmentCache(path)
+        cache = RequestCache(path)
         cache.put_many({f"run-{run}": _entry(f"run-{run}")})
         cache.close()
     assert len(members(path)) == 1
     every = {f"run-{r}": _entry(f"run-{r}") for r in range(FOLD_AT + 1)}
-    assert SegmentCache(path).get_many(list(every)) == every
+    assert RequestCache(path).get_many(list(every)) == every
 
 
 def test_local_workers_write_their_own_files_and_the_merge_folds_them(tmp_path):

@@ -1,7 +1,9 @@
 """Engines: one interface for generating text, whatever serves the model.
 
-`get_engine(cfg)` picks the implementation from an explicit registry. Each engine module imports
-its heavy library (vllm, httpx) only when it is built, so choosing `fake` costs nothing.
+`get_engine(cfg)` picks the implementation from an explicit registry. Each engine module is
+imported, with its heavy library (vllm, torch and transformers, httpx), only when it is built, so
+choosing `fake` costs nothing. `hala.engines.device` is the one probe of where this process
+computes (a CUDA GPU or the CPU).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ ENGINES: dict[str, str] = {
     "vllm": "hala.engines.vllm:VLLMEngine",
     "openai": "hala.engines.openai:OpenAIEngine",
     "fake": "hala.engines.fake:FakeEngine",
+    "transformers": "hala.engines.transformers:TransformersEngine",
 }
 
 

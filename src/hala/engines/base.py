@@ -2,10 +2,13 @@
 
 An engine takes a batch of conversations (lists of `{role, content}` messages) and sampling
 parameters, and returns one `Generation` per conversation: the text, why it stopped and how many
-tokens it used. Where the backend can, it also scores prompts (per-token log-probabilities), which
-the quantization and evaluation stages use, and replies (the log-probability of a given assistant
-answer, for the judge's scoring modes). Batches are lists on purpose: throughput comes from
-giving the backend many requests at once, and the engine decides how to schedule them.
+tokens it used. Where the backend can, it also scores prompts (per-token log-probabilities, and
+for token ids their rank too: lighteval's scorer asks), which the quantization and evaluation
+stages use, and replies (the log-probability of a given assistant answer, for the judge's scoring
+modes). Batches are lists on purpose: throughput comes from giving the backend many requests at
+once, and the engine decides how to schedule them. Every stage, check and verification reaches a
+model through an engine: `vllm`, `transformers` (in process, full distributions, no server) or
+`openai` (a server), and `fake` for plumbing tests.
 
 Two ways to ask. `chat` is all-or-nothing: it raises if any request failed, for callers that
 can't use half a batch. `chat_each` keeps what arrived: a request that failed comes back with its
@@ -26,6 +29,7 @@ from pydantic import Field, model_serializer
 from hala.config import StrictModel
 
 Chat = list[dict[str, str]]
+PLAIN_TEMPLATE = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"  # for a model that has no chat template
 
 
 class SamplingParams(StrictModel):
@@ -60,9 +64,11 @@ class EngineConfig(StrictModel):
         "max_concurrency", "timeout_s", "max_retries", "backoff_s", "fake_delay_s",
     })  # fmt: skip
 
-    kind: Literal["vllm", "openai", "fake"] = Field("vllm", description="the engine (fake: for plumbing tests)")
-    model: str = Field("", description="model folder or hub id (vllm), or served name (openai)")
-    # vllm
+    kind: Literal["vllm", "openai", "fake", "transformers"] = Field(
+        "vllm", description="the engine (transformers: in process; fake: for plumbing tests)"
+    )
+    model: str = Field("", description="model folder or hub id (vllm, transformers), or served name (openai)")
+    # vllm (dtype, max_model_len and chat_template: transformers too)
     dtype: str = "auto"
     max_model_len: int | None = None
     tensor_parallel_size: int = Field(1, ge=1)
@@ -86,11 +92,18 @@ class EngineConfig(StrictModel):
 
 @dataclass(frozen=True)
 class Generation:
+    """One answer: its text, why it stopped ("stop", "length") and the tokens it took.
+
+    `completion_tokens` counts the stop token too, as vLLM does; `token_ids` are the generated
+    ids (stop token included) where the engine reports them (vllm, transformers). The request
+    cache keeps the first four fields, so an answer read back from it has no ids."""
+
     text: str
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
     error: str | None = None  # set (text empty) when this request failed; never cached
+    token_ids: tuple[int, ...] = ()
 
     @classmethod
     def failed(cls, error: str) -> Generation:
@@ -125,6 +138,16 @@ class Engine(ABC):
     def prompt_logprobs(self, prompts: list[str]) -> list[list[float]]:
         """Log-probability of each prompt token given the ones before it (the first is skipped)."""
         raise NotImplementedError(f"engine {self.cfg.kind!r} can't score prompts")
+
+    def token_logprobs(self, sequences: list[list[int]]) -> list[list[tuple[float, int]]]:
+        """(log-probability, rank) of each token after the first of each token-id sequence, rank 1
+        being the model's own first choice: lighteval's log-likelihood requests are scored so."""
+        raise NotImplementedError(f"engine {self.cfg.kind!r} can't score token ids")
+
+    @property
+    def context_length(self) -> int:
+        """The longest sequence the served model takes (prompt and completion)."""
+        raise NotImplementedError(f"engine {self.cfg.kind!r} does not report its context length")
 
     def score_replies(self, replies: list) -> list[list[float]]:
         """Log-probability of each token of each reply (`hala.engines.replies.Reply`) after its chat,

@@ -1,9 +1,12 @@
-"""The request cache: no request is ever sent to an engine twice (segments, judge verdicts, ...).
+"""The request cache: no request is ever sent to an engine twice (segments, judge verdicts, scores).
 
 Content-addressed: the key is a hash of (model id, prompt template, sampling parameters, source
 text), so the same segment in another conversation, another run or after a restart is a lookup,
 and changing any of those four makes a fresh key instead of a wrong hit. Every engine output is
-kept, including ones QA rejects (QA is deterministic, so they'd be rejected again).
+kept, including ones QA rejects (QA is deterministic, so they'd be rejected again). An entry is a
+`Generation` (text, finish_reason, token counts): a translated segment, a judge's verdict, or a
+reply score (`hala.engines.scored`, its number as the text). The tables keep the names the first
+hala gave them (`segments`, files `segments.*.sqlite`), so caches written before still read.
 
 Storage: one SQLite file per writer, so that no two processes ever write one file. Shards, local
 workers and Slurm tasks on several nodes may all point at one `cache_path` at once, on local disk
@@ -37,9 +40,9 @@ import logging
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from hala.engines.base import Generation
 from hala.engines.cache_files import (
     ADVICE,
     COLUMNS,
@@ -55,19 +58,11 @@ from hala.engines.cache_files import (
     warn_unreadable,
 )
 
-__all__ = ["Cached", "CacheError", "SegmentCache", "fold", "members", "request_key"]
+__all__ = ["CacheError", "RequestCache", "fold", "members", "request_key"]
 log = logging.getLogger("hala.engines")
 
 WRITE_TIMEOUT_S = 120.0  # readers hold their shared lock only for one query
 FOLD_AT = 16  # members; past this a closing writer folds them, so single runs and resumes don't pile up files
-
-
-@dataclass(frozen=True)
-class Cached:
-    text: str
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
 
 
 def request_key(model_id: str, template: str, sampling: dict, text) -> str:
@@ -81,10 +76,10 @@ def _query(db: sqlite3.Connection, keys: list[str], found: dict, chunk: int) -> 
         batch = wanted[i : i + chunk]
         marks = ",".join("?" * len(batch))
         for key, *values in db.execute(f"SELECT {COLUMNS} FROM segments WHERE key IN ({marks})", batch):
-            found[key] = Cached(*values)
+            found[key] = Generation(*values)
 
 
-class SegmentCache:
+class RequestCache:
     """The cache named `path`, as one writer: writes go to its own member, reads see all members."""
 
     def __init__(self, path: str | Path):
@@ -131,8 +126,8 @@ class SegmentCache:
                     if path.exists():
                         warn_unreadable(path, exc, self.warned)
 
-    def get_many(self, keys: list[str], chunk: int = 500) -> dict[str, Cached]:
-        found: dict[str, Cached] = {}
+    def get_many(self, keys: list[str], chunk: int = 500) -> dict[str, Generation]:
+        found: dict[str, Generation] = {}
         if self.db is not None:
             try:
                 _query(self.db, keys, found, chunk)
@@ -159,7 +154,7 @@ class SegmentCache:
                     warn_unreadable(path, again, self.warned)
         return found
 
-    def put_many(self, entries: dict[str, Cached]) -> None:
+    def put_many(self, entries: dict[str, Generation]) -> None:
         if not entries:
             return
         rows = [(k, c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens) for k, c in entries.items()]

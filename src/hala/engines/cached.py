@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Callable
 
 from hala.data.units import FAILED_REQUESTS
-from hala.engines.base import Chat, Engine, EngineConfig, SamplingParams
-from hala.engines.cache import Cached, SegmentCache
+from hala.engines.base import Chat, Engine, EngineConfig, Generation, SamplingParams
+from hala.engines.cache import RequestCache
 from hala.engines.redact import api_key, redact
 
 log = logging.getLogger("hala.engines")
@@ -50,7 +50,7 @@ class EngineAsker:
         self.engine_cfg = engine
         self.batch_size, self.retries, self.backoff_s = batch_size, retries, backoff_s
         self.model_id = f"{engine.kind}:{engine.model}"
-        self.cache = SegmentCache(cache_path)
+        self.cache = RequestCache(cache_path)
         self.engine: Engine | None = None
         self.stats: Counter = Counter()
 
@@ -107,15 +107,10 @@ class CachedChat(EngineAsker):
         super().__init__(engine, cache_path, **options)
         self.sampling = sampling
 
-    def _chat(self, chats: list[Chat], sampling: SamplingParams) -> list[Cached | str]:
+    def _chat(self, chats: list[Chat], sampling: SamplingParams) -> list[Generation | str]:
         """Per request, its reply or its error text."""
         gens = self._call(lambda engine: engine.chat_each(chats, sampling), len(chats))
-        return [
-            g if isinstance(g, str)
-            else redact(g.error, self._key()) if g.error is not None
-            else Cached(g.text, g.finish_reason, g.prompt_tokens, g.completion_tokens)
-            for g in gens
-        ]  # fmt: skip
+        return [redact(g.error, self._key()) if isinstance(g, Generation) and g.error is not None else g for g in gens]
 
     def ask(
         self, keys: list[str], chats: list[Chat], counter: str = "requests", sampling: SamplingParams | None = None
@@ -132,7 +127,7 @@ class CachedChat(EngineAsker):
         for i in range(0, len(misses), self.batch_size):
             batch = misses[i : i + self.batch_size]
             answers = dict(zip(batch, self._chat([unique[k] for k in batch], sampling or self.sampling)))
-            fresh = {k: a for k, a in answers.items() if isinstance(a, Cached)}
+            fresh = {k: a for k, a in answers.items() if isinstance(a, Generation)}
             errors.update({k: a for k, a in answers.items() if isinstance(a, str)})
             self.cache.put_many(fresh)
             found.update(fresh)

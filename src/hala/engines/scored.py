@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from hala.engines.cache import Cached
+from hala.engines.base import Generation
 from hala.engines.cached import EngineAsker
 from hala.engines.redact import redact
 from hala.engines.replies import Reply
@@ -32,11 +32,11 @@ class Score:
     error: str | None = None
 
 
-def _stored(score: Score) -> Cached:
-    return Cached(repr(score.value), SCORE, score.tokens, 0)
+def _stored(score: Score) -> Generation:
+    return Generation(repr(score.value), SCORE, score.tokens, 0)
 
 
-def _loaded(entry: Cached) -> Score:
+def _loaded(entry: Generation) -> Score:
     return Score(float(entry.text), entry.prompt_tokens)
 
 

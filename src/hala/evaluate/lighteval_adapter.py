@@ -1,4 +1,5 @@
-"""The one place hala talks to lighteval (0.13), and why each workaround here exists.
+"""The one place hala talks to lighteval (0.13), and why each workaround here exists (the model
+class hala hands its pipeline is in `hala.evaluate.lighteval_scorer`).
 
 hala runs lighteval's own Arabic task definitions (`lighteval.tasks.multilingual.tasks.arabic`):
 same prompt functions, splits and metric (`acc` with `LogProbCharNorm`, i.e. acc_norm). Only the
@@ -17,10 +18,11 @@ same for the `lighteval` CLI):
   into the run folder.
 - xxhash 4 breaks lighteval's hashing; the pin is `xxhash<4`, checked here with a clear message.
 - lighteval's own vLLM backend accepts only vllm<0.10.2 (hala pins 0.33), so `backend=vllm`
-  scores lighteval's log-likelihood requests with hala's vLLM engine (`_vllm_scorer`): the token
-  sequences lighteval's transformers backend builds (context and each choice encoded apart), summed
-  continuation log-probs and whether each token was top-1, as lighteval's vLLM model computes them.
-  Both backends thus score the same tokens, so a CPU run and a GPU run of a model agree.
+  scores lighteval's log-likelihood requests with hala's vLLM engine, through the engine API
+  (`hala.evaluate.lighteval_scorer`): the token sequences lighteval's transformers backend builds,
+  so both backends score the same tokens and a CPU run and a GPU run of a model agree.
+- `backend=hf` is lighteval's own transformers model, which loads the model itself: its scores
+  are the `lighteval` CLI's (`tests/test_evaluate_bench.py` pins that).
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hala.engines.base import EngineConfig
 from hala.evaluate.benchmarks import Benchmark, TaskData
+from hala.evaluate.lighteval_scorer import engine_scorer
 
 ARABIC_TASKS_MODULE = "lighteval.tasks.multilingual.tasks.arabic"
 NUM_FEWSHOT = 0  # the paper's setting
@@ -190,7 +194,8 @@ def evaluate_model(model_dir: str | Path, tasks_file: Path, task_names: list[str
     tracker = EvaluationTracker(output_dir=settings.cache_dir, save_details=False)
     with _pipeline_scope(settings.cache_dir):
         if settings.backend == "vllm":
-            launcher, model, model_config = ParallelismManager.VLLM, _vllm_scorer(model_dir, settings), None
+            launcher, model_config = ParallelismManager.VLLM, None
+            model = engine_scorer(_vllm_engine(model_dir, settings), settings.chat_template)
         else:
             from lighteval.models.transformers.transformers_model import TransformersModelConfig
 
@@ -220,6 +225,20 @@ def evaluate_model(model_dir: str | Path, tasks_file: Path, task_names: list[str
     return _read_back(pipeline, task_names, chat_template)
 
 
+def _vllm_engine(model_dir: str | Path, settings: RunSettings) -> EngineConfig:
+    return EngineConfig(
+        kind="vllm",
+        model=str(model_dir),
+        dtype=settings.dtype,
+        max_model_len=settings.max_model_len,
+        tensor_parallel_size=settings.tensor_parallel_size,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        enforce_eager=True,
+        # cached prefixes would return no prompt log-probs for their tokens
+        vllm_kwargs={"enable_prefix_caching": False},
+    )
+
+
 def _read_back(pipeline, task_names: list[str], chat_template: bool) -> ModelRun:
     results = pipeline.get_results()
     run = ModelRun(chat_template=chat_template, lighteval_results=json.loads(json.dumps(results, default=str)))
@@ -244,92 +263,3 @@ def _read_back(pipeline, task_names: list[str], chat_template: bool) -> ModelRun
                 }
             )
     return run
-
-
-def _vllm_scorer(model_dir: str | Path, settings: RunSettings):
-    """A lighteval model whose log-likelihood requests hala's vLLM engine scores."""
-    from lighteval.models.abstract_model import LightevalModel, ModelConfig
-    from lighteval.models.model_output import ModelResponse
-    from lighteval.models.utils import uses_chat_template
-    from lighteval.tasks.prompt_manager import PromptManager
-    from lighteval.tasks.requests import SamplingMethod
-    from lighteval.utils.cache_management import SampleCache, cached
-    from transformers import AutoTokenizer
-
-    from hala.engines import EngineConfig, get_engine
-
-    class VLLMScorer(LightevalModel):
-        chunk = 1024  # prompts per vLLM call: bounds the memory its prompt log-probs take
-
-        def __init__(self):
-            self.config = ModelConfig(model_name=str(model_dir))
-            self._tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-            engine_cfg = EngineConfig(
-                kind="vllm",
-                model=str(model_dir),
-                dtype=settings.dtype,
-                max_model_len=settings.max_model_len,
-                tensor_parallel_size=settings.tensor_parallel_size,
-                gpu_memory_utilization=settings.gpu_memory_utilization,
-                enforce_eager=True,
-                # cached prefixes would return no prompt log-probs for their tokens
-                vllm_kwargs={"enable_prefix_caching": False},
-            )
-            self.engine = get_engine(engine_cfg)
-            self._max_length = self.engine.llm.llm_engine.model_config.max_model_len
-            self.use_chat_template = uses_chat_template(
-                tokenizer=self._tokenizer, override_chat_template=settings.chat_template
-            )
-            self.prompt_manager = PromptManager(self.use_chat_template, self._tokenizer, None)
-            self._cache = SampleCache(self.config)
-
-        tokenizer = property(lambda self: self._tokenizer)
-        add_special_tokens = property(lambda self: True)
-        max_length = property(lambda self: self._max_length)
-
-        def cleanup(self):
-            self.engine.close()
-
-        def greedy_until(self, docs):
-            raise NotImplementedError("the OALL v2 tasks are log-likelihood only")
-
-        def loglikelihood_rolling(self, docs):
-            raise NotImplementedError("the OALL v2 tasks are log-likelihood only")
-
-        @cached(SamplingMethod.LOGPROBS)
-        def loglikelihood(self, docs):
-            from vllm import SamplingParams
-
-            params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1)
-            responses = []
-            for start in range(0, len(docs), self.chunk):
-                batch = []
-                for doc in docs[start : start + self.chunk]:
-                    context = self.prompt_manager.prepare_prompt(doc)
-                    contexts, continuations = self.tok_encode_pair(context, doc.choices, pairwise=True)
-                    batch.append((context, contexts, continuations))
-                prompts = [
-                    {"prompt_token_ids": (ctx + cont)[-self.max_length :]}
-                    for _, ctxs, conts in batch
-                    for ctx, cont in zip(ctxs, conts)
-                ]
-                outputs = iter(self.engine.llm.generate(prompts, params, use_tqdm=False))
-                for context, ctxs, conts in batch:
-                    logprobs, greedy = [], []
-                    for cont in conts:
-                        steps = next(outputs).prompt_logprobs[-len(cont) :]
-                        picked = [step[token] for token, step in zip(cont, steps)]
-                        logprobs.append(sum(p.logprob for p in picked))
-                        greedy.append(all(p.rank == 1 for p in picked))
-                    responses.append(
-                        ModelResponse(
-                            input=context,
-                            input_tokens=ctxs,
-                            output_tokens=conts,
-                            logprobs=logprobs,
-                            argmax_logits_eq_gold=greedy,
-                        )
-                    )
-            return responses
-
-    return VLLMScorer()

@@ -2,9 +2,11 @@
 
 A merge can write every tensor and still produce a model that doesn't load (a config that no
 longer matches the weights, a tokenizer whose ids run past the embedding) or that emits NaN. We
-load the merged folder with transformers, exactly as a user would (`trust_remote_code` only when
-asked), and greedily generate a few tokens from a chat-formatted prompt. This holds the whole
-model in memory once, which is why it can be switched off for a model larger than the machine.
+load the merged folder with the transformers engine (`hala.engines.transformers`), exactly as a
+user would (`trust_remote_code` only when asked), check that the prompt's next-token
+distributions are finite, and greedily generate a few tokens from it as a chat (the model's
+template, or the plain one for a model without). This holds the whole model in memory once,
+which is why it can be switched off for a model larger than the machine.
 """
 
 from __future__ import annotations
@@ -20,37 +22,27 @@ class MergeCheckError(ValueError):
 
 
 def generation_check(folder: Path, cfg: CheckConfig, trust_remote_code: bool = False) -> dict:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from hala.engines import EngineConfig, SamplingParams
+    from hala.engines.transformers import TransformersEngine
 
     started = time.perf_counter()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto", trust_remote_code=trust_remote_code)
+        engine_cfg = EngineConfig(kind="transformers", model=str(folder))
+        engine = TransformersEngine(engine_cfg, trust_remote_code=trust_remote_code)
     except Exception as exc:  # any load failure means a broken output
         raise MergeCheckError(f"the merged model in {folder} does not load: {exc}") from exc
-    if tokenizer.chat_template:
-        messages = [{"role": "user", "content": cfg.prompt}]
-        ids = tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )["input_ids"]
-    else:
-        ids = tokenizer(cfg.prompt, return_tensors="pt")["input_ids"]
-    with torch.no_grad():
-        logits = model(input_ids=ids).logits
-        if not bool(torch.isfinite(logits).all()):
+    chat = [{"role": "user", "content": cfg.prompt}]
+    with engine:
+        [logprobs] = engine.next_token_logprobs([engine.prompt_ids(chat)])
+        if not bool(logprobs.isfinite().all()):
             raise MergeCheckError(f"the merged model in {folder} gives NaN or Inf logits")
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        out = model.generate(
-            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=cfg.max_new_tokens,
-            do_sample=False, pad_token_id=pad,
-        )  # fmt: skip
-    new = out[0, ids.shape[1] :]
-    if new.numel() == 0:
+        [answer] = engine.chat([chat], SamplingParams(max_tokens=cfg.max_new_tokens))
+        generated = engine.tokenizer.decode(answer.token_ids, skip_special_tokens=False)
+    if answer.completion_tokens == 0:
         raise MergeCheckError(f"the merged model in {folder} generated no token")
     return {
         "prompt": cfg.prompt,
-        "generated": tokenizer.decode(new, skip_special_tokens=False),
-        "new_tokens": int(new.numel()),
+        "generated": generated,
+        "new_tokens": answer.completion_tokens,
         "seconds": round(time.perf_counter() - started, 3),
     }

@@ -11,16 +11,20 @@ the other (never two at once), on a sample of the paper's translation prompts an
 - vLLM serves the checkpoint as is (W8A8: FP8 weights and dynamic per-token FP8 activations) and
   gives the greedy translations that vLLM would give in the translate stage.
 
-Throughput is measured for both models on the current device and reported as it is; the note says
-what to expect where: FP8 matrix units exist only on Ada/Hopper-class GPUs.
+Each model is reached through its engine (`hala.engines.transformers`, `hala.engines.vllm`), never
+through the library itself. Both engines' greedy outputs are compared as tokens: the transformers
+engine's own ids (its stop token left out), vLLM's texts tokenized again with the source's
+tokenizer. Throughput is measured for both models on the current device and reported as it is;
+the note says what to expect where: FP8 matrix units exist only on Ada/Hopper-class GPUs.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -29,13 +33,13 @@ from typing import Literal
 from pydantic import Field
 
 from hala.config import StrictModel
-from hala.engines.base import EngineConfig, SamplingParams
+from hala.engines import device
+from hala.engines.base import PLAIN_TEMPLATE, EngineConfig, SamplingParams
 from hala.quantize import metrics
 
 log = logging.getLogger("hala.quantize.verify")
 
 TRANSLATE_PROMPT = "Translate everything that follows into Arabic:\n\n"  # the paper's translator prompt
-PLAIN_TEMPLATE = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"  # for models without one
 EXAMPLES = 3
 
 
@@ -82,22 +86,6 @@ def load_samples(cfg: VerifyConfig) -> Samples:
     return Samples(chats, [p.tgt for p in head], texts)
 
 
-def device_info() -> dict:
-    import torch
-
-    if torch.cuda.is_available():
-        major, minor = torch.cuda.get_device_capability()
-        return {"kind": "cuda", "name": torch.cuda.get_device_name(), "capability": f"{major}.{minor}"}
-    name = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    return {"kind": "cpu", "name": name}
-
-
 def throughput_note(device: dict) -> str:
     if device["kind"] == "cpu":
         return (
@@ -121,15 +109,13 @@ def verify(source: Path, quantized: Path, cfg: VerifyConfig, fp8_tensors: int) -
     samples = load_samples(cfg)
     tokenizer = AutoTokenizer.from_pretrained(source)
     template = None if tokenizer.chat_template else PLAIN_TEMPLATE
-    device = device_info()
+    where = device.describe()
     report: dict = {
-        "device": device,
+        "device": where,
         "samples": {"translation_prompts": len(samples.chats), "heldout_texts": len(samples.texts),
                     "max_tokens": cfg.max_tokens, "pairs": cfg.pairs or "bundled test_pairs.jsonl"},
     }  # fmt: skip
     if "transformers" in cfg.engines:
-        from hala.quantize.verify_transformers import run_transformers
-
         bf16 = run_transformers(source, samples, cfg, template)
         fp8 = run_transformers(quantized, samples, cfg, template)
         if fp8["fp8_tensors"] != fp8_tensors:
@@ -146,7 +132,7 @@ def verify(source: Path, quantized: Path, cfg: VerifyConfig, fp8_tensors: int) -
         section = _compare(bf16, fp8, samples)
         section["quantization"] = fp8["quantization"]
         report["vllm"] = section
-    report["throughput_note"] = throughput_note(device)
+    report["throughput_note"] = throughput_note(where)
     return report
 
 
@@ -173,34 +159,67 @@ def _compare(bf16: dict, fp8: dict, samples: Samples) -> dict:
     }
 
 
-def run_vllm(path: Path, samples: Samples, cfg: VerifyConfig, template: str | None, tokenizer) -> dict:
-    """Greedy translations from vLLM (the engine of the translate stage), timed after a warm-up."""
+@contextmanager
+def _loaded(kind: str, path: Path, cfg: VerifyConfig, template: str | None) -> Iterator:
+    """The engine of `kind` on `path`, closed (and its memory collected) before the next one loads."""
     from hala.engines import get_engine
+    from hala.engines.transformers import TransformersEngine
 
-    engine_cfg = cfg.engine.model_copy(
-        update={"model": str(path), "chat_template": cfg.engine.chat_template or template}
-    )
     try:
-        engine = get_engine(engine_cfg)
+        if kind == "transformers":
+            engine = TransformersEngine(EngineConfig(kind=kind, model=str(path), chat_template=template),
+                                        device_map=cfg.device_map)  # fmt: skip
+        else:
+            template = cfg.engine.chat_template or template
+            engine = get_engine(cfg.engine.model_copy(update={"model": str(path), "chat_template": template}))
     except Exception as exc:
-        raise VerificationError(f"vLLM could not load {path}: {type(exc).__name__}: {exc}") from exc
+        name = "transformers" if kind == "transformers" else "vLLM"
+        raise VerificationError(f"{name} could not load {path}: {type(exc).__name__}: {exc}") from exc
     try:
-        llm = getattr(engine, "llm", None)
-        quantization = getattr(getattr(llm, "llm_engine", None), "model_config", None)
-        quantization = getattr(quantization, "quantization", None)
-        engine.chat(samples.chats[:1], SamplingParams(max_tokens=2))
-        started = time.perf_counter()
-        generations = engine.chat(samples.chats, SamplingParams(max_tokens=cfg.max_tokens, temperature=0.0))
-        elapsed = time.perf_counter() - started
+        yield engine
     finally:
         engine.close()
         gc.collect()
+
+
+def _timed_greedy(engine, samples: Samples, cfg: VerifyConfig) -> tuple[list, float]:
+    started = time.perf_counter()
+    generations = engine.chat(samples.chats, SamplingParams(max_tokens=cfg.max_tokens, temperature=0.0))
+    return generations, time.perf_counter() - started
+
+
+def _outputs(texts: list[str], token_ids: list[list[int]], tokens: int, elapsed: float) -> dict:
+    speed = tokens / elapsed if elapsed > 0 else 0.0
+    return {"texts": texts, "token_ids": token_ids, "tokens": tokens, "tokens_per_s": speed}
+
+
+def run_transformers(path: Path, samples: Samples, cfg: VerifyConfig, template: str | None) -> dict:
+    """Full next-token distributions and greedy outputs from the transformers engine. An FP8
+    compressed-tensors checkpoint loads with its Linear weights in FP8, counted before the first
+    forward pass decompresses them; its forward then rounds every Linear's input to FP8 per token
+    (the scheme's dynamic activations), so the model computes what vLLM's W8A8 kernels compute."""
+    from hala.quantize.fp8 import FP8_DTYPE
+
+    with _loaded("transformers", path, cfg, template) as engine:
+        fp8_tensors = engine.count_parameters(FP8_DTYPE)
+        encode = engine.tokenizer
+        texts = [encode(t, truncation=True, max_length=cfg.max_text_tokens)["input_ids"] for t in samples.texts]
+        logprobs = engine.next_token_logprobs(texts)
+        if not all(bool(lp.isfinite().all()) for lp in logprobs):
+            raise VerificationError(f"{path}: the model gives NaN or Inf log-probabilities")
+        generations, elapsed = _timed_greedy(engine, samples, cfg)
+    token_ids = [list(g.token_ids[:-1] if g.finish_reason == "stop" else g.token_ids) for g in generations]
+    outputs = _outputs([g.text for g in generations], token_ids, sum(len(ids) for ids in token_ids), elapsed)
+    return {"fp8_tensors": fp8_tensors, "logprobs": logprobs, **outputs}
+
+
+def run_vllm(path: Path, samples: Samples, cfg: VerifyConfig, template: str | None, tokenizer) -> dict:
+    """Greedy translations from vLLM (the engine of the translate stage), timed after a warm-up."""
+    with _loaded("vllm", path, cfg, template) as engine:
+        quantization = engine.quantization
+        engine.chat(samples.chats[:1], SamplingParams(max_tokens=2))
+        generations, elapsed = _timed_greedy(engine, samples, cfg)
     texts = [g.text for g in generations]
+    token_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     tokens = sum(g.completion_tokens for g in generations)
-    return {
-        "texts": texts,
-        "token_ids": [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts],
-        "tokens": tokens,
-        "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
-        "quantization": quantization,
-    }
+    return {"quantization": quantization, **_outputs(texts, token_ids, tokens, elapsed)}

@@ -105,6 +105,8 @@ def build_trainer(cfg: TrainConfig) -> Prepared:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
+    from hala.engines import device
+
     out = Path(cfg.out)
     fmt = cfg.format if cfg.format != "auto" else train_data.sniff(expand_inputs(cfg.data[0]))
     train_set, rejected = _dataset(cfg.data, fmt, out, "train", cfg.limit)
@@ -119,8 +121,7 @@ def build_trainer(cfg: TrainConfig) -> Prepared:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
 
-    cuda = torch.cuda.is_available()
-    bf16 = cfg.bf16 if cfg.bf16 is not None else (cuda and torch.cuda.is_bf16_supported())
+    bf16 = cfg.bf16 if cfg.bf16 is not None else device.bf16_supported()
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.bfloat16 if bf16 else torch.float32)
     if cfg.freeze_embeddings:  # a tied LM head is this same Parameter, so it stays frozen too
         model.get_input_embeddings().weight.requires_grad_(False)
@@ -146,7 +147,7 @@ def build_trainer(cfg: TrainConfig) -> Prepared:
         gradient_accumulation_steps=cfg.gradient_accumulation,
         gradient_checkpointing=cfg.gradient_checkpointing,
         bf16=bf16,
-        use_cpu=not cuda,
+        use_cpu=not device.on_gpu(),
         logging_steps=cfg.logging_steps,
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
