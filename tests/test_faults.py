@@ -272,7 +272,7 @@ def test_local_workers_that_lost_rows_to_engine_errors_exit_3_naming_the_shards(
 def test_a_redo_killed_midway_leaves_the_unit_unfinished(tmp_path):
     """The unit's output (its completion marker) goes before the redo starts, so a kill during the
     redo can't leave the old output standing beside newer rejects and stats."""
-    from hala.data.readers import Unit
+    from hala.data.plan import Unit
     from hala.data.units import run_units
 
     unit, calls = Unit(str(tmp_path / "in.jsonl"), 0, 2), defaultdict(int)

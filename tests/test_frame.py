@@ -9,7 +9,7 @@ from pydantic import Field
 
 from hala.config import StrictModel
 from hala.data.manifest import RUN_STAMP, Manifest, OutputInUseError
-from hala.data.readers import Unit
+from hala.data.plan import Unit
 from hala.frame import StageFrame
 
 

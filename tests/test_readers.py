@@ -12,18 +12,15 @@ from pathlib import Path
 import pytest
 
 from hala.data.formats import BadRecord, detect_format, get_format
+from hala.data.plan import Unit, plan_units, shard_units, unshard_units
 from hala.data.readers import (
-    Unit,
     _rows_parquet,
     count_rows,
     expand_inputs,
     iter_rows,
-    plan_units,
     read_conversations,
     read_conversations_at,
     read_pairs,
-    shard_units,
-    unshard_units,
 )
 from hala.data.records import Conversation, Message, ParallelPair
 from hala.data.rejects import RejectLog

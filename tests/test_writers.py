@@ -21,7 +21,8 @@ from hala.data.manifest import (
     is_current,
     sha256_file,
 )
-from hala.data.readers import Unit, read_conversations, read_pairs
+from hala.data.readers import read_conversations, read_pairs
+from hala.data.plan import Unit
 from hala.data.records import Conversation, ParallelPair
 from hala.data.units import unit_paths
 from hala.data.writers import (

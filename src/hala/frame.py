@@ -58,7 +58,7 @@ from hala.data.writers import atomic_folder
 
 if TYPE_CHECKING:
     from hala.config import StrictModel
-    from hala.data.readers import Unit
+    from hala.data.plan import Unit
     from hala.data.units import UnitStats
 
 log = logging.getLogger("hala.frame")

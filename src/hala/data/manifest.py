@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, Field, PrivateAttr
 
 from hala import __version__
-from hala.data.readers import Unit
+from hala.data.plan import Unit
 from hala.data.writers import atomic_write_text
 
 MANIFEST = "manifest.json"

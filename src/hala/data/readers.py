@@ -9,7 +9,6 @@ so work can be split into units of (file, row range) that any worker can read on
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -211,72 +210,6 @@ def count_rows(path: str | Path, split: str = "train") -> int:
         return sum(1 for _ in handle)
 
 
-@dataclass(frozen=True)
-class Unit:
-    """A unit of work: rows `start < line <= stop` of one input. Units are plain data (picklable)."""
-
-    file: str
-    start: int
-    stop: int
-
-    @property
-    def name(self) -> str:
-        """Readable and unique: two inputs named train.jsonl in different folders don't collide."""
-        digest = hashlib.sha256(self.file.encode("utf-8")).hexdigest()[:8]
-        return f"{Path(self.file).stem}-{digest}-{self.start:09d}-{self.stop:09d}"
-
-
-class EmptyInputError(ValueError):
-    """Not one row in any input: almost always a wrong path or an unfinished export, so not a success."""
-
-
-def plan_units(inputs: list[str], rows_per_unit: int, split: str = "train") -> list[Unit]:
-    """Split every input into units of at most `rows_per_unit` rows, in a stable order.
-
-    An empty input is named in a warning; when every input is empty nothing can be done and the
-    stage stops here, before it writes anything."""
-    if rows_per_unit < 1:
-        raise ValueError("rows_per_unit must be at least 1")
-    units = []
-    for file in inputs:
-        total = count_rows(file, split)
-        if total == 0:
-            log.warning("%s: empty input (no rows)", file)
-        for start in range(0, total, rows_per_unit):
-            units.append(Unit(file, start, min(start + rows_per_unit, total)))
-    if inputs and not units:
-        raise EmptyInputError(f"no rows in the inputs ({', '.join(inputs[:5])}): nothing to do; check the paths")
-    return units
-
-
-def limit_units(units: list[Unit], limit: int) -> list[Unit]:
-    """The units covering only the first `limit` rows, in plan order (the last one cut short)."""
-    kept, left = [], limit
-    for unit in units:
-        if left <= 0:
-            break
-        size = unit.stop - unit.start
-        kept.append(unit if size <= left else Unit(unit.file, unit.start, unit.start + left))
-        left -= size
-    return kept
-
-
-def shard_units(units: list[Unit], index: int, count: int) -> list[Unit]:
-    """Shard `index` of `count`: every count-th unit, so shards get similar work."""
-    if not 0 <= index < count:
-        raise ValueError(f"shard index {index} is outside 0..{count - 1}")
-    return units[index::count]
-
-
-def unshard_units(shards: list[list[Unit]]) -> list[Unit]:
-    """The plan back from the units of each of its shards (`shard_units` of 0..N-1), in plan order."""
-    sizes, n = [len(units) for units in shards], len(shards)
-    expected = [len(range(i, sum(sizes), n)) for i in range(n)]
-    if sizes != expected:
-        raise ValueError(f"shards hold {sizes} units, not the split of one plan of {sum(sizes)} ({expected})")
-    return [shards[k % n][k // n] for k in range(sum(sizes))]
-
-
 def sniff_format(path: str | Path, split: str = "train", probe_rows: int = 100) -> str:
     """The format of an input, from its first row that parses (`messages` if none does)."""
     for row in iter_rows(path, stop=probe_rows, split=split):
@@ -328,20 +261,31 @@ def read_conversations_at(
     rejects = rejects if rejects is not None else RejectLog()
     ids = _IdCheck()
     label = source if source is not None else Path(str(path)).name
-    for row in iter_rows(path, start=start, stop=stop, split=split):
+
+    def build(data: dict):
+        data = {rename.get(k, k): v for k, v in data.items()} if rename else data
+        row_fmt = detect_format(data) if fmt == "auto" else fmt
+        if row_fmt not in CONVERSATION_FORMATS:
+            raise BadRecord("wrong_schema", f"row is {row_fmt!r} data, not a conversation")
+        conv = CONVERSATION_FORMATS[row_fmt](data, source=label, lang=lang)
+        return conv, conv.id, [m.model_dump() for m in conv.messages]
+
+    yield from _records(iter_rows(path, start=start, stop=stop, split=split), build, rejects, ids)
+
+
+def _records(rows: Iterator[Row], build, rejects: RejectLog, ids: _IdCheck) -> Iterator[tuple[int, Any]]:
+    """Each good row as `(line, record)`, where `build(data)` gives (record, its id, its content);
+    an unreadable row, a bad record or an id used for other content goes to `rejects`."""
+    for row in rows:
         if row.error is not None:
             rejects.add(row.file, row.line, row.error.kind, row.error.reason, row.raw)
             continue
-        data = {rename.get(k, k): v for k, v in row.data.items()} if rename else row.data
         try:
-            row_fmt = detect_format(data) if fmt == "auto" else fmt
-            if row_fmt not in CONVERSATION_FORMATS:
-                raise BadRecord("wrong_schema", f"row is {row_fmt!r} data, not a conversation")
-            conv = CONVERSATION_FORMATS[row_fmt](data, source=label, lang=lang)
-            clash = ids.clash(conv.id, [m.model_dump() for m in conv.messages], row.line)
+            record, record_id, content = build(row.data)
+            clash = ids.clash(record_id, content, row.line)
             if clash:
                 raise BadRecord("duplicate_id", clash)
-            yield row.line, conv
+            yield row.line, record
         except ValidationError as exc:
             bad = from_validation_error(exc)
             rejects.add(row.file, row.line, bad.kind, bad.reason, row.raw)
@@ -370,19 +314,9 @@ def read_pairs_at(
     rejects = rejects if rejects is not None else RejectLog()
     label = source if source is not None else Path(str(path)).name
     rows = iter_rows(path, start=start, stop=stop, split=split, tsv_columns=(src_lang, tgt_lang))
-    ids = _IdCheck()
-    for row in rows:
-        if row.error is not None:
-            rejects.add(row.file, row.line, row.error.kind, row.error.reason, row.raw)
-            continue
-        try:
-            pair = to_pair(row.data, source=label, src_lang=src_lang, tgt_lang=tgt_lang)
-            clash = ids.clash(pair.id, [pair.src, pair.tgt], row.line)
-            if clash:
-                raise BadRecord("duplicate_id", clash)
-            yield row.line, pair
-        except ValidationError as exc:
-            bad = from_validation_error(exc)
-            rejects.add(row.file, row.line, bad.kind, bad.reason, row.raw)
-        except BadRecord as exc:
-            rejects.add(row.file, row.line, exc.kind, exc.reason, row.raw)
+
+    def build(data: dict):
+        pair = to_pair(data, source=label, src_lang=src_lang, tgt_lang=tgt_lang)
+        return pair, pair.id, [pair.src, pair.tgt]
+
+    yield from _records(rows, build, rejects, _IdCheck())

@@ -1,6 +1,6 @@
 """Units of work that finish atomically, so a killed run resumes where it stopped.
 
-A stage splits its input into units (file x row range, see `readers.plan_units`) and hands each
+A stage splits its input into units (file x row range, see `hala.data.plan.plan_units`) and hands each
 one to `run_units` with a function that turns the unit into output records. A unit's rejects are
 written first, then its output, each atomically; the output file is the unit's completion marker.
 A rerun skips every unit whose output exists and recounts its rows from disk (and reads back the
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from hala.data.readers import Unit
+from hala.data.plan import Unit
 from hala.data.rejects import RejectLog
 from hala.data.writers import atomic_write_text, write_jsonl, write_rows
 

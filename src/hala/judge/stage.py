@@ -43,7 +43,7 @@ from pydantic import Field, field_validator, model_validator
 from hala.config import StrictModel
 from hala.data.manifest import Manifest
 from hala.data.output_lock import holds_output
-from hala.data.readers import Unit, plan_units
+from hala.data.plan import Unit, plan_units
 from hala.data.units import REJECTED, STATS, run_units
 from hala.engines.base import EngineConfig, SamplingParams
 from hala.frame import StageFrame

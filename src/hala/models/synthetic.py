@@ -46,7 +46,7 @@ def make_synthetic_llama(
     from safetensors.torch import save_file
     from transformers import LlamaConfig
 
-    from hala.models.tiny import _ids, build_tokenizer
+    from hala.models.tiny import _ids, build_tokenizer, decoder_shape
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,18 +81,7 @@ def make_synthetic_llama(
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
     ids = {**_ids(tokenizer), "vocab_size": vocab}
-    config = LlamaConfig(
-        hidden_size=hidden,
-        intermediate_size=intermediate,
-        num_hidden_layers=layers,
-        num_attention_heads=hidden // 64,
-        num_key_value_heads=hidden // 64,
-        head_dim=64,
-        max_position_embeddings=2048,
-        tie_word_embeddings=False,
-        dtype="bfloat16",
-        **ids,
-    )
+    config = LlamaConfig(**decoder_shape(hidden, intermediate, layers), head_dim=64, tie_word_embeddings=False, **ids)
     config.architectures = ["LlamaForCausalLM"]
     config.save_pretrained(out)
     tokenizer.save_pretrained(out)

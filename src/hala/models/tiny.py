@@ -83,6 +83,15 @@ def _ids(tokenizer) -> dict:
     )
 
 
+def decoder_shape(hidden_size: int, intermediate_size: int, layers: int) -> dict:
+    """The config keys every random decoder here shares: heads of 64, 2048 positions, BF16."""
+    return dict(
+        hidden_size=hidden_size, intermediate_size=intermediate_size, num_hidden_layers=layers,
+        num_attention_heads=hidden_size // 64, num_key_value_heads=hidden_size // 64,
+        max_position_embeddings=2048, dtype="bfloat16",
+    )  # fmt: skip
+
+
 def make_tiny_llama(out: str | Path, *, hidden_size: int = 128, layers: int = 2, seed: int = 0) -> Path:
     """A random Llama (head_dim 64) with a local tokenizer, saved as an HF folder."""
     import torch
@@ -91,16 +100,7 @@ def make_tiny_llama(out: str | Path, *, hidden_size: int = 128, layers: int = 2,
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
     config = LlamaConfig(
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=layers,
-        num_attention_heads=hidden_size // 64,
-        num_key_value_heads=hidden_size // 64,
-        head_dim=64,
-        max_position_embeddings=2048,
-        tie_word_embeddings=False,
-        dtype="bfloat16",
-        **_ids(tokenizer),
+        **decoder_shape(hidden_size, 2 * hidden_size, layers), head_dim=64, tie_word_embeddings=False, **_ids(tokenizer)
     )
     model = LlamaForCausalLM(config).to(torch.bfloat16)
     return _save(model, tokenizer, Path(out))
@@ -129,15 +129,9 @@ def make_tiny_lfm2(out: str | Path, *, hidden_size: int = 128, layers: int = 2, 
     tokenizer = build_tokenizer()
     layer_types = ["conv" if i % 2 == 0 else "full_attention" for i in range(layers)]
     config = Lfm2Config(
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=layers,
-        num_attention_heads=hidden_size // 64,
-        num_key_value_heads=hidden_size // 64,
-        max_position_embeddings=2048,
+        **decoder_shape(hidden_size, 2 * hidden_size, layers),
         layer_types=layer_types,
         block_auto_adjust_ff_dim=False,
-        dtype="bfloat16",
         **_ids(tokenizer),
     )
     model = Lfm2ForCausalLM(config).to(torch.bfloat16)

@@ -1,6 +1,6 @@
 """`hala translate`: conversations in, translated conversations out, nothing lost.
 
-For each unit of work (a file x a range of conversations, see `hala.data.readers.plan_units`):
+For each unit of work (a file x a range of conversations, see `hala.data.plan.plan_units`):
 
 1. read the conversations (bad rows go to `rejected/` as `file:line: reason`);
 2. cut every message into segments (`segment.split`); system prompts are translated, kept or
@@ -39,7 +39,8 @@ from pathlib import Path
 
 from hala.data.manifest import Manifest
 from hala.data.output_lock import holds_output
-from hala.data.readers import expand_inputs, limit_units, plan_units, read_conversations_at, shard_units
+from hala.data.readers import expand_inputs, read_conversations_at
+from hala.data.plan import limit_units, plan_units, shard_units
 from hala.data.records import Conversation, Message, ParallelPair
 from hala.data.units import run_units
 from hala.data.writers import write_jsonl
