@@ -13,15 +13,8 @@ import pytest
 
 from hala.data.formats import BadRecord, detect_format, get_format
 from hala.data.plan import Unit, plan_units, shard_units, unshard_units
-from hala.data.readers import (
-    _rows_parquet,
-    count_rows,
-    expand_inputs,
-    iter_rows,
-    read_conversations,
-    read_conversations_at,
-    read_pairs,
-)
+from hala.data.readers import read_conversations, read_conversations_at, read_pairs
+from hala.data.rows import _rows_parquet, count_rows, expand_inputs, iter_rows
 from hala.data.records import Conversation, Message, ParallelPair
 from hala.data.rejects import RejectLog
 

@@ -13,7 +13,8 @@ import pytest
 from hala.data import units as units_module
 from hala.data.convert import ConvertConfig, convert
 from hala.data.manifest import MANIFEST, OutputInUseError
-from hala.data.readers import expand_inputs, read_conversations
+from hala.data.readers import read_conversations
+from hala.data.rows import expand_inputs
 from hala.data.plan import Unit, plan_units
 from hala.data.units import run_units
 

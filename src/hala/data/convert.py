@@ -15,7 +15,8 @@ from pydantic import Field
 from hala.config import StrictModel
 from hala.data.manifest import Manifest
 from hala.data.output_lock import holds_output
-from hala.data.readers import expand_inputs, read_conversations, read_pairs, sniff_format
+from hala.data.readers import read_conversations, read_pairs, sniff_format
+from hala.data.rows import expand_inputs
 from hala.data.plan import plan_units
 from hala.data.units import run_units
 from hala.frame import StageFrame

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from hala.data.readers import count_rows
+from hala.data.rows import count_rows
 
 log = logging.getLogger("hala.data")
 

@@ -17,7 +17,8 @@ from pydantic import Field
 from hala.config import StrictModel
 from hala.data.manifest import Manifest
 from hala.data.output_lock import holds_output
-from hala.data.readers import expand_inputs, read_conversations_at
+from hala.data.readers import read_conversations_at
+from hala.data.rows import expand_inputs
 from hala.data.plan import limit_units, plan_units
 from hala.data.records import Conversation, Message
 from hala.data.units import run_units

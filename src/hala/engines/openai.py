@@ -32,6 +32,14 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from hala.engines.base import Chat, Engine, EngineConfig, EngineError, Generation, SamplingParams
+from hala.engines.openai_replies import (
+    MalformedReply,
+    chat_reply,
+    chosen_logprob,
+    echo_reply,
+    prompt_logprobs_reply,
+    tokens_reply,
+)
 from hala.engines.redact import api_key, redact
 
 log = logging.getLogger("hala.engines.openai")
@@ -41,10 +49,6 @@ BODY_CHARS = 300  # of a server's error body kept in the error text
 
 class ServerError(EngineError):
     """A request the server refused, or that still failed after every retry."""
-
-
-class MalformedReply(ValueError):
-    """A 200 whose body can't be used (truncated, no choices): retried like a 5xx."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +191,7 @@ class OpenAIEngine(Engine):
         if self.cfg.chat_template:
             for body in bodies:
                 body["chat_template"] = self.cfg.chat_template
-        replies = self._gather("/chat/completions", bodies, _chat_reply)
+        replies = self._gather("/chat/completions", bodies, chat_reply)
         return [Generation.failed(r.error) if isinstance(r, Failure) else r for r in replies]
 
     def chat(self, conversations: list[Chat], params: SamplingParams) -> list[Generation]:
@@ -203,14 +207,14 @@ class OpenAIEngine(Engine):
         if not prompts:
             return []
         bodies = [{"model": self.cfg.model, "prompt": p, "max_tokens": 1, "prompt_logprobs": 0} for p in prompts]
-        replies = self._gather("/completions", bodies, _prompt_logprobs_reply)
+        replies = self._gather("/completions", bodies, prompt_logprobs_reply)
         scores = []
         for reply in replies:
             if isinstance(reply, Failure):
                 raise ServerError(reply.error)
             if reply is None:
                 raise ServerError("the server does not return prompt_logprobs (a vLLM extension)")
-            scores.append([_chosen_logprob(step) for step in reply[1:]])
+            scores.append([chosen_logprob(step) for step in reply[1:]])
         return scores
 
     def score_replies_each(self, replies: list) -> list[list[float] | str]:
@@ -236,7 +240,7 @@ class OpenAIEngine(Engine):
             if r.closed else {"model": self.cfg.model, "prompt": r.text, "add_special_tokens": False}
             for r in replies
         ]  # fmt: skip
-        tokens = self._gather("/tokenize", prompts + wholes, _tokens_reply, at_root=True)
+        tokens = self._gather("/tokenize", prompts + wholes, tokens_reply, at_root=True)
         results: list = [None] * len(replies)
         cuts = {}
         for i, (r, prompt, whole) in enumerate(zip(replies, tokens[: len(replies)], tokens[len(replies) :])):
@@ -252,7 +256,7 @@ class OpenAIEngine(Engine):
             cuts[i] = (ids, common)
         bodies = [{"model": self.cfg.model, "prompt": ids, "max_tokens": 0, "echo": True, "logprobs": 0,
                    "temperature": 0.0} for ids, _ in cuts.values()]  # fmt: skip
-        for (i, (ids, common)), reply in zip(cuts.items(), self._gather("/completions", bodies, _echo_reply)):
+        for (i, (ids, common)), reply in zip(cuts.items(), self._gather("/completions", bodies, echo_reply)):
             if isinstance(reply, Failure):
                 results[i] = reply.error
                 continue
@@ -272,49 +276,3 @@ class OpenAIEngine(Engine):
         if errors:
             raise ServerError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
         return results
-
-
-def _tokens_reply(reply: Any) -> list[int]:
-    if not isinstance(reply, dict) or not isinstance(reply.get("tokens"), list):
-        raise MalformedReply("no tokens (scoring needs vLLM's /tokenize)")
-    return [int(t) for t in reply["tokens"]]
-
-
-def _echo_reply(reply: Any) -> tuple[list, list]:
-    logprobs = first_choice(reply).get("logprobs") or {}
-    values = logprobs.get("token_logprobs")
-    if not values:
-        raise MalformedReply("no logprobs.token_logprobs for echo: true")
-    return [v if v is not None else 0.0 for v in values], logprobs.get("tokens") or []
-
-
-def first_choice(reply: Any) -> dict:
-    """`choices[0]` of a reply, or MalformedReply (an empty or missing `choices` is retried)."""
-    choices = reply.get("choices") if isinstance(reply, dict) else None
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise MalformedReply("no choices")
-    return choices[0]
-
-
-def _chat_reply(reply: Any) -> Generation:
-    choice = first_choice(reply)
-    message = choice.get("message")
-    if not isinstance(message, dict) or not isinstance(message.get("content") or "", str):
-        raise MalformedReply("choices[0] has no message content")
-    usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
-    return Generation(
-        text=message.get("content") or "",
-        finish_reason=choice.get("finish_reason") or "stop",
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-    )
-
-
-def _prompt_logprobs_reply(reply: Any) -> list | None:
-    return first_choice(reply).get("prompt_logprobs") or reply.get("prompt_logprobs")
-
-
-def _chosen_logprob(step: dict) -> float:
-    """vLLM returns {token_id: {logprob, rank, decoded_token}} with the prompt token first."""
-    entry = next(iter(step.values()))
-    return entry["logprob"] if isinstance(entry, dict) else float(entry)

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Iterator
 
 from hala.data.manifest import MANIFEST, RUN_STAMP, Manifest, shard_manifests
-from hala.data.readers import expand_inputs, read_pairs_at
+from hala.data.readers import read_pairs_at
+from hala.data.rows import expand_inputs
 from hala.data.records import ParallelPair
 from hala.data.rejects import RejectLog
 

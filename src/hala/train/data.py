@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from hala.data.readers import expand_inputs, iter_rows, read_conversations_at
+from hala.data.readers import read_conversations_at
+from hala.data.rows import expand_inputs, iter_rows
 from hala.data.rejects import RejectLog
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from hala.data.manifest import Manifest
 from hala.data.output_lock import distributed_rank, holds_output
-from hala.data.readers import expand_inputs
+from hala.data.rows import expand_inputs
 from hala.data.rejects import RejectLog
 from hala.data.writers import write_jsonl
 from hala.frame import StageFrame

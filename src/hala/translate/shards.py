@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hala.data.manifest import FileEntry, IncompleteRunError, Manifest, shard_manifests
 from hala.data.output_lock import hold_output
-from hala.data.readers import iter_rows
+from hala.data.rows import iter_rows
 from hala.data.plan import unshard_units
 from hala.data.units import unit_paths
 from hala.data.writers import ShardedWriter
