@@ -52,7 +52,7 @@ def test_wrong_type_names_key_and_value(tmp_path):
 def test_bad_literal_lists_the_choices():
     with pytest.raises(ConfigError) as err:
         load_config(GenerateConfig, None, ["input=a", "out=b", "engine.kind=tgi"])
-    assert "engine.kind" in str(err.value) and "'vllm', 'openai' or 'fake'" in str(err.value)
+    assert "engine.kind" in str(err.value) and "'vllm', 'openai', 'fake' or 'transformers'" in str(err.value)
 
 
 def test_missing_required_key():
