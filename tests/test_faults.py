@@ -717,7 +717,7 @@ def test_local_workers_write_their_own_files_and_the_merge_folds_them(tmp_path):
 
 def test_a_cache_that_cannot_be_folded_leaves_the_merge_complete(tmp_path, monkeypatch, caplog):
     from hala.engines import EngineConfig
-    from hala.translate import shards
+    from hala.launch import merge as shards
     from hala.translate.config import TranslateConfig
     from hala.translate.pipeline import translate
 
@@ -732,7 +732,7 @@ def test_a_cache_that_cannot_be_folded_leaves_the_merge_complete(tmp_path, monke
         raise CacheError(f"{path}: could not fold the cache's files (disk full); they stay as they are")
 
     monkeypatch.setattr(shards, "fold", no_room)
-    with caplog.at_level(logging.WARNING, logger="hala.translate"):
+    with caplog.at_level(logging.WARNING, logger="hala.launch"):
         manifest = shards.merge_shards(out)
     assert manifest.counts["rows_out"] == 6 and "could not fold" in caplog.text
 

@@ -143,7 +143,7 @@ def test_pairs_from_a_translate_run_keep_conversation_and_segment_ids(tmp_path):
 def test_unfinished_or_merged_translate_runs_are_refused(tmp_path):
     from hala.translate.config import TranslateConfig
     from hala.translate.pipeline import translate
-    from hala.translate.shards import IncompleteRunError, merge_shards
+    from hala.launch.merge import IncompleteRunError, merge_shards
 
     convs = write_jsonl(tmp_path / "c.jsonl", [{"id": f"c{i}", "messages": [{"role": "user", "content": f"Hello number {i}."}]} for i in range(4)])
     run = tmp_path / "run"

@@ -16,7 +16,7 @@ from hala.data.manifest import OutputInUseError
 from hala.engines import EngineConfig
 from hala.translate.config import TranslateConfig
 from hala.translate.pipeline import translate
-from hala.translate.shards import IncompleteRunError, merge_shards
+from hala.launch.merge import IncompleteRunError, merge_shards
 
 
 def conversations(n: int) -> list[dict]:

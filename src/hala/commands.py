@@ -67,6 +67,7 @@ class Command:
     words: dict[str, Command] = field(default_factory=dict)  # `hala judge calibrate`: a leading word, another command
     input_from: str = ""  # the setting that is `inputs` when no --input is given (`hala judge calibrate --gold`)
     shows: Callable[[Manifest, Path], str] | None = None  # what the command prints after its summary
+    merged_metrics: str = ""  # "module:function"(counts) -> metrics of a merged sharded run (`hala.launch.merge`)
 
     def load(self, attr: str):
         """The class or function named by `attr` ("config", "function", "loader"), imported."""
@@ -154,6 +155,12 @@ ENGINE = (Flag(("--model", "-m"), "engine.model"), Flag(("--engine",), "engine.k
 PICKLE = Flag(
     ("--allow-pickle",), "allow_pickle", True, "read .bin/.pt weights (pickle can run code: only trusted files)"
 )
+SHARDS = (  # a record stage run as shards (`hala.launch`)
+    Flag(("--shard",), "shard"), Flag(("--executor",), "executor"), Flag(("--workers",), "workers"),
+    Flag(("--submit",), "submit", True),
+    Flag(("--merge-shards",), help="assemble OUT/merged/ from all finished shards of OUT",
+         action="hala.launch.merge:merge_shards"),
+)
 JUDGE = (
     IO[0],
     Flag(("--out", "-o"), "out", help="output folder: data/ (accepted), rejected/, stats/, cache/, manifest.json"),
@@ -175,16 +182,13 @@ COMMANDS: dict[str, Command] = {
         "hala.engines.generate:GenerateConfig", "hala.engines.generate:generate",
         "Write the next assistant turn of every conversation with an engine (resumable).",
         (Flag(("--input", "-i"), "input"), Flag(("--out", "-o"), "out"), *ENGINE,
-         Flag(("--max-tokens",), "sampling.max_tokens"), LIMIT, STRICT),
+         Flag(("--max-tokens",), "sampling.max_tokens"), LIMIT, *SHARDS, STRICT),
     ),
     "translate": Command(
         "hala.translate.config:TranslateConfig", "hala.translate.pipeline:translate",
         "Translate conversations segment by segment, with a segment cache, QA, resume and shards.",
         (*IO, *ENGINE, Flag(("--source-lang",), "source_lang"), Flag(("--target-lang",), "target_lang"),
-         Flag(("--shard",), "shard"), Flag(("--executor",), "executor"), Flag(("--workers",), "workers"),
-         Flag(("--submit",), "submit", True),
-         Flag(("--merge-shards",), help="assemble OUT/merged/ from all finished shards of OUT",
-              action="hala.translate.shards:merge_shards"), STRICT),
+         *SHARDS, STRICT),
     ),
     "pairs": Command(
         "hala.pairs.config:PairsConfig", "hala.pairs.build:build_pairs",
@@ -199,7 +203,7 @@ COMMANDS: dict[str, Command] = {
         "Keep the pairs a judge ACCEPTs; the others go to rejected/, every row with its score (resumable, "
         "cached).\n\n`hala judge calibrate --gold FILE -m MODEL --mode likelihood -o OUT` scores only the gold set "
         "and reports accuracy, precision/recall of REJECT, Cohen's kappa, ROC AUC and the best threshold.",
-        JUDGE, shows=metrics,
+        (*JUDGE, *SHARDS), shows=metrics, merged_metrics="hala.judge.stage:summary_metrics",
         words={"calibrate": Command("hala.judge.stage:JudgeConfig", "hala.judge.calibration:calibrate",
                                     "Score only the gold set", JUDGE, input_from="gold", shows=metrics)},
     ),

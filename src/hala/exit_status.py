@@ -26,7 +26,7 @@ def exit_code(error: BaseException) -> int | None:
     from hala.config import ConfigError
     from hala.data.units import RequestsFailed
     from hala.run.runner import StageFailed
-    from hala.translate.executors import ShardsFailed
+    from hala.launch.executors import ShardsFailed
 
     if isinstance(error, StageFailed):
         return error.status

@@ -25,7 +25,7 @@ or on a network file system (where SQLite's WAL mode does not work and locking i
   A writer killed mid-commit leaves a journal that a read-only reader cannot roll back; once that
   writer is provably dead (on this machine), a reader rolls it back and reads the file.
 - A problem with the file this process writes is an error (`CacheError`) naming the file.
-- `fold` (run by `hala translate --merge-shards` and the local and ray executors, and by a writer
+- `fold` (run by `--merge-shards` of translate and judge and the local and ray executors, and by a writer
   closing a cache of more than `FOLD_AT` files) copies the finished members into one new member
   and removes them, so files do not pile up over runs and resumes.
 - A single-file cache from an older hala (`cache_path` itself) is read as one more member and

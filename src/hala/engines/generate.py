@@ -4,7 +4,8 @@ Each conversation is cut after its last user turn and the engine writes the next
 This is the smallest complete use of the foundation (records in, engine, records out, rejects,
 unit-level resume, the stage frame of `hala.frame` around it) and what the teacher and judge
 stages build on. The engine starts only if some unit still has work, so a finished run reruns in
-a second.
+a second. It runs as shards as translate and judge do (`--shard I/N`, `--executor`, `--merge-shards`;
+`hala.launch`).
 """
 
 from __future__ import annotations
@@ -14,19 +15,20 @@ from typing import Literal
 
 from pydantic import Field
 
-from hala.config import StrictModel
 from hala.data.manifest import Manifest
 from hala.data.output_lock import holds_output
 from hala.data.readers import read_conversations_at
 from hala.data.rows import expand_inputs
-from hala.data.plan import limit_units, plan_units
+from hala.data.plan import limit_units, plan_units, shard_units
 from hala.data.records import Conversation, Message
 from hala.data.units import run_units
 from hala.engines.base import EngineConfig, SamplingParams
 from hala.frame import StageFrame
+from hala.launch.config import ShardedConfig
+from hala.launch.executors import launch
 
 
-class GenerateConfig(StrictModel):
+class GenerateConfig(ShardedConfig):
     input: str = Field(description="conversations (any supported format)")
     out: str = Field(description="output folder: data/, rejected/, manifest.json")
     engine: EngineConfig = Field(default_factory=EngineConfig)
@@ -46,9 +48,12 @@ def prompt_of(conv: Conversation) -> list[Message]:
     return conv.messages[: last_user + 1]
 
 
-@holds_output()
+@holds_output(shared=GenerateConfig.one_of_shards)
 def generate(cfg: GenerateConfig) -> Manifest:
-    frame = StageFrame("generate", cfg)
+    """Generate (shard `cfg.shard` of) the next turns of `cfg.input` into `cfg.out`."""
+    if cfg.executor != "none":
+        return launch("generate", cfg)
+    frame = StageFrame("generate", cfg, shard=cfg.shard)
     files = expand_inputs(cfg.input)
     if done := frame.open(files):
         return done
@@ -80,6 +85,7 @@ def generate(cfg: GenerateConfig) -> Manifest:
     units = plan_units(files, cfg.rows_per_unit)
     if cfg.limit:
         units = limit_units(units, cfg.limit)
+    units = shard_units(units, cfg.shard_index, cfg.num_shards)
 
     def unit_stats(unit) -> dict:
         numbers = {"prompt_tokens": tokens["prompt_tokens"], "completion_tokens": tokens["completion_tokens"]}
@@ -91,5 +97,6 @@ def generate(cfg: GenerateConfig) -> Manifest:
     finally:
         if engine is not None:
             engine.close()
-    return frame.finish_units(stats)
+    counts = {**stats.counts(), "units": len(units), "num_shards": cfg.num_shards}
+    return frame.finish_units(stats, counts, units=units)
 

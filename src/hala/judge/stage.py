@@ -20,7 +20,9 @@ into the manifest and `calibration.json`, and `threshold: calibrated` takes the 
 maximises balanced accuracy there.
 
 Units finish atomically (`hala.data.units.run_units`), so a killed run resumes where it stopped,
-and its finished batches are in the cache. A pair whose request failed is rejected alone, as
+and its finished batches are in the cache. As translate, the judge runs as shards (`--shard I/N`,
+interleaved units, each shard its own manifest and cache file) launched by hand or by an executor
+(`--executor local|slurm|ray --workers K`, `hala.launch`), and `--merge-shards` assembles OUT/merged/. A pair whose request failed is rejected alone, as
 `judge_engine_error` with its own error; its unit is redone on a rerun, and until then `judge`
 raises `hala.data.units.RequestsFailed` (no manifest; the CLI exits 3). `manifest.json` counts each
 verdict and reports the kept fraction (accepted / judged).
@@ -40,15 +42,16 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from hala.config import StrictModel
 from hala.data.manifest import Manifest
 from hala.data.output_lock import holds_output
-from hala.data.plan import Unit, plan_units
+from hala.data.plan import Unit, plan_units, shard_units
 from hala.data.units import REJECTED, STATS, run_units
 from hala.engines.base import EngineConfig, SamplingParams
 from hala.frame import StageFrame
 from hala.judge.prompt import ACCEPT, JUDGE_PROMPT, PAPER_JUDGE_MODEL, VERDICTS, JudgePrompt
 from hala.judge.scores import DEFAULT_THRESHOLDS, make_scorer
+from hala.launch.config import ShardedConfig
+from hala.launch.executors import launch
 from hala.pairs.sources import Source, read_source, resolve
 from hala.text.languages import check_language_pair
 from hala.text.prompts import PAPER_TEMPLATE, TranslatorPrompt
@@ -56,8 +59,9 @@ from hala.text.prompts import PAPER_TEMPLATE, TranslatorPrompt
 log = logging.getLogger("hala.judge")
 
 
-class JudgeConfig(StrictModel):
-    NOT_OUTPUT = frozenset({"batch_size", "cache_path", "engine_retries", "engine_backoff_s"})  # pace, not verdicts
+class JudgeConfig(ShardedConfig):
+    # pace and launch, not verdicts (the shard count comes back in identity())
+    NOT_OUTPUT = ShardedConfig.LAUNCH | {"batch_size", "cache_path", "engine_retries", "engine_backoff_s"}
     inputs: list[str] = Field(
         min_length=1, description="pair files or folders, saved datasets, hf://NAME, judge/pairs/translate runs"
     )
@@ -180,13 +184,14 @@ def _limit(units: list[Unit], limit: int | None) -> list[Unit]:
 
 def _redecide_if_only_the_threshold_changed(out: Path, config: dict) -> None:
     """A folder judged with another threshold only: drop its verdicts (data/, rejected/, stats/) and
-    keep its score cache, so the run decides again from the cache instead of refusing the folder."""
+    keep its score cache, so the run decides again from the cache instead of refusing the folder.
+    Not for a sharded run, whose shards would race to drop them: its folder is refused as usual."""
     import shutil
 
     from hala.data.manifest import MANIFEST, RUN_STAMP
 
     stamp = out / RUN_STAMP
-    if config["mode"] == "generate" or not stamp.exists():
+    if config["mode"] == "generate" or config["num_shards"] > 1 or not stamp.exists():
         return
     previous = json.loads(stamp.read_text(encoding="utf-8"))["config"]
     if previous == config or {**previous, "threshold": config["threshold"]} != config:
@@ -199,16 +204,28 @@ def _redecide_if_only_the_threshold_changed(out: Path, config: dict) -> None:
     stamp.unlink()
 
 
-@holds_output()
+def summary_metrics(counts: dict) -> dict:
+    """The kept and unparseable fractions of a run's verdict counts (of one run, or of merged shards)."""
+    judged = counts.get("judged", 0)
+    return {
+        "kept_fraction": round(counts.get(f"verdict_{ACCEPT}", 0) / judged, 6) if judged else 0.0,
+        "unparseable_fraction": round(counts.get("verdict_unparseable", 0) / judged, 6) if judged else 0.0,
+    }
+
+
+@holds_output(shared=JudgeConfig.one_of_shards)
 def judge(cfg: JudgeConfig) -> Manifest:
-    """Judge every pair of `cfg.inputs` into `cfg.out` (see the module docstring)."""
-    frame = StageFrame("judge", cfg)
+    """Judge (shard `cfg.shard` of) the pairs of `cfg.inputs` into `cfg.out` (see the module docstring)."""
+    if cfg.executor != "none":
+        return launch("judge", cfg)
+    frame = StageFrame("judge", cfg, shard=cfg.shard)
     sources = {f: source for source in map(resolve, cfg.inputs) for f in source.files}
-    _redecide_if_only_the_threshold_changed(frame.out, frame.config)
+    _redecide_if_only_the_threshold_changed(frame.out, frame.identity)
     if done := frame.open([*sources, *([cfg.gold] if cfg.gold else [])]):
         return done
 
     units = _limit(plan_units(list(sources), cfg.rows_per_unit, cfg.split), cfg.limit)
+    units = shard_units(units, cfg.shard_index, cfg.num_shards)
     scorer = make_scorer(cfg, cfg.cache_path or frame.out / "cache" / "verdicts.sqlite")
     metrics: dict[str, float] = {}
     try:
@@ -227,10 +244,5 @@ def judge(cfg: JudgeConfig) -> Manifest:
     counts = {"judged": 0, **{f"verdict_{v}": 0 for v in VERDICTS}, **stats.counts(), "units": len(units)}
     if cfg.mode != "generate":
         counts.setdefault("gated_script", 0)
-    judged = counts["judged"]
-    metrics.update({
-        "kept_fraction": round(counts[f"verdict_{ACCEPT}"] / judged, 6) if judged else 0.0,
-        "unparseable_fraction": round(counts["verdict_unparseable"] / judged, 6) if judged else 0.0,
-        "threshold": threshold,
-    })  # fmt: skip
-    return frame.finish_units(stats, counts, metrics, rows="pairs")
+    metrics.update(summary_metrics(counts), threshold=threshold)
+    return frame.finish_units(stats, counts, metrics, rows="pairs", units=units)

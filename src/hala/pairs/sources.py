@@ -4,7 +4,8 @@ An input is one of:
 
 - a `hala translate` run folder: its `pairs/` (segment pairs of accepted conversations, whose
   `meta.source_id` is the conversation id). Every shard must have finished;
-- a `hala judge` run folder: its `data/` (the accepted pairs);
+- a `hala judge` run folder: its `data/` (the accepted pairs; every shard must have finished), or
+  the `merged/` folder of its shards;
 - a `hala pairs` run folder: its `pairs/{train,dev,test}.jsonl`;
 - a `hala data convert --format pairs` run folder: its `data/`;
 - anything `hala.data.readers` reads as pairs: JSONL/TSV/Parquet files, folders of them, saved HF
@@ -29,7 +30,9 @@ from hala.data.records import ParallelPair
 from hala.data.rejects import RejectLog
 
 # what each stage's run folder holds as pairs
-STAGE_PAIRS = {"translate": ("pairs",), "judge": ("data",), "pairs": ("pairs",), "convert": ("data",)}
+STAGE_PAIRS = {"translate": ("pairs",), "judge": ("data",), "judge-merge": ("data",), "pairs": ("pairs",),
+               "convert": ("data",)}  # fmt: skip
+SHARDED = ("translate", "judge")  # stages whose run folder may hold shards (every one must have finished)
 PAIR_SUFFIXES = (".jsonl", ".parquet")
 
 
@@ -44,8 +47,8 @@ def _stage(folder: Path) -> str | None:
     """The stage whose finished run `folder` holds, None if it is no run folder."""
     if (folder / MANIFEST).exists():
         return Manifest.read(folder).stage
-    if any(folder.glob("manifest.shard-*.json")):
-        return "translate"
+    if shards := sorted(folder.glob("manifest.shard-*.json")):
+        return Manifest.read(folder, shards[0].name).stage
     if (folder / RUN_STAMP).exists():
         raise ValueError(f"{folder}: a run that has not finished (no manifest.json); finish it first, then rerun")
     return None
@@ -56,7 +59,7 @@ def resolve(path: str) -> Source:
     stage = _stage(folder) if folder.is_dir() else None
     if stage is None:
         return Source(path, "corpus", tuple(expand_inputs(path)))
-    if stage == "translate":
+    if stage in SHARDED:
         shard_manifests(folder)  # every shard finished, with one config, or IncompleteRunError
     elif stage == "translate-merge":
         raise ValueError(f"{folder}: a merged translation holds no segment pairs; give its run folder {folder.parent}")

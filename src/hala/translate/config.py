@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from hala.config import StrictModel
 from hala.engines.base import EngineConfig, SamplingParams
+from hala.launch.config import ShardedConfig
 from hala.translate.prompts import PromptConfig
 from hala.translate.qa import QAConfig
-
-SHARD_RE = re.compile(r"^(\d+)/(\d+)$")
-
-
-class SlurmConfig(StrictModel):
-    partition: str | None = None
-    time: str = "24:00:00"
-    gpus_per_task: int = Field(1, ge=0)
-    cpus_per_task: int = Field(8, ge=1)
-    mem: str | None = None
-    account: str | None = None
-    setup: list[str] = Field(default_factory=list, description="shell lines run before hala (module load, source venv)")
-    extra: list[str] = Field(default_factory=list, description="extra #SBATCH options, e.g. --qos=high")
-
-
-class RayConfig(StrictModel):
-    address: str | None = Field(None, description="ray.init address; None starts or joins a local cluster")
-    num_gpus: float = Field(1, ge=0, description="GPUs per shard task (tensor_parallel_size for TP)")
-    num_cpus: float = Field(1, ge=0)
-
 
 class RetryConfig(StrictModel):
     """What a segment that fails QA gets before its conversation is rejected (`hala.translate.retry`).
@@ -54,12 +34,9 @@ class RetryConfig(StrictModel):
                         "translate the text between them alone and keep the spans literal")
 
 
-class TranslateConfig(StrictModel):
-    # how a run is launched and paced, not what it produces (the shard count comes back in identity())
-    NOT_OUTPUT = frozenset({
-        "batch_size", "cache_path", "engine_retries", "engine_backoff_s",
-        "shard", "executor", "workers", "submit", "slurm", "ray", "progress",
-    })  # fmt: skip
+class TranslateConfig(ShardedConfig):
+    # how a run is paced and launched, not what it produces (the shard count comes back in identity())
+    NOT_OUTPUT = ShardedConfig.LAUNCH | {"batch_size", "cache_path", "engine_retries", "engine_backoff_s", "progress"}
 
     inputs: list[str] = Field(min_length=1, description="conversations: files, folders, saved datasets or hf://NAME")
     out: str = Field(description="output folder: data/, rejected/, stats/, cache/, manifest.json")
@@ -86,31 +63,4 @@ class TranslateConfig(StrictModel):
     engine_retries: int = Field(2, ge=0)
     engine_backoff_s: float = Field(2.0, ge=0)
     strict: bool = Field(False, description="stop at the first bad input row")
-    # launching
-    shard: str = Field("0/1", description="run shard I of N, written I/N")
-    executor: Literal["none", "local", "slurm", "ray"] = Field("none", description="how shards are launched")
-    workers: int = Field(1, ge=1, description="shards to launch with executor local, slurm or ray")
-    submit: bool = Field(False, description="slurm executor: also run sbatch")
-    slurm: SlurmConfig = Field(default_factory=SlurmConfig)
-    ray: RayConfig = Field(default_factory=RayConfig)
     progress: bool = True
-
-    @field_validator("shard")
-    @classmethod
-    def _shard(cls, value: str) -> str:
-        m = SHARD_RE.match(value)
-        if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
-            raise ValueError("shard must be I/N with 0 <= I < N, e.g. 3/8")
-        return value
-
-    @property
-    def shard_index(self) -> int:
-        return int(self.shard.split("/")[0])
-
-    @property
-    def num_shards(self) -> int:
-        return int(self.shard.split("/")[1])
-
-    def identity(self, mode: str = "python") -> dict:
-        """What the output depends on: every setting but NOT_OUTPUT, plus the shard count."""
-        return {**super().identity(mode), "num_shards": self.num_shards}

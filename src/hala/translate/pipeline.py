@@ -22,7 +22,8 @@ ladder), one per segment of the unit; the `retry_*` counts say what the ladder t
 Units finish atomically (`hala.data.units.run_units`), so a killed run resumes to the same result;
 shards are interleaved units (`--shard I/N`). The stage frame (`hala.frame`) claims the folder for
 all shards of one run alike and gives each shard its manifest (`manifest.shard-I-of-N.json`),
-which records N and the shard's units (after `limit`): `shards.merge_shards` assembles those.
+which records N and the shard's units (after `limit`): `hala.launch.merge.merge_shards` assembles
+those, and `hala.launch.executors` starts the shards as local workers, a Slurm array or Ray tasks.
 
 A segment whose engine request failed (after the engine's retries) rejects only its own
 conversation, as `qa_engine_error` with that request's error. Its unit is redone on a rerun (only
@@ -46,6 +47,7 @@ from hala.data.records import Conversation, Message, ParallelPair
 from hala.data.units import run_units
 from hala.data.writers import write_jsonl
 from hala.frame import StageFrame
+from hala.launch.executors import launch
 from hala.translate import segment
 from hala.translate.config import TranslateConfig
 from hala.translate.progress import TranslateProgress
@@ -146,13 +148,11 @@ class UnitTranslator:
         return numbers
 
 
-@holds_output(shared=lambda cfg: cfg.executor == "none" and cfg.num_shards > 1)
+@holds_output(shared=TranslateConfig.one_of_shards)
 def translate(cfg: TranslateConfig) -> Manifest:
     """Translate (shard `cfg.shard` of) the inputs into `cfg.out`; see the module docstring."""
     if cfg.executor != "none":
-        from hala.translate.executors import launch
-
-        return launch(cfg)
+        return launch("translate", cfg)
     frame = StageFrame("translate", cfg, shard=cfg.shard)
     files = [f for path in cfg.inputs for f in expand_inputs(path)]
     if done := frame.open(files):

@@ -1,14 +1,15 @@
-"""Assemble one dataset from a (possibly sharded) translation run.
+"""Assemble one dataset from a (possibly sharded) run of a record stage: translate, judge, generate.
 
 Shards write their units into the same output folder and each leaves its own manifest, which lists
 the units the shard was given. Merging checks that every shard of the run finished with the same
 settings and inputs (`hala.data.manifest.shard_manifests`, which `hala pairs` reads a run with
-too), then streams the unit files in plan order (input by input, row range by row
-range: the order of the source data) into consolidated shards, with one manifest that sums the
+too), then streams the unit files in plan order (input by input, row range by row range: the order
+of the source data) into consolidated shards of `OUT/merged/`, with one manifest that sums the
 counts. The plan is read back from the shards' manifests, not made again: what is merged is what
 the shards did (with `limit` and whatever else shapes the plan), and no input is re-read to count
-its rows. It also folds the segment cache's per-writer files (one per shard process, see
-`hala.engines.cache`) into one.
+its rows. A metric every shard reports alike (the judge's threshold and calibration) is kept; the
+stage's `merged_metrics` (in the command table) computes the others from the summed counts. It
+also folds the request caches' per-writer files (one per shard process, see `hala.engines.cache`).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from pathlib import Path
 
 from hala.data.manifest import FileEntry, IncompleteRunError, Manifest, shard_manifests
 from hala.data.output_lock import hold_output
-from hala.data.rows import iter_rows
 from hala.data.plan import unshard_units
+from hala.data.rows import iter_rows
 from hala.data.units import unit_paths
 from hala.data.writers import ShardedWriter
 from hala.engines.cache import CacheError, fold
 
-log = logging.getLogger("hala.translate")
+log = logging.getLogger("hala.launch")
+PER_SHARD = ("num_shards", "units_done", "units_skipped")  # counts that are not summed
 
 
 def merge_shards(out: str | Path, dest: str | Path | None = None, rows_per_file: int = 100_000) -> Manifest:
@@ -38,7 +40,7 @@ def merge_shards(out: str | Path, dest: str | Path | None = None, rows_per_file:
 def _merge(out: Path, dest: str | Path | None, rows_per_file: int) -> Manifest:
     dest = Path(dest) if dest else out / "merged"
     manifests = shard_manifests(out)
-    config = manifests[0].config
+    config, stage = manifests[0].config, manifests[0].stage
     fmt = config["output_format"]
     try:
         units = unshard_units([m.units for m in manifests])
@@ -46,7 +48,6 @@ def _merge(out: Path, dest: str | Path | None, rows_per_file: int) -> Manifest:
         raise IncompleteRunError(f"{out}: the shards' units are not one plan: {exc}; rerun the shards") from exc
     if dest.exists():
         shutil.rmtree(dest)
-    counts: Counter = Counter()
     with ShardedWriter(dest / "data", "part", fmt, rows_per_file) as data, \
          ShardedWriter(dest / "rejected", "part", "jsonl", rows_per_file) as rejected:  # fmt: skip
         for unit in units:
@@ -58,27 +59,48 @@ def _merge(out: Path, dest: str | Path | None, rows_per_file: int) -> Manifest:
             if rejects.exists():
                 for row in _read(rejects):
                     rejected.write(row)
+    counts: Counter = Counter()
     for m in manifests:
-        counts.update({k: v for k, v in m.counts.items() if k not in ("num_shards", "units_done", "units_skipped")})
+        counts.update({k: v for k, v in m.counts.items() if k not in PER_SHARD})
     counts["num_shards"] = len(manifests)
     manifest = Manifest(
-        stage="translate-merge",
+        stage=f"{stage}-merge",
         config=config | {"shard": "merged", "source_run": str(out)},
         inputs=manifests[0].inputs,
         outputs=[FileEntry.of(p) for p in data.paths + rejected.paths],
         counts=dict(counts),
+        metrics=_metrics(stage, manifests, dict(counts)),
         units=units,
     )
     manifest.write(dest)
-    try:
-        fold(config.get("cache_path") or out / "cache" / "segments.sqlite")
-    except CacheError as exc:  # the merged dataset is complete; the cache only stays in more files
-        log.warning("%s", exc)
+    for cache in _caches(out, config):
+        try:
+            fold(cache)
+        except CacheError as exc:  # the merged dataset is complete; the cache only stays in more files
+            log.warning("%s", exc)
     return manifest
+
+
+def _metrics(stage: str, manifests: list[Manifest], counts: dict) -> dict:
+    """The metrics every shard reported alike, and the stage's own from the summed counts."""
+    from hala.commands import COMMANDS, load
+
+    first = manifests[0].metrics
+    same = {k: v for k, v in first.items() if all(m.metrics.get(k) == v for m in manifests)}
+    command = COMMANDS.get(stage)
+    return same | (load(command.merged_metrics)(counts) if command and command.merged_metrics else {})
+
+
+def _caches(out: Path, config: dict) -> list[Path]:
+    """The request caches of the run: `cache_path`, else every cache under OUT/cache (by member name)."""
+    if config.get("cache_path"):
+        return [Path(config["cache_path"])]
+    folder = out / "cache"
+    stems = sorted({p.name.split(".")[0] for p in folder.glob("*.sqlite")}) if folder.is_dir() else []
+    return [folder / f"{stem}.sqlite" for stem in stems]
 
 
 def _read(path: Path):
     for row in iter_rows(path):
         if row.data is not None:
             yield row.data
-
