@@ -151,6 +151,27 @@ def test_training_lowers_the_loss_and_saves_a_clean_model(tmp_path, tiny_llama):
     assert train(cfg).fingerprint == manifest.fingerprint  # a finished run is not redone
 
 
+def test_a_save_that_dies_half_way_leaves_no_model_folder_and_a_rerun_writes_it_whole(tmp_path, tiny_llama, monkeypatch):
+    import hala.train.sft as sft
+
+    data = write(tmp_path / "c.jsonl", CONVS)
+    cfg = TrainConfig(model=str(tiny_llama), data=[str(data)], out=str(tmp_path / "o"), max_steps=2, batch_size=2,
+                      save_steps=1000)  # fmt: skip
+
+    def disk_full(model, folder):  # the weights and tokenizer are written; the license copy fails
+        assert (Path(folder) / "model.safetensors").exists()
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(sft, "copy_license_files", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        train(cfg)
+    assert not (tmp_path / "o" / "model").exists()  # complete or absent: never the weights without the rest
+    assert not list(tmp_path.glob("o/.model.*.tmp")) and not (tmp_path / "o" / "manifest.json").exists()
+    monkeypatch.undo()
+    manifest = train(cfg)
+    assert {Path(o.path).name for o in manifest.outputs} >= {"model.safetensors", "tokenizer.json", "config.json"}
+
+
 class Killed(Exception):
     """Stands for a kill: raised by `Interrupt` right after the checkpoint of its step is saved."""
 

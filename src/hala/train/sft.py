@@ -22,6 +22,7 @@ Multi-GPU runs use the same function under `accelerate launch` (configs in recip
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from hala.data.manifest import Manifest
 from hala.data.output_lock import distributed_rank, holds_output
 from hala.data.rows import expand_inputs
 from hala.data.rejects import RejectLog
-from hala.data.writers import write_jsonl
+from hala.data.writers import atomic_folder, atomic_write_text, write_jsonl
 from hala.frame import StageFrame
 from hala.models.licenses import copy_license_files
 from hala.train import data as train_data
@@ -203,16 +204,20 @@ def train(cfg: TrainConfig) -> Manifest:
     final = trainer.model.merge_and_unload() if cfg.lora else trainer.model
     final = final.to(save_dtype(cfg))
     model_dir = out / "model"
-    final.save_pretrained(model_dir, safe_serialization=True)
-    tokenizer.chat_template = prepared.original_template
-    tokenizer.save_pretrained(model_dir)
-    copy_license_files(cfg.model, model_dir)  # e.g. Gemma's NOTICE.txt: a fine-tune is a derivative
+    if trainer.is_world_process_zero():  # one writer: under DDP every rank holds the same weights
+        shutil.rmtree(model_dir, ignore_errors=True)  # a model of these settings whose run died before its manifest
+        with atomic_folder(model_dir) as tmp:  # model/ is complete or absent, never half written
+            final.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.chat_template = prepared.original_template
+            tokenizer.save_pretrained(tmp)
+            copy_license_files(cfg.model, tmp)  # e.g. Gemma's NOTICE.txt: a fine-tune is a derivative
+    trainer.accelerator.wait_for_everyone()
     steps = int(trainer.state.global_step)
     metrics = {"train_loss": run_loss(trainer.state.log_history, accounting.first_step, result.training_loss, steps)}
     if trainer.eval_dataset is not None:
         metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
     history = [h for h in trainer.state.log_history if "loss" in h]
-    (out / "loss_history.json").write_text(json.dumps(history, indent=1))
+    atomic_write_text(out / "loss_history.json", json.dumps(history, indent=1))
     counts = {
         "examples": prepared.examples, "examples_fully_masked": prepared.examples - kept,
         "rejected": prepared.rejected, "trainable_tokens": tokens, "steps": steps, "trainable_parameters": trainable,
