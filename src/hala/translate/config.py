@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from hala.config import StrictModel
 from hala.engines.base import EngineConfig, SamplingParams
@@ -52,6 +52,9 @@ class TranslateConfig(ShardedConfig):
     field_maps: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="per input (as written in inputs): its column -> hala's, e.g. "
         "{hf://Open-Orca/OpenOrca: {system_prompt: system, question: instruction, response: output}}")
+    source_filters: dict[str, list[str]] = Field(
+        default_factory=dict, description="per input (as written in inputs): the paper's source filters its rows "
+        "pass before translation (tulu3_english, no_code; hala.text.source_filters)")
     limit: int | None = Field(None, ge=1, description="only the first N conversations (over all inputs, in order)")
     split: str = "train"
     output_format: Literal["jsonl", "parquet"] = "jsonl"
@@ -64,3 +67,19 @@ class TranslateConfig(ShardedConfig):
     engine_backoff_s: float = Field(2.0, ge=0)
     strict: bool = Field(False, description="stop at the first bad input row")
     progress: bool = True
+
+    @field_validator("source_filters")
+    @classmethod
+    def _source_filters(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        from hala.text.source_filters import source_filters
+
+        for names in value.values():
+            source_filters(names)
+        return value
+
+    @model_validator(mode="after")
+    def _mapped_inputs(self) -> TranslateConfig:
+        for name, mapping in (("field_maps", self.field_maps), ("source_filters", self.source_filters)):
+            if stray := [ref for ref in mapping if ref not in self.inputs]:
+                raise ValueError(f"{name} names {stray[0]!r}, which is not one of inputs ({', '.join(self.inputs)})")
+        return self

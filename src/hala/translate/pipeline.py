@@ -2,7 +2,9 @@
 
 For each unit of work (a file x a range of conversations, see `hala.data.plan.plan_units`):
 
-1. read the conversations (bad rows go to `rejected/` as `file:line: reason`);
+1. read the conversations (bad rows go to `rejected/` as `file:line: reason`), and drop those an
+   input's source filters turn down (`source_filters`, the paper's Tulu-3 English subsets and
+   Hermes-3 without code: `hala.text.source_filters`), each as `source_<name>` with its reason;
 2. cut every message into segments (`segment.split`); system prompts are translated, kept or
    dropped as configured;
 3. translate all the unit's segments at once through the cache (`runner.SegmentTranslator`);
@@ -48,6 +50,8 @@ from hala.data.units import run_units
 from hala.data.writers import write_jsonl
 from hala.frame import StageFrame
 from hala.launch.executors import launch
+from hala.text.filters import first_failures
+from hala.text.source_filters import source_filters
 from hala.translate import segment
 from hala.translate.config import TranslateConfig
 from hala.translate.progress import TranslateProgress
@@ -67,8 +71,11 @@ class _Plan:
 
 
 class UnitTranslator:
-    def __init__(self, cfg: TranslateConfig, runner: SegmentTranslator, progress: TranslateProgress, renames: dict):
-        self.cfg, self.runner, self.progress, self.renames = cfg, runner, progress, renames
+    def __init__(self, cfg: TranslateConfig, runner: SegmentTranslator, progress: TranslateProgress):
+        self.cfg, self.runner, self.progress = cfg, runner, progress
+        by_file = [(f, ref) for ref in cfg.inputs for f in expand_inputs(ref)] if cfg.field_maps or cfg.source_filters else []
+        self.renames = {f: cfg.field_maps[ref] for f, ref in by_file if ref in cfg.field_maps}
+        self.filters = {f: source_filters(cfg.source_filters[ref]) for f, ref in by_file if ref in cfg.source_filters}
         self.counts: Counter = Counter()
         self.pairs: list[ParallelPair] = []
 
@@ -83,13 +90,18 @@ class UnitTranslator:
 
     def __call__(self, unit, rejects):
         cfg = self.cfg
-        plans = [
-            self.plan(line, conv)
-            for line, conv in read_conversations_at(
-                unit.file, fmt=cfg.format, rejects=rejects, lang=cfg.source_lang,
-                start=unit.start, stop=unit.stop, split=cfg.split, rename=self.renames.get(unit.file),
-            )
-        ]  # fmt: skip
+        rows = list(read_conversations_at(
+            unit.file, fmt=cfg.format, rejects=rejects, lang=cfg.source_lang,
+            start=unit.start, stop=unit.stop, split=cfg.split, rename=self.renames.get(unit.file),
+        ))  # fmt: skip
+        if unit.file in self.filters:  # the paper's source filters: not translated at all, each with its reason
+            verdicts = first_failures(self.filters[unit.file], [conv for _, conv in rows])
+            for (line, conv), verdict in zip(rows, verdicts):
+                if verdict is not None:
+                    rejects.verdict(unit.file, line, verdict[0], f"conversation {conv.id}: {verdict[1]}")
+                    self.progress.advance(conversations=1)
+            rows = [row for row, verdict in zip(rows, verdicts) if verdict is None]
+        plans = [self.plan(line, conv) for line, conv in rows]
         segs = [s for p in plans for _, sp in p.messages if sp for s in sp.segments]
         outcomes = translate_checked(self.runner, cfg, segs, self.counts)
         for o in outcomes:
@@ -162,10 +174,9 @@ def translate(cfg: TranslateConfig) -> Manifest:
     if cfg.limit:
         units = limit_units(units, cfg.limit)
     units = shard_units(units, cfg.shard_index, cfg.num_shards)
-    renames = {f: cfg.field_maps[ref] for ref in cfg.inputs if ref in cfg.field_maps for f in expand_inputs(ref)}
     progress = TranslateProgress(sum(u.stop - u.start for u in units), enabled=cfg.progress)
     runner = SegmentTranslator(cfg)
-    work = UnitTranslator(cfg, runner, progress, renames)
+    work = UnitTranslator(cfg, runner, progress)
     try:
         with progress:
             stats = run_units(units, frame.out, work, fmt=cfg.output_format, strict=cfg.strict,
