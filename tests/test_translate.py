@@ -236,3 +236,29 @@ def test_field_maps_and_limit(tmp_path):
     recs = records(tmp_path / "out")
     assert [r["id"] for r in recs] == ["o0", "o1", "o2"] and manifest.counts["rows_out"] == 3
     assert [m["role"] for m in recs[0]["messages"]] == ["system", "user", "assistant"]
+
+
+def test_every_row_carries_its_lineage_and_a_model_changed_at_its_path_is_asked_again(tmp_path):
+    data = write_input(tmp_path / "in.jsonl")
+    model = tmp_path / "translator"  # a local model folder: its content, not its path, is what translated
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights v1")
+    cache = str(tmp_path / "shared-cache" / "segments.sqlite")
+    first = translate(cfg_for(tmp_path, data, engine=EngineConfig(kind="fake", model=str(model)), cache_path=cache))
+    rows = {r["id"]: r for r in records(tmp_path / "out")}
+    lineage = rows["b"]["meta"]["lineage"]
+    assert lineage["dataset"] == str(data) and lineage["row"] == 2 and lineage["id"] == "b"
+    assert lineage["translator"] == f"fake:{model}" and len(lineage["translator_sha256"]) == 64
+    assert len(lineage["prompt_sha256"]) == 64 and lineage["qa"] == {"segments": 2, "retried": []}
+    assert {r["meta"]["lineage"]["translator_sha256"] for r in rows.values()} == {lineage["translator_sha256"]}
+    assert first.counts["engine_segments"] > 0
+
+    (model / "model.safetensors").write_bytes(b"weights v2")  # retrained at the same path
+    again = translate(cfg_for(tmp_path, data, out=str(tmp_path / "again"), cache_path=cache,
+                              engine=EngineConfig(kind="fake", model=str(model))))  # fmt: skip
+    assert again.counts["engine_segments"] == first.counts["engine_segments"]  # no stale answer from the cache
+    changed = records(tmp_path / "again")[0]["meta"]["lineage"]["translator_sha256"]
+    assert changed != lineage["translator_sha256"]
+    same = translate(cfg_for(tmp_path, data, out=str(tmp_path / "same"), cache_path=cache,
+                             engine=EngineConfig(kind="fake", model=str(model))))  # fmt: skip
+    assert same.counts.get("engine_segments", 0) == 0  # the same content: every segment a cache hit

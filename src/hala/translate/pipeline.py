@@ -73,9 +73,10 @@ class _Plan:
 class UnitTranslator:
     def __init__(self, cfg: TranslateConfig, runner: SegmentTranslator, progress: TranslateProgress):
         self.cfg, self.runner, self.progress = cfg, runner, progress
-        by_file = [(f, ref) for ref in cfg.inputs for f in expand_inputs(ref)] if cfg.field_maps or cfg.source_filters else []
-        self.renames = {f: cfg.field_maps[ref] for f, ref in by_file if ref in cfg.field_maps}
-        self.filters = {f: source_filters(cfg.source_filters[ref]) for f, ref in by_file if ref in cfg.source_filters}
+        self.refs = {f: ref for ref in cfg.inputs for f in expand_inputs(ref)}  # file -> the input it is of
+        self.renames = {f: cfg.field_maps[ref] for f, ref in self.refs.items() if ref in cfg.field_maps}
+        self.filters = {f: source_filters(cfg.source_filters[ref]) for f, ref in self.refs.items()
+                        if ref in cfg.source_filters}  # fmt: skip
         self.counts: Counter = Counter()
         self.pairs: list[ParallelPair] = []
 
@@ -109,7 +110,7 @@ class UnitTranslator:
 
         position = 0
         for plan in plans:
-            out_messages, failures, unit_pairs = [], [], []
+            out_messages, failures, unit_pairs, retried = [], [], [], []
             for mi, (msg, sp) in enumerate(plan.messages):
                 if sp is None:
                     out_messages.append(msg)
@@ -118,6 +119,7 @@ class UnitTranslator:
                 own = outcomes[position : position + n]
                 failures += [{"message": mi, "segment": si, "source": sp.segments[si].source, **o.failure()}
                              for si, o in enumerate(own) if o.verdict]  # fmt: skip
+                retried += [{"message": mi, "segment": si, "tries": o.tries} for si, o in enumerate(own) if len(o.tries) > 1]
                 if not failures:
                     texts = [o.text for o in own]
                     out_messages.append(Message(role=msg.role, content=segment.join(sp, texts)))
@@ -135,11 +137,22 @@ class UnitTranslator:
                 rejects.add(unit.file, plan.line, f"qa_{first['filter']}", reason, raw)
                 continue
             self.pairs += [self._pair(plan.conv, *p) for p in unit_pairs]
-            yield self._record(plan.conv, out_messages)
+            qa = {"segments": len(unit_pairs), "retried": retried}
+            yield self._record(plan.conv, out_messages, self._lineage(unit.file, plan.line, plan.conv, qa))
         self.progress.update(self.runner.stats)
 
-    def _record(self, conv: Conversation, messages: list[Message]):
-        meta = {**conv.meta, "source_id": conv.id, "source_lang": self.cfg.source_lang, "translated_by": self.runner.model_id}
+    def _lineage(self, file: str, line: int, conv: Conversation, qa: dict) -> dict:
+        """Where the row came from and what made it: the input and its row, the translator (and its
+        content hash for a local folder), the prompt's hash and what QA did to its segments."""
+        return {
+            "dataset": self.refs.get(file, file), "file": file, "row": line, "id": conv.id,
+            "translator": self.runner.model_id, "translator_sha256": self.runner.model_sha256,
+            "prompt_sha256": self.runner.prompt_sha256, "qa": qa,
+        }  # fmt: skip
+
+    def _record(self, conv: Conversation, messages: list[Message], lineage: dict):
+        meta = {**conv.meta, "source_id": conv.id, "source_lang": self.cfg.source_lang,
+                "translated_by": self.runner.model_id, "lineage": lineage}  # fmt: skip
         record = conv.model_copy(update={"messages": messages, "lang": self.cfg.target_lang, "meta": meta})
         return record.to_sharegpt() | {"meta": meta} if self.cfg.output_schema == "sharegpt" else record
 
@@ -167,7 +180,8 @@ def translate(cfg: TranslateConfig) -> Manifest:
         return launch("translate", cfg)
     frame = StageFrame("translate", cfg, shard=cfg.shard)
     files = [f for path in cfg.inputs for f in expand_inputs(path)]
-    if done := frame.open(files):
+    model = cfg.engine.model if cfg.engine.model and Path(cfg.engine.model).is_dir() else None
+    if done := frame.open([*files, *([model] if model else [])]):  # a local model's content is an input
         return done
 
     units = plan_units(files, cfg.rows_per_unit, cfg.split)
@@ -175,7 +189,7 @@ def translate(cfg: TranslateConfig) -> Manifest:
         units = limit_units(units, cfg.limit)
     units = shard_units(units, cfg.shard_index, cfg.num_shards)
     progress = TranslateProgress(sum(u.stop - u.start for u in units), enabled=cfg.progress)
-    runner = SegmentTranslator(cfg)
+    runner = SegmentTranslator(cfg, next((i.sha256 for i in frame.inputs if i.path == model), None))
     work = UnitTranslator(cfg, runner, progress)
     try:
         with progress:

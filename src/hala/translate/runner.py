@@ -10,6 +10,7 @@ requests of the retry ladder (`hala.translate.retry`) are counted apart under th
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from hala.engines.base import SamplingParams
@@ -23,15 +24,20 @@ RENAMED = {"requests": "segments", "requests_unique": "segments_unique", "engine
 
 
 class SegmentTranslator:
-    def __init__(self, cfg: TranslateConfig):
+    def __init__(self, cfg: TranslateConfig, model_sha256: str | None = None):
+        """`model_sha256`: the content hash of a local model folder, part of every key, so a model
+        retrained at the same path is asked again instead of answered from the cache."""
         self.cfg = cfg
         self.template = cfg.prompt.template_for(cfg.source_lang, cfg.target_lang)
         self.key_template = self.template if not cfg.prompt.system else f"{cfg.prompt.system}\n{self.template}"
+        self.prompt_sha256 = hashlib.sha256(self.key_template.encode("utf-8")).hexdigest()
+        self.model_sha256 = model_sha256
         self.sampling = cfg.sampling.model_dump()
         cache_path = cfg.cache_path or Path(cfg.out) / "cache" / "segments.sqlite"
         self.chat = CachedChat(cfg.engine, cfg.sampling, cache_path, batch_size=cfg.batch_size,
                                retries=cfg.engine_retries, backoff_s=cfg.engine_backoff_s)  # fmt: skip
         self.model_id = self.chat.model_id
+        self.key_model = f"{self.model_id}@{model_sha256[:16]}" if model_sha256 else self.model_id
 
     @property
     def stats(self) -> dict:
@@ -44,7 +50,7 @@ class SegmentTranslator:
         with `sampling` (default: `cfg.sampling`)."""
         cfg = self.cfg
         params = self.sampling if sampling is None else sampling.model_dump()
-        keys = [request_key(self.model_id, self.key_template, params, t) for t in texts]
+        keys = [request_key(self.key_model, self.key_template, params, t) for t in texts]
         chats = [render(self.template, t, cfg.source_lang, cfg.target_lang, cfg.prompt.system) for t in texts]
         return self.chat.ask(keys, chats, counter=counter, sampling=sampling)
 
