@@ -355,3 +355,20 @@ def test_the_run_report_shows_the_calibration_with_a_roc_plot(tmp_path):
                  "fake:m", "judge_roc.png"):  # fmt: skip
         assert text in page, text
     assert (run / "report" / "judge_roc.png").stat().st_size > 1000
+
+
+def test_a_judge_model_changed_at_its_path_scores_again_despite_a_shared_cache(tmp_path):
+    data = write_jsonl(tmp_path / "in.jsonl", seed_rows(6))
+    model = tmp_path / "judge-model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"v1")
+    cache = str(tmp_path / "shared" / "verdicts.sqlite")
+
+    def run(out: str):
+        return judge(cfg_for(data, tmp_path / out, mode="likelihood", engine={"kind": "fake", "model": str(model)},
+                             cache_path=cache))  # fmt: skip
+
+    assert run("a").counts["engine_requests"] == 6
+    assert run("b").counts.get("engine_requests", 0) == 0  # the same content: cached
+    (model / "model.safetensors").write_bytes(b"v2")  # retrained at the same path
+    assert run("c").counts["engine_requests"] == 6

@@ -65,6 +65,12 @@ WRITE_TIMEOUT_S = 120.0  # readers hold their shared lock only for one query
 FOLD_AT = 16  # members; past this a closing writer folds them, so single runs and resumes don't pile up files
 
 
+def model_key(model_id: str, sha256: str | None = None) -> str:
+    """The model part of a key: its id, and the content hash of a local model folder when known, so a
+    model retrained at the same path makes fresh keys instead of stale hits."""
+    return f"{model_id}@{sha256[:16]}" if sha256 else model_id
+
+
 def request_key(model_id: str, template: str, sampling: dict, text) -> str:
     payload = json.dumps([model_id, template, sampling, text], ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()

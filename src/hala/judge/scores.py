@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from hala.data.records import ParallelPair
-from hala.engines.cache import request_key
+from hala.engines.cache import model_key, request_key
 from hala.engines.replies import Reply
 from hala.judge.prompt import ACCEPT, REJECT, parse_verdict, render_judge
 from hala.text.filters import Filter, Rule, Verdict
@@ -106,14 +106,14 @@ class GenerateScorer:
 
     mode = "generate"
 
-    def __init__(self, cfg, cache_path):
+    def __init__(self, cfg, cache_path, model_sha256: str | None = None):
         from hala.engines.cached import CachedChat
 
         self.cfg = cfg
         self.asker = CachedChat(cfg.engine, cfg.sampling, cache_path, batch_size=cfg.batch_size,
                                 retries=cfg.engine_retries, backoff_s=cfg.engine_backoff_s)  # fmt: skip
         template = cfg.prompt if not cfg.system else f"{cfg.system}\n{cfg.prompt}"
-        self.key_prefix = (self.asker.model_id, template, cfg.sampling.model_dump())
+        self.key_prefix = (model_key(self.asker.model_id, model_sha256), template, cfg.sampling.model_dump())
         self.model_id = self.asker.model_id
 
     def judge(self, pairs: list[ParallelPair], threshold: float) -> list[Judged]:
@@ -140,13 +140,14 @@ class _ScoringMode:
 
     mode = ""
 
-    def __init__(self, cfg, cache_path):
+    def __init__(self, cfg, cache_path, model_sha256: str | None = None):
         from hala.engines.scored import CachedScores
 
         self.cfg = cfg
         self.scores = CachedScores(cfg.engine, cache_path, batch_size=cfg.batch_size, retries=cfg.engine_retries,
                                    backoff_s=cfg.engine_backoff_s)  # fmt: skip
         self.model_id = self.scores.model_id
+        self.key_model = model_key(self.model_id, model_sha256)
 
     def settings(self) -> list:
         """Everything besides the model and the pair that the score depends on (part of the cache key)."""
@@ -166,7 +167,7 @@ class _ScoringMode:
         ]
         asked = [i for i, gate in enumerate(gates) if gate is None]
         settings = json.dumps([self.mode, *self.settings()], ensure_ascii=False)
-        keys = [request_key(self.model_id, settings, {}, _pair_text(pairs[i])) for i in asked]
+        keys = [request_key(self.key_model, settings, {}, _pair_text(pairs[i])) for i in asked]
         for i, score in zip(asked, self.scores.ask(keys, [self.replies(pairs[i]) for i in asked], self.reduce)):
             if score.error is not None:
                 results[i] = Judged(None, "engine_error", error=score.error)
@@ -216,5 +217,6 @@ class LikelihoodScorer(_ScoringMode):
 SCORERS = {"generate": GenerateScorer, "choice": ChoiceScorer, "likelihood": LikelihoodScorer}
 
 
-def make_scorer(cfg, cache_path):
-    return SCORERS[cfg.mode](cfg, cache_path)
+def make_scorer(cfg, cache_path, model_sha256: str | None = None):
+    """The scorer of `cfg.mode`; `model_sha256`: the content hash of a local judge model (see `model_key`)."""
+    return SCORERS[cfg.mode](cfg, cache_path, model_sha256)

@@ -221,12 +221,14 @@ def judge(cfg: JudgeConfig) -> Manifest:
     frame = StageFrame("judge", cfg, shard=cfg.shard)
     sources = {f: source for source in map(resolve, cfg.inputs) for f in source.files}
     _redecide_if_only_the_threshold_changed(frame.out, frame.identity)
-    if done := frame.open([*sources, *([cfg.gold] if cfg.gold else [])]):
+    model = cfg.engine.model if Path(cfg.engine.model).is_dir() else None  # a local model's content is an input
+    if done := frame.open([*sources, *([cfg.gold] if cfg.gold else []), *([model] if model else [])]):
         return done
 
     units = _limit(plan_units(list(sources), cfg.rows_per_unit, cfg.split), cfg.limit)
     units = shard_units(units, cfg.shard_index, cfg.num_shards)
-    scorer = make_scorer(cfg, cfg.cache_path or frame.out / "cache" / "verdicts.sqlite")
+    model_sha256 = next((i.sha256 for i in frame.inputs if i.path == model), None)
+    scorer = make_scorer(cfg, cfg.cache_path or frame.out / "cache" / "verdicts.sqlite", model_sha256)
     metrics: dict[str, float] = {}
     try:
         calibrated = None

@@ -14,7 +14,7 @@ import hashlib
 from pathlib import Path
 
 from hala.engines.base import SamplingParams
-from hala.engines.cache import request_key
+from hala.engines.cache import model_key, request_key
 from hala.engines.cached import Answer, CachedChat
 from hala.text.prompts import render
 from hala.translate.config import TranslateConfig
@@ -37,7 +37,7 @@ class SegmentTranslator:
         self.chat = CachedChat(cfg.engine, cfg.sampling, cache_path, batch_size=cfg.batch_size,
                                retries=cfg.engine_retries, backoff_s=cfg.engine_backoff_s)  # fmt: skip
         self.model_id = self.chat.model_id
-        self.key_model = f"{self.model_id}@{model_sha256[:16]}" if model_sha256 else self.model_id
+        self.key_model = model_key(self.model_id, model_sha256)
 
     @property
     def stats(self) -> dict:
