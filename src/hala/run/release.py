@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 from hala.data.manifest import Manifest
+from hala.data.rows import expand_inputs, iter_rows
 from hala.data.writers import atomic_write_text
 from hala.models.licenses import card_license, license_files
 
@@ -66,19 +68,60 @@ def model_card(run: Path, stage: str, recipe_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def dataset_card(run: Path, recipe_name: str) -> str:
+# the licenses the paper's English sources state on their Hugging Face cards (checked 2026-12);
+# a source not listed here, or one whose card states none, is shown as such: check it yourself
+DATASET_LICENSES = {
+    "Open-Orca/OpenOrca": "mit",
+    "NousResearch/Hermes-3-Dataset": "apache-2.0",
+    "EricLu/SCP-116K": "cc-by-nc-sa-4.0",
+    "GAIR/ReAlign-Alpaca": "not stated on its card",
+    "MBZUAI/LaMini-instruction": "cc-by-nc-4.0",
+    "allenai/tulu-3-sft-mixture": "odc-by (subsets carry their own licenses)",
+    "Dahoas/synthetic-instruct-gptj-pairwise": "not stated on its card",
+}
+
+
+def _source_license(dataset: str) -> str:
+    name = dataset.removeprefix("hf://").split(":")[0]
+    return DATASET_LICENSES.get(name, "see the source" if dataset.startswith("hf://") else "local file: see its origin")
+
+
+def _rejects_by_source(run: Path, files: dict[str, str]) -> Counter:
+    """(source, kind) -> how many of its conversations translate rejected."""
+    found: Counter = Counter()
+    for path in sorted((run / "translate" / "rejected").glob("*.jsonl")):
+        for row in iter_rows(path):
+            if row.data is not None:
+                found[(files.get(row.data.get("file", ""), row.data.get("file", "?")), row.data.get("kind", "?"))] += 1
+    return found
+
+
+def dataset_card(run: Path, recipe_name: str, kept_by_source: Counter | None = None) -> str:
+    """The corpus's card: per source its conversations kept and rejected (by reason) and its license,
+    then the run's filter counts. `kept_by_source`: conversations per source (from each row's lineage)."""
     manifest = _manifest(run, "translate")
     counts = manifest.counts if manifest else {}
-    sources = [i.path for i in manifest.inputs] if manifest else []
+    inputs = (manifest.config.get("inputs") if manifest else None) or []
+    files = {f: ref for ref in inputs for f in expand_inputs(ref)} if (run / "translate" / "rejected").exists() else {}
+    rejected = _rejects_by_source(run, files)
+    kept = kept_by_source or Counter()
+    sources = list(dict.fromkeys([*inputs, *kept, *(s for s, _ in rejected)]))
     filters = {k: v for k, v in counts.items() if k.startswith(("qa_", "rejected_"))}
     lines = ["---", "language: [ar]", "task_categories: [text-generation]", "tags: [hala, arabic, sft]", "---", "",
              f"# {recipe_name}: translated Arabic instruction corpus", "",
              f"{counts.get('rows_out', 0)} conversations translated segment by segment by hala's translator, in the "
-             "ShareGPT or messages schema (see `data/`). Rejected conversations are kept apart with their reasons.", "",
-             "## Sources", *[f"- `{s}`" for s in sources], "", "## Quality filters (counts)",
-             *[f"- {k}: {v}" for k, v in sorted(filters.items())], "", "## License",
-             "Translations inherit the licenses of their English sources; check each source's terms before "
-             "redistributing. hala's code is Apache-2.0."]  # fmt: skip
+             "ShareGPT or messages schema (see `data/`). Rejected conversations are kept apart with their reasons. "
+             "Every row carries its lineage in `meta.lineage`: its source and row, the translator's content hash, "
+             "the prompt's hash and what QA did.", "",
+             "## Sources", "", "| source | conversations kept | rejected (by reason) | license |", "|---|---|---|---|",
+             *[f"| `{s}` | {kept.get(s, 0)} | "
+               f"{', '.join(f'{k} {n}' for (src, k), n in sorted(rejected.items()) if src == s) or '0'} | "
+               f"{_source_license(s)} |" for s in sources],
+             "", "## Quality filters (counts)", "",
+             "`qa_*` count segments (the final verdict of each); `rejected_*` count conversations.", "",
+             *[f"- {k}: {v}" for k, v in sorted(filters.items())], "", "## License", "",
+             "Translations inherit the licenses of their English sources (the table above); check each source's terms "
+             "before redistributing. hala's code is Apache-2.0."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -96,11 +139,13 @@ def write_release(run: Path, recipe_name: str) -> list[Path]:
         from hala.data.writers import ShardedWriter
 
         corpus = run / "release" / "corpus"
+        kept: Counter = Counter()
         with ShardedWriter(corpus / "data", "train", "parquet", 200_000) as writer:
             for path in sorted(data.glob("*")):
                 for conv in read_conversations(path):
-                    writer.write(conv.to_sharegpt())
-        atomic_write_text(corpus / "README.md", dataset_card(run, recipe_name))
+                    kept[conv.meta.get("lineage", {}).get("dataset", conv.source)] += 1
+                    writer.write(conv.to_sharegpt() | {"meta": conv.meta})
+        atomic_write_text(corpus / "README.md", dataset_card(run, recipe_name, kept))
         written.append(corpus)
     return written
 
