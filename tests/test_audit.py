@@ -24,9 +24,11 @@ ASK = "اشرح لي الفكرة باختصار من فضلك."
 CLEAN = [
     conv("plain", "ما هي عاصمة المغرب؟", "عاصمة المغرب هي الرباط، وأكبر مدنها الدار البيضاء."),
     conv("html-code", "كيف أنشئ حاوية في صفحة ويب؟",
-         'استخدم العنصر التالي:\n\n```html\n<div class="box">\n  <p>مرحبا</p><br>\n</div>\n```\n\nثم أضف التنسيق في ملف منفصل.'),
+         'استخدم العنصر التالي:\n\n```html\n<div class="box">\n  <p>مرحبا</p><br>\n</div>\n```\n\n'
+         "ثم أضف التنسيق في ملف منفصل."),
     conv("python-code", "كيف أطبع سطرين؟",
-         'اكتب السطر التالي في بايثون:\n\n```python\nprint("السطر الأول\\nالسطر الثاني\\t!")\nx = 10\n```\n\nسيظهر النص على سطرين.'),
+         'اكتب السطر التالي في بايثون:\n\n```python\nprint("السطر الأول\\nالسطر الثاني\\t!")\nx = 10\n```\n\n'
+         "سيظهر النص على سطرين."),
     conv("inline-code", "ما الفرق بين الوسمين؟",
          "الوسم `<br>` يكسر السطر في HTML، والرمز `\\n` يكسره في بايثون، والنوع `List<T>` عام في جافا."),
     conv("latex", "ما هو التدرج؟",
@@ -35,7 +37,8 @@ CLEAN = [
     conv("latex-env", "اكتب المعادلتين.",
          "المعادلتان هما:\n\\begin{align}\na &= b \\\\\n\\nabla \\cdot E &= \\rho\n\\end{align}\nوهذا كل شيء."),
     conv("urls", "أين أجد التوثيق؟",
-         "راجع https://example.com/docs/new_table?x=1&y=2#Table_(html) أو www.example.org ، أو راسلني على help@example.com ."),
+         "راجع https://example.com/docs/new_table?x=1&y=2#Table_(html) أو www.example.org ، "
+         "أو راسلني على help@example.com ."),
     conv("some-english", "ما هي أفضل لغة للمبتدئين؟",
          "أنصح بلغة Python لأنها سهلة القراءة، ويمكنك استخدام مكتبة NumPy للحساب العلمي بسرعة كبيرة."),
     conv("arabic-digits", "كم عدد الفواكه؟",
@@ -46,9 +49,15 @@ CLEAN = [
     conv("multi-turn", "مرحبا", "أهلا بك! كيف أساعدك؟", ASK, "الفكرة أن نقسم المسألة إلى أجزاء صغيرة ثم نحل كلا منها.",
          roles=("user", "assistant", "user", "assistant")),
     conv("western-digits", "كم الساعة؟", "الساعة الآن 10:30 صباحا، والموعد بعد 45 دقيقة."),
+    conv("paragraphs", "كيف أتعامل مع الأخطاء؟",  # one 4-gram in five paragraphs: once in each, no loop
+         "\n\n".join(f"في هذه الحالة يجب أن {tail}." for tail in
+                     ("نقرأ الرسالة", "نعيد المحاولة", "نسجل الخطأ", "نبلغ المستخدم", "نوقف البرنامج"))),
+    conv("code-loop", "اكتب فاصلا في الشيفرة.",
+         "هكذا:\n\n```python\n# " + "-" * 40 + "\n" + "print('x')\n" * 8 + "```"),
 ]  # fmt: skip
 DEFECTS = {  # id -> (the check that must flag it, what its reason must hold)
-    "br": (conv("br", ASK, "السطر الأول من الجواب.<br>السطر الثاني من الجواب."), "html_tags", "turn 1 (assistant): HTML tag <br>"),
+    "br": (conv("br", ASK, "السطر الأول من الجواب.<br>السطر الثاني من الجواب."), "html_tags",
+           "turn 1 (assistant): HTML tag <br>"),
     "escape": (conv("escape", ASK, "الخطوة الأولى هي القراءة.\\nالخطوة الثانية هي الكتابة."), "literal_escapes",
                "turn 1 (assistant): literal escape \\n"),
     "english": (conv("english", ASK, "The idea is to split the problem into small parts and solve each one."),
@@ -147,20 +156,24 @@ def test_a_corpus_with_no_readable_row_fails(tmp_path):
 def test_length_outliers_by_median_and_mad_and_by_the_turn_limit(tmp_path):
     rows = [conv(f"r{i}", ASK, "جواب قصير " + "كلمة " * (5 + i % 7)) for i in range(30)]
     part = " ".join(f"الفقرة {n} تشرح جانبا مختلفا من الفكرة." for n in range(50))  # 1,939 characters
-    rows += [conv("long", ASK, part, ASK, part, roles=("user", "assistant") * 2), conv("huge-turn", "حرف " * 800, "جواب")]
+    rows += [conv("long", ASK, part, ASK, part, roles=("user", "assistant") * 2),
+             conv("huge-turn", "حرف " * 800, roles=("user",))]
     data = tmp_path / "c.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    audit(AuditConfig(inputs=[str(data)], out=str(tmp_path / "a"), checks=["length"], max_turn_chars=3000))
-    found = {id_: rows[0]["reason"] for id_, rows in flagged(tmp_path / "a").items()}
+    audit(AuditConfig(inputs=[str(data)], out=str(tmp_path / "a"), checks=["roles", "length"], max_turn_chars=3000))
+    found = {id_: lines[-1]["reason"] for id_, lines in flagged(tmp_path / "a").items()}
     assert set(found) == {"long", "huge-turn"}
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["flagged_rows"] == 2 and summary["checks"]["roles"]["flagged"] == 1  # huge-turn, flagged twice
     assert found["huge-turn"] == "turn 0 (user) has 3,200 characters (max_turn_chars 3,000)"
     assert "(length_mad_k); its longest is turn 1 (assistant), 1,939" in found["long"]
-    stats = json.loads((tmp_path / "a" / "summary.json").read_text())["length"]
+    stats = summary["length"]
     assert stats["limit"] == stats["median"] + 10 * stats["mad"]
 
     # too few rows for the MAD rule: only the turn limit applies
-    audit(AuditConfig(inputs=[str(data)], out=str(tmp_path / "b"), checks=["length"], length_min_rows=100))
-    assert not (tmp_path / "b" / "flagged.jsonl").read_text()
+    audit(AuditConfig(inputs=[str(data)], out=str(tmp_path / "b"), checks=["length"], max_turn_chars=3000,
+                      length_min_rows=100))
+    assert list(flagged(tmp_path / "b")) == ["huge-turn"]
 
 
 def test_an_extra_filter_joins_the_audit_and_its_inputs_are_part_of_the_run(tmp_path):
@@ -171,13 +184,14 @@ def test_an_extra_filter_joins_the_audit_and_its_inputs_are_part_of_the_run(tmp_
     question = json.loads(bench.read_text())["question"]
     seen = lambda c: "turn 0 holds a benchmark item" if c.messages[0].content == question else None  # noqa: E731
     cfg = AuditConfig(inputs=[str(data)], out=str(tmp_path / "a"), checks=["roles"])
-    manifest = audit(cfg, extra=[Rule("contamination", seen)], extra_inputs=[str(bench)])
+    run = lambda: audit(cfg, extra=[Rule("contamination", seen)], extra_inputs=[str(bench)])  # noqa: E731
+    manifest = run()
     assert flagged(tmp_path / "a")["plain"] == [{"id": "plain", "check": "contamination", "file": str(data), "line": 1,
                                                  "reason": "turn 0 holds a benchmark item"}]  # fmt: skip
     assert manifest.counts["flagged_contamination"] == 1
-    assert audit(cfg, extra=[Rule("contamination", seen)], extra_inputs=[str(bench)]).finished_at == manifest.finished_at
+    assert run().finished_at == manifest.finished_at  # the same audit: nothing to do
     bench.write_text('{"question": "سؤال آخر"}\n', encoding="utf-8")
-    assert audit(cfg, extra=[Rule("contamination", seen)], extra_inputs=[str(bench)]).fingerprint != manifest.fingerprint
+    assert run().fingerprint != manifest.fingerprint  # other benchmarks: audited again
 
 
 @pytest.mark.parametrize("text, tags", [

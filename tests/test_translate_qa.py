@@ -102,10 +102,15 @@ def test_a_translation_adding_br_is_rejected_and_code_with_div_is_kept(tmp_path,
     from tests.test_translate import cfg_for, records, rejected, write_input
     from tests.test_translate_retry import _scripted
 
-    code = "Wrap it like this:\n\n```html\n<div class=\"box\">\n  <p>hi</p><br>\n</div>\n```\n\n```python\nprint(\"a\\nb\")\n```\n\nUse `<div>` and <span> here."
+    code = ('Wrap it like this:\n\n```html\n<div class="box">\n  <p>hi</p><br>\n</div>\n```\n\n'
+            '```python\nprint("a\\nb")\n```\n\nUse `<div>` and <span> here.')
+    market = "The market is open today until the evening."
     rows = [{"id": "code", "messages": [{"role": "user", "content": code}]},
-            {"id": "br", "messages": [{"role": "user", "content": "The market is open today until the evening."}]}]  # fmt: skip
-    adds_br = lambda t, p: fake_module.arabize(t).replace(" ", "<br>", 1) if "market" in t else fake_module.arabize(t)  # noqa: E731
+            {"id": "br", "messages": [{"role": "user", "content": market}]}]  # fmt: skip
+
+    def adds_br(text, params):
+        return fake_module.arabize(text).replace(" ", "<br>", 1) if "market" in text else fake_module.arabize(text)
+
     _scripted(monkeypatch, adds_br)
     manifest = translate(cfg_for(tmp_path, write_input(tmp_path / "in.jsonl", rows)))
     [kept] = records(tmp_path / "out")

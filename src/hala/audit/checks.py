@@ -164,12 +164,15 @@ class LengthStats:
         return cls(len(lengths), float(median), float(mad), k, limit)
 
 
-def length_reason(stats: LengthStats, max_turn_chars: int, chars: int, turn: int, role: str, turn_chars: int) -> str | None:
+def length_reason(
+    stats: LengthStats, max_turn_chars: int, chars: int, turn: int, role: str, turn_chars: int
+) -> str | None:
     """Why a conversation of `chars` characters, whose longest turn is `turn` (`role`, `turn_chars`
     characters), is a length outlier; None when it is not."""
     if turn_chars > max_turn_chars:
         return f"turn {turn} ({role}) has {turn_chars:,} characters (max_turn_chars {max_turn_chars:,})"
     if stats.limit is not None and chars > stats.limit:
         return (f"{chars:,} characters, above the corpus's median {stats.median:,.0f} + {stats.k:g} x MAD "
-                f"{stats.mad:,.0f} = {stats.limit:,.0f} (length_mad_k); its longest is turn {turn} ({role}), {turn_chars:,}")  # fmt: skip
+                f"{stats.mad:,.0f} = {stats.limit:,.0f} (length_mad_k); its longest is turn {turn} ({role}), "
+                f"{turn_chars:,}")  # fmt: skip
     return None

@@ -27,16 +27,20 @@ class AuditConfig(StrictModel):
     split: str = Field("train", description="which split of a saved or hub dataset to read")
     checks: list[Check] = Field(default_factory=lambda: list(CHECKS), description="the checks to run")
     max_latin_share: float = Field(
-        0.5, ge=0, le=1, description="untranslated: the most a user or assistant turn may have of its words in Latin script"
+        0.5, ge=0, le=1, description="untranslated: the most of a user or assistant turn's words in Latin script"
     )
     min_words: int = Field(5, ge=1, description="untranslated: turns with fewer words (outside code) are not judged")
-    max_ngram_repeats: int = Field(4, ge=1, description="repetition: the most times one word 4-gram may repeat in a paragraph")
+    max_ngram_repeats: int = Field(
+        4, ge=1, description="repetition: the most times one word 4-gram may repeat in a paragraph"
+    )
     max_char_run: int = Field(30, ge=2, description="repetition: the longest run of one character in a paragraph")
     max_turn_chars: int = Field(50_000, ge=1, description="length: the most characters one turn may have")
     length_mad_k: float = Field(
-        10.0, gt=0, description="length: a conversation longer than median + k * MAD of the corpus's lengths is an outlier"
+        10.0, gt=0, description="length: a conversation longer than median + k * MAD of the corpus is an outlier"
     )
-    length_min_rows: int = Field(20, ge=1, description="length: a corpus with fewer rows is too small for the MAD rule")
+    length_min_rows: int = Field(
+        20, ge=1, description="length: a corpus with fewer rows is too small for the MAD rule"
+    )
     examples: int = Field(5, ge=0, description="examples shown per check in audit.html")
     batch_size: int = Field(1024, ge=1, description="conversations per batch given to each check")
 

@@ -16,11 +16,12 @@ from hala.data.writers import atomic_write_text
 from hala.text.scripts import script_of
 
 STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; }
-table { border-collapse: collapse; margin: 1rem 0; } th, td { border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; vertical-align: top; }
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; }
+table { border-collapse: collapse; margin: 1rem 0; }
+th, td { border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .turn { white-space: pre-wrap; margin: .2rem 0; } .role { color: #777; font-size: .85em; }
-.turn[dir=rtl] { text-align: right; font-family: "Noto Naskh Arabic", "Noto Sans Arabic", "Amiri", "Arial", sans-serif; font-size: 1.1em; }
+.turn[dir=rtl] { text-align: right; font-family: "Noto Naskh Arabic", "Noto Sans Arabic", "Amiri", sans-serif; }
 """
 QUOTED_RE = re.compile(r"«[^«»]*»")
 
@@ -46,25 +47,29 @@ def _examples(name: str, shown: list[dict], lang: str) -> str:
         f"<td>{_reason(e['reason'])}</td><td>{_turns(e['turns'], lang)}</td></tr>"
         for e in shown
     )
-    return f"<h3>{html.escape(name)}</h3><table><tr><th>row</th><th>reason</th><th>conversation</th></tr>{rows}</table>"
+    head = "<tr><th>row</th><th>reason</th><th>conversation</th></tr>"
+    return f"<h3>{html.escape(name)}</h3><table>{head}{rows}</table>"
 
 
 def write_page(path: Path, summary: dict, shown: dict[str, list[dict]], lang: str) -> None:
     """The page for `summary` (see `hala.audit.stage`) with the examples `shown` per check, the
     turns set as text in `lang`."""
     counts = "".join(
-        f"<tr><td>{html.escape(name)}</td><td class='num'>{c['flagged']}</td><td class='num'>{100 * c['share']:.2f}%</td></tr>"
+        f"<tr><td>{html.escape(name)}</td><td class='num'>{c['flagged']}</td>"
+        f"<td class='num'>{100 * c['share']:.2f}%</td></tr>"
         for name, c in summary["checks"].items()
     )
-    length = summary["length"]
-    stats = (f"<p>Conversation lengths: median {length['median']:,.0f} characters, MAD {length['mad']:,.0f}; "
-             + (f"outliers above {length['limit']:,.0f}.</p>" if length["limit"] is not None
-                else "too few rows for the MAD rule (length_min_rows).</p>")) if length else ""  # fmt: skip
+    stats = ""
+    if length := summary["length"]:
+        limit = "too few rows for the MAD rule" if length["limit"] is None else f"outliers above {length['limit']:,.0f}"
+        median, mad = f"{length['median']:,.0f}", f"{length['mad']:,.0f}"
+        stats = f"<p>Conversation lengths: median {median} characters, MAD {mad}; {limit}.</p>"
     bad = "".join(f"<li>{html.escape(b)}</li>" for b in summary["bad_rows_listed"][:50])
     parts = [
         f"<h1>hala data audit: {html.escape(Path(path).parent.name)}</h1>",
         f"<p>{summary['rows']} conversations read from {len(summary['inputs'])} input(s): "
-        f"{summary['flagged_rows']} flagged, {summary['clean_rows']} clean; {summary['bad_rows']} bad input rows.</p>",
+        f"{summary['flagged_rows']} flagged, {summary['clean_rows']} clean; "
+        f"{summary['bad_rows']} bad input rows.</p>",
         f"<table><tr><th>check</th><th>rows flagged</th><th>share</th></tr>{counts}</table>",
         stats,
         "<h2>Examples</h2>",

@@ -113,7 +113,7 @@ def audit(cfg: AuditConfig, extra: Sequence[Filter] = (), extra_inputs: Sequence
     tally = Tally([f.name for f in filters] + (["length"] if with_length else []), cfg.examples)
     lengths, stats = array("q"), None
     with atomic_path(frame.out / FLAGGED) as tmp, tmp.open("w", encoding="utf-8") as out, \
-            tempfile.TemporaryFile("w+", encoding="utf-8") as index:  # fmt: skip
+            tempfile.TemporaryFile("w+", encoding="utf-8", dir=frame.out) as index:  # fmt: skip
         rows = _rows(cfg, files, tally)
         with frame.timer("checks_s"):
             while batch := list(islice(rows, cfg.batch_size)):

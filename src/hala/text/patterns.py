@@ -33,7 +33,7 @@ CODE_BLOCK = (
 DISPLAY_MATH = r"\$\$(?:(?!\n[ \t]*\r?\n).)+?\$\$|\\\[(?:(?!\n[ \t]*\r?\n).)+?\\\]"  # never across a blank line
 BLOCK_RE = re.compile(f"{CODE_BLOCK}|{DISPLAY_MATH}", re.DOTALL | re.MULTILINE)
 INLINE_CODE = r"`+[^`\n]+?`+"
-INLINE_MATH = r"\\\(.+?\\\)|\$(?=\S)[^$\n]*?(?<=\S)\$"  # \( .. \), and $..$ without inner padding ("$5 and $10" is prose)
+INLINE_MATH = r"\\\(.+?\\\)|\$(?=\S)[^$\n]*?(?<=\S)\$"  # \( .. \), and $..$ without inner padding
 EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
 HTML_TAG = r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>"
 # translate replaces each protected span (code, URLs, placeholders) of a segment by one of these

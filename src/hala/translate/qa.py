@@ -49,7 +49,9 @@ FILTERS = (
 
 class QAConfig(StrictModel):
     html_tags: bool = Field(True, description="turn down an output with an HTML tag (<br>) its source lacks")
-    literal_escapes: bool = Field(True, description="turn down an output with a literal \\n, \\t or \\r its source lacks")
+    literal_escapes: bool = Field(
+        True, description="turn down an output with a literal \\n, \\t or \\r its source lacks"
+    )
     min_target_script: float = Field(0.6, ge=0, le=1, description="share of letters in the target script")
     language_id: bool = True
     language_id_min_letters: int = Field(12, ge=0, description="shorter outputs skip language ID")
