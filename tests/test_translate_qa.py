@@ -72,3 +72,67 @@ def test_script_shortcut_agrees_with_lingua():
     assert [lang for _, lang in decided] == detected_languages([t for t, _ in decided], ("en", "ar"))
     assert by_script("hello مرحبا", "en", "ar") is None  # mixed scripts go to lingua
     assert by_script("bonjour", "en", "fr") is None  # shared script: only lingua can tell
+
+
+# --- html_tags and literal_escapes: the paper's two known defects can't reach the corpus ----------
+
+@pytest.mark.parametrize("output, name", [
+    ("الطقس لطيف اليوم،<br>لذلك سنمشي إلى السوق القديم.", "html_tags"),
+    ("الطقس لطيف اليوم، لذلك سنمشي إلى <b>السوق</b> القديم.", "html_tags"),
+    ("الطقس لطيف اليوم،\\nلذلك سنمشي إلى السوق القديم.", "literal_escapes"),
+    ("الطقس لطيف اليوم، لذلك سنمشي\\t إلى السوق القديم.", "literal_escapes"),
+])  # fmt: skip
+def test_an_output_adding_a_tag_or_an_escape_fails_its_filter(output, name):
+    assert verdict(output) == name
+    assert verdict(output, cfg=QAConfig(**{name: False})) is None  # each can be turned off
+
+
+def test_what_the_source_has_or_latex_is_no_defect():
+    kept = "Line one<br>line two of the weather report today."
+    assert verdict("السطر الأول<br>السطر الثاني من نشرة الطقس اليوم.", source=kept) is None
+    assert verdict("التدرج \\nabla f والزاوية \\theta و\\text{ثابت} في سوق المدينة القديم.") is None
+    assert verdict("الطقس لطيف، والنوع List<T> عام، و a < b > c في السوق القديم.") is None
+
+
+def test_a_translation_adding_br_is_rejected_and_code_with_div_is_kept(tmp_path, monkeypatch):
+    """Through `hala translate` with the fake engine: an answer that gains `<br>` on every try is
+    rejected as qa_html_tags; a message whose code holds `<div>` and `"\\n"` comes back intact."""
+    from hala.engines import fake as fake_module
+    from hala.translate.pipeline import translate
+    from tests.test_translate import cfg_for, records, rejected, write_input
+    from tests.test_translate_retry import _scripted
+
+    code = ('Wrap it like this:\n\n```html\n<div class="box">\n  <p>hi</p><br>\n</div>\n```\n\n'
+            '```python\nprint("a\\nb")\n```\n\nUse `<div>` and <span> here.')
+    market = "The market is open today until the evening."
+    rows = [{"id": "code", "messages": [{"role": "user", "content": code}]},
+            {"id": "br", "messages": [{"role": "user", "content": market}]}]  # fmt: skip
+
+    def adds_br(text, params):
+        return fake_module.arabize(text).replace(" ", "<br>", 1) if "market" in text else fake_module.arabize(text)
+
+    _scripted(monkeypatch, adds_br)
+    manifest = translate(cfg_for(tmp_path, write_input(tmp_path / "in.jsonl", rows)))
+    [kept] = records(tmp_path / "out")
+    assert kept["id"] == "code"
+    text = kept["messages"][0]["content"]
+    assert '```html\n<div class="box">\n  <p>hi</p><br>\n</div>\n```' in text and 'print("a\\nb")' in text
+    assert "`<div>`" in text and "<span>" in text
+    [bad] = rejected(tmp_path / "out")
+    assert bad["kind"] == "qa_html_tags" and "failed html_tags after 2 retries" in bad["reason"]
+    assert manifest.counts["rejected_qa_html_tags"] == 1 and manifest.counts["qa_html_tags"] == 1
+
+
+def test_a_sampled_retry_fixes_an_output_that_added_an_escape(tmp_path, monkeypatch):
+    from hala.engines import fake as fake_module
+    from hala.translate.pipeline import translate
+    from tests.test_translate import cfg_for, records, write_input
+    from tests.test_translate_retry import _scripted
+
+    rows = [{"id": "s", "messages": [{"role": "user", "content": "Tell me a story about the sea."}]}]
+    greedy_escapes = lambda t, p: fake_module.arabize(t) + ("\\n" if p.seed is None else "")  # noqa: E731
+    _scripted(monkeypatch, greedy_escapes)
+    manifest = translate(cfg_for(tmp_path, write_input(tmp_path / "in.jsonl", rows)))
+    [rec] = records(tmp_path / "out")
+    assert rec["messages"][0]["content"] == fake_module.arabize(rows[0]["messages"][0]["content"])
+    assert manifest.counts["retry_sampled_fixed"] == 1 and manifest.counts["qa_passed"] == 1

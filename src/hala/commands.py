@@ -148,6 +148,10 @@ def page(manifest: Manifest, out: Path) -> str:
     return f"wrote {out / 'report.html'}"
 
 
+def audit_page(manifest: Manifest, out: Path) -> str:
+    return f"wrote {out / 'audit.html'} and {out / 'flagged.jsonl'}"
+
+
 IO = (Flag(("--input", "-i"), "inputs"), Flag(("--out", "-o"), "out"))
 STRICT = Flag(("--strict",), "strict", True)
 LIMIT = Flag(("--limit",), "limit")
@@ -177,6 +181,14 @@ COMMANDS: dict[str, Command] = {
         "Convert instruction data or parallel pairs into hala records; bad rows go to rejected/.",
         (*IO, Flag(("--format",), "format"), Flag(("--to",), "output_format"),
          Flag(("--sharegpt",), "output_schema", "sharegpt", "write the paper's ShareGPT schema"), STRICT),
+    ),
+    "data audit": Command(
+        "hala.audit.config:AuditConfig", "hala.audit.stage:audit",
+        "Audit a conversation corpus (ours or a released one): HTML tags and literal escapes outside code, "
+        "untranslated turns, empty turns, loops, broken roles, mixed digits, length outliers; each flagged row "
+        "in flagged.jsonl with its check and reason, counts in summary.json and audit.html.",
+        (*IO, Flag(("--format",), "format"), Flag(("--lang",), "lang"), Flag(("--check",), "checks")),
+        shows=audit_page,
     ),
     "generate": Command(
         "hala.engines.generate:GenerateConfig", "hala.engines.generate:generate",

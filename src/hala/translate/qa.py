@@ -11,18 +11,23 @@ nothing about the language).
 - `empty_output`: nothing came back;
 - `truncated`: the model hit max_tokens;
 - `protected_spans`: a placeholder was lost, duplicated or invented;
+- `html_tags`: the output has an HTML tag (`<br>`, `</div>`) the source does not: the paper's corpus
+  shipped raw `<br>` (`hala.text.defects`, which the audit reads too). The source's own tags are
+  protected spans: they come back as they were, and are not counted;
+- `literal_escapes`: the output has a literal `\\n`, `\\t` or `\\r` (a backslash and a letter) the
+  source does not, the paper's other known defect; LaTeX commands (`\\nabla`, `\\theta`) are not escapes;
 - `untranslated_copy`: the output is the source again;
 - `target_script`: too few letters in the target language's script;
 - `target_language`: lingua, restricted to the languages in play, says it is not the target (run
   once over the batch; a text whose letters are all in a script only one of the two languages uses
   is decided by script, lingua's own first rule);
 - `length_ratio`: output length / source length is out of bounds;
-- `repetition`: the output loops (a word n-gram or a character run repeated too often).
+- `repetition`: the output loops (a word n-gram or a character run repeated too often; the rule
+  is `hala.text.defects.loop`, which the audit applies too).
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property, partial
@@ -30,18 +35,23 @@ from functools import cached_property, partial
 from pydantic import Field
 
 from hala.config import StrictModel
+from hala.text.defects import html_tags, literal_escapes, loop
 from hala.text.filters import BatchRule, Filter, Rule, Verdict, first_failures
 from hala.text.language_id import languages_of
 from hala.text.patterns import PLACEHOLDER_RE
 from hala.text.scripts import SCRIPT_NAMES, script_of, script_share
 
 FILTERS = (
-    "empty_output", "truncated", "protected_spans", "untranslated_copy",
+    "empty_output", "truncated", "protected_spans", "html_tags", "literal_escapes", "untranslated_copy",
     "target_script", "target_language", "length_ratio", "repetition",
 )  # fmt: skip
 
 
 class QAConfig(StrictModel):
+    html_tags: bool = Field(True, description="turn down an output with an HTML tag (<br>) its source lacks")
+    literal_escapes: bool = Field(
+        True, description="turn down an output with a literal \\n, \\t or \\r its source lacks"
+    )
     min_target_script: float = Field(0.6, ge=0, le=1, description="share of letters in the target script")
     language_id: bool = True
     language_id_min_letters: int = Field(12, ge=0, description="shorter outputs skip language ID")
@@ -86,6 +96,20 @@ def _placeholders(t: Translation) -> str | None:
     return f"placeholders differ: the source has {listed[0]}, the output {listed[1]}"
 
 
+def _added(found, what: str, t: Translation) -> str | None:
+    """What the output has of `found` (html_tags, literal_escapes) more often than the source."""
+    added = Counter(found(t.out)) - Counter(found(t.src))
+    return f"{what} {next(iter(added))} that the source does not have" if added else None
+
+
+def _tags(text: str) -> list[str]:
+    return [m.group() for m in html_tags(text)]
+
+
+def _escapes(text: str) -> list[str]:
+    return [m.group("escape") for m in literal_escapes(text)]
+
+
 def _copy(t: Translation) -> str | None:
     return "the output is the source again" if " ".join(t.out.split()) == " ".join(t.src.split()) else None
 
@@ -107,13 +131,8 @@ def _length_ratio(cfg: QAConfig, t: Translation) -> str | None:
 
 
 def _repetition(cfg: QAConfig, t: Translation) -> str | None:
-    if run := re.search(r"(.)\1{%d,}" % (cfg.max_char_run - 1), t.out):
-        return f"{run.group(1)!r} {len(run.group())} times in a row (max_char_run {cfg.max_char_run})"
-    words = t.out.split()
-    grams = Counter(tuple(words[i : i + 4]) for i in range(len(words) - 3))
-    if grams and (most := max(grams.values())) > cfg.max_ngram_repeats:
-        return f"a word 4-gram repeated {most} times (max_ngram_repeats {cfg.max_ngram_repeats})"
-    return None
+    found = loop(t.out, cfg.max_char_run, cfg.max_ngram_repeats)
+    return found[1] if found else None
 
 
 def _target_language(
@@ -129,6 +148,10 @@ def filters(source_lang: str, target_lang: str, cfg: QAConfig) -> list[Filter]:
     """QA's filters for one direction, in the order they run (see the module docstring)."""
     chain: list[Filter] = [Rule("empty_output", _empty), Rule("truncated", _truncated),
                            Rule("protected_spans", _placeholders)]  # fmt: skip
+    if cfg.html_tags:
+        chain.append(Rule("html_tags", partial(_added, _tags, "an HTML tag")))
+    if cfg.literal_escapes:
+        chain.append(Rule("literal_escapes", partial(_added, _escapes, "a literal escape")))
     if source_lang != target_lang:  # translating into the same language may give the text back
         chain.append(Rule("untranslated_copy", _copy))
     chain.append(Rule("target_script", partial(_script, target_lang, cfg.min_target_script)))

@@ -28,27 +28,28 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from hala.text.patterns import LETTER_RE, PLACEHOLDER, PLACEHOLDER_RE, URL_SPAN
-
-# multi-line regions that are never sent: fenced code (to the closing fence, or to the end) and
-# display math on lines of its own
-BLOCK_RE = re.compile(
-    r"^[ \t]*(?P<fence>`{3,}|~{3,})[^\n]*\n(?:.*?\n)??[ \t]*(?P=fence)[ \t]*\r?$"
-    r"|^[ \t]*(?:`{3,}|~{3,})[^\n]*(?:\n.*)?\Z"
-    r"|\$\$(?:(?!\n[ \t]*\r?\n).)+?\$\$"  # display math never spans a blank line
-    r"|\\\[(?:(?!\n[ \t]*\r?\n).)+?\\\]",
-    re.DOTALL | re.MULTILINE,
+from hala.text.patterns import (
+    BLOCK_RE,
+    EMAIL,
+    HTML_TAG,
+    INLINE_CODE,
+    INLINE_MATH,
+    LETTER_RE,
+    PLACEHOLDER,
+    PLACEHOLDER_RE,
+    URL_SPAN,
 )
-# inline protected spans, tried in this order
+
+# the multi-line regions that are never sent (fenced code, display math) are `BLOCK_RE`; these are
+# the inline protected spans, tried in this order
 INLINE_RE = re.compile(
     "|".join(
         [
-            r"`+[^`\n]+?`+",  # inline code
-            r"\\\(.+?\\\)",  # \( .. \)
-            r"\$(?=\S)[^$\n]*?(?<=\S)\$",  # $..$ without inner padding (so "$5 and $10" is prose)
+            INLINE_CODE,
+            INLINE_MATH,  # \( .. \), and $..$ without inner padding (so "$5 and $10" is prose)
             URL_SPAN,  # balanced parentheses in, trailing punctuation out
-            r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+",  # e-mail
-            r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>",  # HTML tags
+            EMAIL,
+            HTML_TAG,
             r"\{\{[^{}\n]*\}\}|\{[A-Za-z_][A-Za-z0-9_]*\}",  # {{jinja}}, {name}
             r"%(?:\([A-Za-z_]+\))?[-+#0]*\d*(?:\.\d+)?[sdifrx](?![A-Za-z])",  # %s, %(name)s, %5.2f
             r"⟦\d+⟧",  # text that already looks like our placeholder must come back unchanged
