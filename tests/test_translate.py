@@ -262,3 +262,15 @@ def test_every_row_carries_its_lineage_and_a_model_changed_at_its_path_is_asked_
     same = translate(cfg_for(tmp_path, data, out=str(tmp_path / "same"), cache_path=cache,
                              engine=EngineConfig(kind="fake", model=str(model))))  # fmt: skip
     assert same.counts.get("engine_segments", 0) == 0  # the same content: every segment a cache hit
+
+
+def test_each_rows_lineage_names_the_audit_checks_its_translation_fails(tmp_path):
+    rows = [*CONVS[1:3], {"id": "twice", "messages": [{"role": "user", "content": "Hello there, my friend."},
+                                                      {"role": "user", "content": "Are you there?"},
+                                                      {"role": "assistant", "content": "Yes, I am here."}]}]  # fmt: skip
+    manifest = translate(cfg_for(tmp_path, write_input(tmp_path / "in.jsonl", rows)))
+    audit = {r["id"]: r["meta"]["lineage"]["audit"] for r in records(tmp_path / "out")}
+    assert audit == {"b": [], "c": [], "twice": ["roles"]}  # two user turns in a row: kept, and flagged
+    assert manifest.counts["audit_roles"] == 1
+    off = translate(cfg_for(tmp_path, write_input(tmp_path / "in.jsonl", rows), out=str(tmp_path / "off"), audit=False))
+    assert "audit" not in records(tmp_path / "off")[0]["meta"]["lineage"] and "audit_roles" not in off.counts

@@ -55,6 +55,8 @@ class TranslateConfig(ShardedConfig):
     source_filters: dict[str, list[str]] = Field(
         default_factory=dict, description="per input (as written in inputs): the paper's source filters its rows "
         "pass before translation (tulu3_english, no_code; hala.text.source_filters)")
+    audit: bool = Field(True, description="record in each row's meta.lineage.audit the checks of `hala data audit` "
+                        "its translation fails (the corpus-level length check aside)")
     limit: int | None = Field(None, ge=1, description="only the first N conversations (over all inputs, in order)")
     split: str = "train"
     output_format: Literal["jsonl", "parquet"] = "jsonl"

@@ -40,6 +40,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from hala.audit.checks import checks as audit_checks
+from hala.audit.config import AuditConfig
 from hala.data.manifest import Manifest
 from hala.data.output_lock import holds_output
 from hala.data.readers import read_conversations_at
@@ -74,6 +76,7 @@ class UnitTranslator:
     def __init__(self, cfg: TranslateConfig, runner: SegmentTranslator, progress: TranslateProgress):
         self.cfg, self.runner, self.progress = cfg, runner, progress
         self.refs = {f: ref for ref in cfg.inputs for f in expand_inputs(ref)}  # file -> the input it is of
+        self.audit = audit_checks(AuditConfig(inputs=["-"], out="-", lang=cfg.target_lang)) if cfg.audit else []
         self.renames = {f: cfg.field_maps[ref] for f, ref in self.refs.items() if ref in cfg.field_maps}
         self.filters = {f: source_filters(cfg.source_filters[ref]) for f, ref in self.refs.items()
                         if ref in cfg.source_filters}  # fmt: skip
@@ -138,7 +141,12 @@ class UnitTranslator:
                 continue
             self.pairs += [self._pair(plan.conv, *p) for p in unit_pairs]
             qa = {"segments": len(unit_pairs), "retried": retried}
-            yield self._record(plan.conv, out_messages, self._lineage(unit.file, plan.line, plan.conv, qa))
+            lineage = self._lineage(unit.file, plan.line, plan.conv, qa)
+            record = plan.conv.model_copy(update={"messages": out_messages, "lang": cfg.target_lang})
+            if cfg.audit:  # every check the translation fails, by name (the audit's reasons say where)
+                lineage["audit"] = [f.name for f in self.audit if f.why(record) is not None]
+                self.counts.update(f"audit_{name}" for name in lineage["audit"])
+            yield self._record(plan.conv, out_messages, lineage)
         self.progress.update(self.runner.stats)
 
     def _lineage(self, file: str, line: int, conv: Conversation, qa: dict) -> dict:
