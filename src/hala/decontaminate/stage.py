@@ -2,11 +2,12 @@
 
 It reads conversations in any format `hala data convert` reads, in units that resume, inside the
 stage frame like every stage. The benchmark index (`hala.decontaminate.index`) is built once per
-run, after the frame has found work to do. A kept row goes to `OUT/data/` as it was read (hala's
-records, or ShareGPT); a flagged row goes to `OUT/rejected/` with kind `contaminated` and a reason
-naming the turn and the benchmark item it holds. The manifest counts the rows read (`rows_in`),
-the rows flagged (`contaminated`) and, per benchmark, the rows whose first match is one of its
-items (`contaminated[ArabicMMLU]`), beside the frame's own counts.
+run, after the frame has found work to do. A kept row goes to `OUT/data/` as it was read, in
+hala's records or in ShareGPT with its `meta` (the shape `hala translate` writes); a flagged row
+goes to `OUT/rejected/` with kind `contaminated` and a reason naming the turn and the benchmark
+item it holds. The manifest counts the rows read (`rows_in`), the rows flagged (`contaminated`)
+and, per benchmark, the rows whose first match is one of its items (`contaminated[ArabicMMLU]`),
+beside the frame's own counts.
 
 The benchmark folder is an input of the run like the corpus: its files are hashed into the
 fingerprint, so new benchmark data redoes the run, and so do the match settings (`ngram`,
@@ -82,7 +83,7 @@ def decontaminate(cfg: DecontaminateConfig) -> Manifest:
         while batch := list(islice(read, cfg.batch_size)):
             for (line, conv), match in zip(batch, check.matches([conv for _, conv in batch]), strict=True):
                 if match is None:
-                    yield conv.to_sharegpt() if cfg.output_schema == "sharegpt" else conv
+                    yield conv if cfg.output_schema == "records" else conv.to_sharegpt() | {"meta": conv.meta}
                     continue
                 raw = json.dumps(conv.model_dump(), ensure_ascii=False)
                 rejects.verdict(unit.file, line, check.name, f"conversation {conv.id}: {match.reason}", raw)

@@ -34,7 +34,7 @@ another (decontamination, deduplication) must not depend on any of that, so both
 - **Case**: lowercased, one letter for one (Latin `A` -> `a`; Arabic has no case).
 - **Punctuation, symbols and whitespace folded**: everything that is not a letter or a digit
   (Arabic `، ؛ ؟ « »`, Latin punctuation, math signs, newlines) becomes one space between words,
-  and the ends are trimmed, so `normalize_arabic(t).split()` are the words of `t`.
+  and the ends are trimmed: `normalize_arabic(t).split()` are the words of `t`, `arabic_words(t)`.
 
 The function is pure and made of C-level passes: NFKC, one `str.translate` table over the Basic
 Multilingual Plane (marks, letters, digits, case and non-word characters at once: a list indexed
@@ -92,10 +92,14 @@ def _table() -> list[str | None]:
 FOLD = _table()
 
 
-def normalize_arabic(text: str) -> str:
-    """The comparison form of `text`: its words, normalised as the module docstring says, one
-    space apart."""
+def arabic_words(text: str) -> list[str]:
+    """The words of `text` in their comparison form (the module docstring says what is folded)."""
     text = unicodedata.normalize("NFKC", text).translate(FOLD)
     if len(text.encode("utf-16-le")) != 2 * len(text):  # beyond the BMP: the table did not see those
         text = NON_WORD_RE.sub(" ", text)
-    return " ".join(text.split())
+    return text.split()
+
+
+def normalize_arabic(text: str) -> str:
+    """The comparison form of `text`: its words (`arabic_words`), one space apart."""
+    return " ".join(arabic_words(text))
