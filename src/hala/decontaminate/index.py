@@ -7,7 +7,8 @@ alone they are a word or two ("صحيح", "المريخ") that any text may hold
 is scored on is indexed (`test`, AraTrust's `train`): the few-shot rows are never scored 0-shot.
 Items with fewer than `min_words` words are left out: a three-word question names no benchmark.
 Items with the same normalised text (AlGhafa asks several questions about one passage) are one
-item, named by its first row.
+item, named by its first row. The folder's layout is the one `hala eval bench` reads, found
+through its public `hala.evaluate.benchmarks.find_task_data`.
 
 **The match rule.** A turn holds an item when, both normalised,
 
