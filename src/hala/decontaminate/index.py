@@ -35,8 +35,9 @@ ids through the index's vocabulary (a word the benchmarks never use ends every w
 each id a random 64-bit key, and a window of L words hashes to `k1·P^(L-1) + ... + kL` (mod 2^64),
 computed for all windows of a batch at once with numpy (L = 1..n, one pass per length). Item
 n-grams are a sorted array of hashes with the items holding each (a CSR table), looked up with
-`searchsorted`; the short items are a sorted array per length, their exact hashes, each hit then
-checked word for word. A hit costs work; a clean turn costs a few vector operations per word.
+`searchsorted` behind a bitmap of the hashes' top bits that turns most windows away first; the
+short items are a sorted array per length, their exact hashes, each hit then checked word for
+word. A hit costs work; a clean turn costs a few vector operations per word.
 """
 
 from __future__ import annotations

@@ -30,6 +30,9 @@ from hala.data.plan import plan_units
 from hala.data.readers import read_conversations_at
 from hala.data.rows import expand_inputs
 from hala.data.units import run_units
+from hala.decontaminate.filters import ContaminationFilter
+from hala.decontaminate.index import BenchIndex
+from hala.evaluate.benchmarks import bundled_data_dir
 from hala.frame import StageFrame
 
 
@@ -57,16 +60,11 @@ class DecontaminateConfig(StrictModel):
 
 def bench_folder(cfg: DecontaminateConfig) -> str:
     """The benchmark folder the run reads: `bench_dir`, else the bundled OALL mini data."""
-    from hala.evaluate.benchmarks import bundled_data_dir
-
     return cfg.bench_dir or str(bundled_data_dir())
 
 
 @holds_output()
 def decontaminate(cfg: DecontaminateConfig) -> Manifest:
-    from hala.decontaminate.filters import ContaminationFilter
-    from hala.decontaminate.index import BenchIndex
-
     frame = StageFrame("decontaminate", cfg)
     files = [f for path in cfg.inputs for f in expand_inputs(path)]
     bench = bench_folder(cfg)
