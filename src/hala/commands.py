@@ -190,6 +190,13 @@ COMMANDS: dict[str, Command] = {
         (*IO, Flag(("--format",), "format"), Flag(("--lang",), "lang"), Flag(("--check",), "checks")),
         shows=audit_page,
     ),
+    "data decontaminate": Command(
+        "hala.decontaminate.stage:DecontaminateConfig", "hala.decontaminate.stage:decontaminate",
+        "Take out of an Arabic SFT corpus every row holding an OALL v2 benchmark question or passage (normalised; "
+        "verbatim or by n-gram overlap); flagged rows go to rejected/ naming the item.",
+        (*IO, Flag(("--bench-dir",), "bench_dir"), Flag(("--format",), "format"), Flag(("--to",), "output_format"),
+         Flag(("--sharegpt",), "output_schema", "sharegpt", "write the paper's ShareGPT schema"), STRICT),
+    ),
     "generate": Command(
         "hala.engines.generate:GenerateConfig", "hala.engines.generate:generate",
         "Write the next assistant turn of every conversation with an engine (resumable).",

@@ -1,14 +1,10 @@
 """Text keys for deduplication, and what both sides of a pair must agree on (numbers, URLs).
 
-Two pairs are near-duplicates when both sides are equal after normalization. Normalization
-removes what changes the bytes of a pair but not what a translator learns from it:
-
-- Unicode compatibility forms (NFKC: Arabic presentation forms, full-width Latin, ligatures);
-- Arabic diacritics (harakat, tanween, shadda, sukun, superscript alef, Quranic marks) and tatweel;
-- Arabic letter variants: alef with hamza or madda and alef wasla -> alef, alef maqsura and Farsi
-  yeh -> yaa, taa marbuta -> haa, Farsi keheh -> kaf (the common Arabic IR folding);
-- Arabic-Indic and Extended Arabic-Indic digits -> ASCII digits;
-- case (casefold), punctuation and symbols, and whitespace (runs become one space).
+Two pairs are near-duplicates when both sides are equal after normalization, the comparison form
+of `hala.text.arabic.normalize_arabic` (the one decontamination uses too). It removes what changes
+the bytes of a pair but not what a translator learns from it: Unicode compatibility forms, Arabic
+diacritics and tatweel, Arabic letter variants (alef, yaa, taa marbuta, hamza seats), digit
+scripts, case, punctuation and whitespace.
 
 Numbers are compared as sets of values: digits in any script, thousands and decimal separators
 dropped (`1,000` = `١٬٠٠٠` = `1000`), leading zeros ignored. A number glued to Latin letters
@@ -23,28 +19,15 @@ import hashlib
 import re
 import unicodedata
 
+from hala.text.arabic import normalize_arabic
 from hala.text.patterns import URL_RE, URL_TRAILING
-
-ARABIC_MARKS_RE = re.compile("[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed\u0640]")  # diacritics + tatweel
-ARABIC_FOLD = str.maketrans(
-    {"\u0623": "\u0627", "\u0625": "\u0627", "\u0622": "\u0627", "\u0671": "\u0627",  # أ إ آ ٱ -> ا
-     "\u0649": "\u064a", "\u06cc": "\u064a",  # ى ی -> ي
-     "\u0629": "\u0647",  # ة -> ه
-     "\u06a9": "\u0643"}  # ک -> ك
-)  # fmt: skip
-ARABIC_DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "0123456789" * 2)
-NON_WORD_RE = re.compile(r"[\W_]+")
 
 # a run of digits (any script) with inner separators, not glued to Latin letters
 NUMBER_RE = re.compile(r"(?<![A-Za-z])\d+(?:[.,٫٬]\d+)*(?![A-Za-z\d])")
 SEPARATORS_RE = re.compile(r"[.,٫٬]")
 
 
-def normalize(text: str) -> str:
-    """The comparison form of `text` (see the module docstring)."""
-    text = unicodedata.normalize("NFKC", text)
-    text = ARABIC_MARKS_RE.sub("", text).translate(ARABIC_FOLD).translate(ARABIC_DIGITS).casefold()
-    return NON_WORD_RE.sub(" ", text).strip()
+normalize = normalize_arabic  # the comparison form of a side (see the module docstring)
 
 
 def _digest(*parts: str) -> int:

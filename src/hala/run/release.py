@@ -1,9 +1,10 @@
 """Release folders: every model and the final corpus leave the run ready for the Hugging Face Hub.
 
 Models (the translator, the SFT model, the merged model) get a model card naming their base, data,
-recipe and scores; the translated corpus gets Parquet shards and a dataset card with counts,
-sources, filters and license notes. `publish` pushes them with huggingface_hub when a token is set;
-it can't be tested offline, so it stays a thin call.
+recipe and scores; the corpus SFT trained on (the translated one, decontaminated when the chain
+decontaminates) gets Parquet shards and a dataset card with counts, sources, filters, the
+benchmark items taken out, and license notes. `publish` pushes them with huggingface_hub when a
+token is set; it can't be tested offline, so it stays a thin call.
 """
 
 from __future__ import annotations
@@ -107,6 +108,11 @@ def dataset_card(run: Path, recipe_name: str, kept_by_source: Counter | None = N
     kept = kept_by_source or Counter()
     sources = list(dict.fromkeys([*inputs, *kept, *(s for s, _ in rejected)]))
     filters = {k: v for k, v in counts.items() if k.startswith(("qa_", "rejected_"))}
+    clean = decontaminate.counts if (decontaminate := _manifest(run, "decontaminate")) else {}
+    found = {k: v for k, v in clean.items() if k.startswith("contaminated[")}
+    decontaminated = ["", "## Decontamination", f"{clean['contaminated']} of {clean['rows_in']} conversations held an "
+                      "OALL v2 benchmark question or passage and were taken out (`hala data decontaminate`):",
+                      *[f"- {k}: {v}" for k, v in sorted(found.items())]] if "rows_in" in clean else []  # fmt: skip
     lines = ["---", "language: [ar]", "task_categories: [text-generation]", "tags: [hala, arabic, sft]", "---", "",
              f"# {recipe_name}: translated Arabic instruction corpus", "",
              f"{counts.get('rows_out', 0)} conversations translated segment by segment by hala's translator, in the "
@@ -119,7 +125,7 @@ def dataset_card(run: Path, recipe_name: str, kept_by_source: Counter | None = N
                f"{_source_license(s)} |" for s in sources],
              "", "## Quality filters (counts)", "",
              "`qa_*` count segments (the final verdict of each); `rejected_*` count conversations.", "",
-             *[f"- {k}: {v}" for k, v in sorted(filters.items())], "", "## License", "",
+             *[f"- {k}: {v}" for k, v in sorted(filters.items())], *decontaminated, "", "## License", "",
              "Translations inherit the licenses of their English sources (the table above); check each source's terms "
              "before redistributing. hala's code is Apache-2.0."]  # fmt: skip
     return "\n".join(lines) + "\n"
@@ -133,8 +139,8 @@ def write_release(run: Path, recipe_name: str) -> list[Path]:
         if (target / "config.json").exists():
             atomic_write_text(target / "README.md", model_card(run, stage, recipe_name))
             written.append(target)
-    data = run / "translate" / "data"
-    if data.exists():
+    data = next((d for d in (run / "decontaminate" / "data", run / "translate" / "data") if d.exists()), None)
+    if data is not None:  # the corpus sft trained on
         from hala.data.readers import read_conversations
         from hala.data.writers import ShardedWriter
 

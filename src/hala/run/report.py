@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from itertools import islice
 from pathlib import Path
 
 from pydantic import Field, model_validator
@@ -81,14 +82,14 @@ def _level(stage: str, key: str) -> str:
     """What a count counts: translate's `qa_*` are segment verdicts, its `rejected_*` conversations."""
     if key.startswith("qa_"):
         return "segments (final QA verdict)"
-    if stage in ("teacher_translate", "translate"):
+    if stage in ("teacher_translate", "translate", "decontaminate"):
         return "conversations"
     return "pairs"
 
 
 def _rejects(run: Path) -> list[list]:
     rows = []
-    for name in ("teacher_translate", "judge", "pairs", "translate"):
+    for name in ("teacher_translate", "judge", "pairs", "translate", "decontaminate"):
         manifest = Manifest.read(run / name) if (run / name / "manifest.json").exists() else None
         for key, value in sorted((manifest.counts if manifest else {}).items()):
             reason = key.startswith(("rejected_", "qa_", "filtered_", "verdict_")) and key != "qa_passed"
@@ -139,6 +140,11 @@ def _claims(run: Path) -> list[list[str]]:
         why = "; rejected: " + ", ".join(f"{k} {v}" for k, v in reasons) if reasons else ""
         rows.append(["instruction conversations translated into the SFT corpus", "~4.5M conversations",
                      _pct_of(translated.get("rows_out", 0), total) + why])  # fmt: skip
+    clean = _json(run / "decontaminate" / "manifest.json").get("counts", {})
+    if "rows_in" in clean:  # hala data decontaminate: rows holding a benchmark item, per benchmark
+        tasks = ", ".join(f"{k[len('contaminated['):-1]} {v}" for k, v in clean.items() if k.startswith("contaminated[") and v)
+        rows.append(["SFT conversations holding an OALL v2 item (taken out before SFT)", "not measured",
+                     _pct_of(clean["contaminated"], clean["rows_in"]) + (f": {tasks}" if tasks else "")])  # fmt: skip
     sft = _json(run / "sft" / "manifest.json").get("counts", {})
     if sft:
         rows.append(["conversations the Hala model trains on", "~4.5M",
@@ -231,19 +237,10 @@ def _bench(run: Path, out: Path) -> str:
 
 
 def _samples(run: Path, n: int) -> str:
-    rows = []
-    for folder in ("translate", "teacher_translate"):
-        for path in sorted((run / folder / "pairs").glob("*.jsonl")):
-            for line in path.read_text(encoding="utf-8").splitlines():
-                pair = json.loads(line)
-                if len(pair["src"]) > 15:
-                    rows.append([folder, html.escape(pair["src"][:400]), f"<div class='ar' dir='rtl' lang='ar'>{html.escape(pair['tgt'][:400])}</div>"])
-                if len(rows) >= n:
-                    break
-            if len(rows) >= n:
-                break
-        if len(rows) >= n:
-            break
+    found = ((folder, json.loads(line)) for folder in ("translate", "teacher_translate")
+             for path in sorted((run / folder / "pairs").glob("*.jsonl")) for line in path.read_text(encoding="utf-8").splitlines())  # fmt: skip
+    rows = [[folder, html.escape(pair["src"][:400]), f"<div class='ar' dir='rtl' lang='ar'>{html.escape(pair['tgt'][:400])}</div>"]
+            for folder, pair in islice(((f, p) for f, p in found if len(p["src"]) > 15), n)]  # fmt: skip
     return _table(["stage", "English", "Arabic"], rows) if rows else "<p>No translated samples.</p>"
 
 

@@ -2,8 +2,9 @@
 
 A stage's config is its recipe section with the linking paths filled in (`link`). A stage's config
 and function are an entry of the command table (`hala.commands`), the very one its `hala` command
-runs; two small composite stages live here: `models` (materialize the built-in models the recipe
-names, `hala.models.builtin`) and `warmup` (the tiny recipe's teacher warm-up on seed pairs).
+runs; three small composite stages live here: `models` (materialize the built-in models the recipe
+names, `hala.models.builtin`), `warmup` (the tiny recipe's teacher warm-up on seed pairs) and
+`decontaminate` (`hala data decontaminate` on the translated corpus, which a recipe can turn off).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from hala.commands import COMMANDS, Command
 from hala.config import StrictModel, set_dotted
 from hala.data.manifest import Manifest
 from hala.data.output_lock import holds_output
+from hala.decontaminate.stage import DecontaminateConfig
 from hala.models.builtin import BUILTIN_MODELS, builtin
 from hala.run.recipe import Recipe, data_path, model_path
 
@@ -81,6 +83,23 @@ def warmup(cfg: WarmupConfig) -> Manifest:
     return train(TrainConfig.model_validate(settings))
 
 
+class DecontaminateStageConfig(DecontaminateConfig):
+    """`hala data decontaminate` on the SFT corpus, before sft: on unless the recipe turns it off."""
+
+    enabled: bool = Field(True, description="false: sft trains on the translated corpus as it is")
+
+
+@holds_output()
+def decontaminate_stage(cfg: DecontaminateStageConfig) -> Manifest:
+    from hala.decontaminate.stage import decontaminate
+
+    if not cfg.enabled:
+        manifest = Manifest(stage="decontaminate", config=cfg.identity(), counts={"enabled": 0})
+        manifest.write(cfg.out)
+        return manifest
+    return decontaminate(DecontaminateConfig.model_validate(cfg.model_dump(exclude={"enabled"})))
+
+
 # --- the chain --------------------------------------------------------------------------------------
 
 
@@ -93,6 +112,21 @@ def teacher(recipe: Recipe, run: Path) -> str:
 
 def _m(recipe: Recipe, run: Path, ref: str) -> str:
     return model_path(ref, run)
+
+
+def sft_corpus(recipe: Recipe, run: Path) -> str:
+    """What sft trains on: the decontaminated corpus, or the translated one where the recipe turns
+    decontamination off."""
+    return str(run / ("decontaminate" if recipe.decontaminate.get("enabled", True) else "translate") / "data")
+
+
+def decontaminate_link(recipe: Recipe, run: Path) -> dict:
+    """The translated corpus, checked against the benchmarks the bench stage scores (`data.bench_data`,
+    default the bundled mini data), written in the translated corpus's own file format and schema."""
+    sharegpt = recipe.translate.get("output_schema") == "sharegpt"
+    return {"out": str(run / "decontaminate"), "inputs": [str(run / "translate" / "data")],
+            "bench_dir": recipe.data.bench_data, "output_format": recipe.translate.get("output_format"),
+            "output_schema": "sharegpt" if sharegpt else None}  # fmt: skip
 
 
 def judge_link(recipe: Recipe, run: Path) -> dict:
@@ -108,6 +142,8 @@ def judge_link(recipe: Recipe, run: Path) -> dict:
 
 MODELS = Command("hala.run.stages:ModelsConfig", "hala.run.stages:materialize_models", "materialize built-in models")
 WARMUP = Command("hala.run.stages:WarmupConfig", "hala.run.stages:warmup", "warm the teacher up on seed pairs")
+DECONTAMINATE = Command("hala.run.stages:DecontaminateStageConfig", "hala.run.stages:decontaminate_stage",
+                        "take the rows holding a benchmark item out of the SFT corpus")  # fmt: skip
 STAGES: list[Stage] = [
     Stage("models", "materialize built-in models", MODELS, (),
           lambda r, run: {"out": str(run / "models"),
@@ -137,9 +173,11 @@ STAGES: list[Stage] = [
     Stage("translate", "the translator translates the instruction sets", COMMANDS["translate"], ("translator",),
           lambda r, run: {"out": str(run / "translate"), "inputs": [data_path(p) for p in r.data.instructions],
                           "engine.model": str(run / "translator" / "model")}),
-    Stage("sft", "fine-tune the Hala model on the Arabic corpus", COMMANDS["train"], ("translate",),
+    Stage("decontaminate", "take the rows holding an OALL v2 item out of the SFT corpus", DECONTAMINATE,
+          ("translate",), decontaminate_link),
+    Stage("sft", "fine-tune the Hala model on the Arabic corpus", COMMANDS["train"], ("decontaminate",),
           lambda r, run: {"out": str(run / "sft"), "model": _m(r, run, r.models.hala_base),
-                          "data": [str(run / "translate" / "data")]}),
+                          "data": [sft_corpus(r, run)]}),
     Stage("merge", "SLERP the fine-tune with its base", COMMANDS["merge"], ("sft",),
           lambda r, run: {"out": str(run / "merge"), "base": _m(r, run, r.models.hala_base),
                           "model": str(run / "sft" / "model")}),

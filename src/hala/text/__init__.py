@@ -8,6 +8,8 @@
   only where the script can't tell;
 - `languages`: the language codes hala knows, their names, and the checks of a language pair;
 - `prompts`: the paper's translator prompt, and the field check of any prompt template;
+- `arabic`: Arabic text in its comparison form (marks, letter variants, digits, punctuation
+  folded), for decontamination and deduplication;
 - `filters`: the one shape of a filter (a name, and verdicts for a batch: pass or (name, reason)),
   which translate's QA, the pair filters and the judge's script gate share.
 
