@@ -219,3 +219,16 @@ def test_literal_escapes_outside_code_and_latex(text, escapes):
 def test_prose_blanks_code_math_urls_and_emails():
     text = "نص `code` و $x$ و https://a.org/b و a@b.com\n```\ncode\n```\nنهاية"
     assert prose(text).split() == ["نص", "و", "و", "و", "نهاية"]
+
+
+def test_the_contamination_check_flags_the_rows_holding_a_benchmark_item_naming_it(tmp_path):
+    heldout = Path(__file__).parent / "data" / "decontaminate_heldout.jsonl"
+    rows = [json.loads(line) for line in heldout.read_text(encoding="utf-8").splitlines()]
+    manifest = audit(AuditConfig(inputs=[str(heldout)], out=str(tmp_path / "a"), checks=["contamination"]))
+    found = {i: [r for r in rs if r["check"] == "contamination"] for i, rs in flagged(tmp_path / "a").items()}
+    planted = {r["id"] for r in rows if r.get("meta", {}).get("planted")}
+    assert planted and {i for i, rs in found.items() if rs} == planted
+    items = {r["id"]: r["meta"]["planted"]["item"] for r in rows if r.get("meta", {}).get("planted")}
+    assert all(items[i] in rs[0]["reason"] for i, rs in found.items() if rs), found
+    assert manifest.counts["flagged_contamination"] == len(planted)
+    assert any(i.path.endswith("oall_mini") for i in manifest.inputs)  # the benchmark folder is an input

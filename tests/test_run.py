@@ -55,13 +55,13 @@ def test_one_setting_reruns_its_stage_and_everything_downstream(tmp_path):
     finish(plan(r, "r.yaml"), Path(r.out))
     steps = plan(recipe(tmp_path, "translate.max_segment_tokens=32"), "r.yaml")
     ran = [name for name, action in actions(steps).items() if action == "run"]
-    assert ran == ["translate", "decontaminate", "sft", "merge", "bench", "report"]
+    assert ran == ["translate", "decontaminate", "audit", "sft", "merge", "bench", "report"]
     why = {s.stage.name: s.why for s in steps}
     assert why["translate"] == "its settings or inputs changed" and why["sft"] == "an upstream stage reruns"
 
     steps = plan(recipe(tmp_path, "judge.limit=30"), "r.yaml")
     ran = [name for name, action in actions(steps).items() if action == "run"]
-    assert ran == ["judge", "pairs", "translator", "eval_translation", "translate", "decontaminate", "sft", "merge",
+    assert ran == ["judge", "pairs", "translator", "eval_translation", "translate", "decontaminate", "audit", "sft", "merge",
                    "bench", "report"]
 
 

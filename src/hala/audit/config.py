@@ -10,7 +10,10 @@ from hala.config import StrictModel
 from hala.text.languages import language_name
 
 # the built-in checks, in the order they run and are reported (see hala.audit.checks)
-CHECKS = ("empty_turn", "roles", "html_tags", "literal_escapes", "untranslated", "digits", "repetition", "length")
+CHECKS = (
+    "empty_turn", "roles", "html_tags", "literal_escapes", "untranslated", "digits", "repetition", "contamination",
+    "length",
+)  # fmt: skip
 Check = Literal[CHECKS]  # type: ignore[valid-type]
 
 
@@ -41,6 +44,9 @@ class AuditConfig(StrictModel):
     length_min_rows: int = Field(
         20, ge=1, description="length: a corpus with fewer rows is too small for the MAD rule"
     )
+    bench_dir: str | None = Field(
+        None, description="contamination: local copies of the OALL v2 datasets in the layout `hala eval bench "
+        "--data-dir` reads (default: the bundled OALL mini data); matched as `hala data decontaminate` does")
     examples: int = Field(5, ge=0, description="examples shown per check in audit.html")
     batch_size: int = Field(1024, ge=1, description="conversations per batch given to each check")
 

@@ -39,6 +39,7 @@ from hala.data.records import Conversation
 from hala.data.rejects import Reject, RejectLog
 from hala.data.rows import expand_inputs
 from hala.data.writers import atomic_path, atomic_write_text
+from hala.evaluate.benchmarks import bundled_data_dir
 from hala.frame import StageFrame
 from hala.text.filters import Filter, Verdict
 
@@ -100,15 +101,25 @@ def _longest(conv: Conversation) -> tuple[int, str, int]:
     return i, conv.messages[i].role, len(conv.messages[i].content)
 
 
+def _contamination(bench: list[str]) -> list[Filter]:
+    """The `contamination` check: `hala data decontaminate`'s match against the benchmark folder."""
+    if not bench:
+        return []
+    from hala.decontaminate import BenchIndex, ContaminationFilter
+
+    return [ContaminationFilter(BenchIndex.build(bench[0]), name="contamination")]
+
+
 @holds_output()
 def audit(cfg: AuditConfig, extra: Sequence[Filter] = (), extra_inputs: Sequence[str] = ()) -> Manifest:
     """Audit the corpus of `cfg.inputs` into `cfg.out`. `extra`: more checks over conversations, run
     after the built-in ones; `extra_inputs`: the files they depend on, hashed with the corpus."""
     frame = StageFrame("audit", cfg)
     files = [f for path in cfg.inputs for f in expand_inputs(path)]
-    if done := frame.open([*files, *extra_inputs]):
+    bench = [cfg.bench_dir or str(bundled_data_dir())] if "contamination" in cfg.checks else []
+    if done := frame.open([*files, *bench, *extra_inputs]):
         return done
-    filters = [*checks(cfg), *extra]
+    filters = [*checks(cfg), *_contamination(bench), *extra]
     with_length = "length" in cfg.checks
     tally = Tally([f.name for f in filters] + (["length"] if with_length else []), cfg.examples)
     lengths, stats = array("q"), None

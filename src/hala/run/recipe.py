@@ -60,6 +60,7 @@ class Recipe(StrictModel):
     eval_translation: dict = Field(default_factory=dict)
     translate: dict = Field(default_factory=dict)
     decontaminate: dict = Field(default_factory=dict)
+    audit: dict = Field(default_factory=dict)
     sft: dict = Field(default_factory=dict)
     merge: dict = Field(default_factory=dict)
     bench: dict = Field(default_factory=dict)

@@ -113,6 +113,11 @@ def dataset_card(run: Path, recipe_name: str, kept_by_source: Counter | None = N
     decontaminated = ["", "## Decontamination", f"{clean['contaminated']} of {clean['rows_in']} conversations held an "
                       "OALL v2 benchmark question or passage and were taken out (`hala data decontaminate`):",
                       *[f"- {k}: {v}" for k, v in sorted(found.items())]] if "rows_in" in clean else []  # fmt: skip
+    audited = audit.counts if (audit := _manifest(run, "audit")) else {}
+    flags = {k[len("flagged_"):]: v for k, v in audited.items() if k.startswith("flagged_")}
+    audit_lines = ["", "## Audit", f"`hala data audit` of this corpus: {audited['flagged']} of {audited['rows']} "
+                   "conversations flagged by at least one check (details in the run's `audit/`):",
+                   *[f"- {k}: {v}" for k, v in flags.items()]] if "rows" in audited else []  # fmt: skip
     lines = ["---", "language: [ar]", "task_categories: [text-generation]", "tags: [hala, arabic, sft]", "---", "",
              f"# {recipe_name}: translated Arabic instruction corpus", "",
              f"{counts.get('rows_out', 0)} conversations translated segment by segment by hala's translator, in the "
@@ -125,7 +130,7 @@ def dataset_card(run: Path, recipe_name: str, kept_by_source: Counter | None = N
                f"{_source_license(s)} |" for s in sources],
              "", "## Quality filters (counts)", "",
              "`qa_*` count segments (the final verdict of each); `rejected_*` count conversations.", "",
-             *[f"- {k}: {v}" for k, v in sorted(filters.items())], *decontaminated, "", "## License", "",
+             *[f"- {k}: {v}" for k, v in sorted(filters.items())], *decontaminated, *audit_lines, "", "## License", "",
              "Translations inherit the licenses of their English sources (the table above); check each source's terms "
              "before redistributing. hala's code is Apache-2.0."]  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -23,6 +23,7 @@ from hala.config import StrictModel
 from hala.data.manifest import Manifest
 from hala.data.output_lock import holds_output
 from hala.data.writers import atomic_write_text
+from hala.run.claims import paper_claims, read_json as _json
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; }
@@ -43,10 +44,6 @@ class ReportConfig(StrictModel):
         if not self.out:
             self.out = str(Path(self.run) / "report")
         return self
-
-
-def _json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
 def _table(headers: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
@@ -96,66 +93,6 @@ def _rejects(run: Path) -> list[list]:
             if reason and value:
                 rows.append([name, _level(name, key), html.escape(key), value])
     return rows
-
-
-def _pct_of(part: int, whole: int) -> str:
-    return f"{part:,} of {whole:,} ({100 * part / whole:.0f}%)" if whole else "–"
-
-
-def _claims(run: Path) -> list[list[str]]:
-    """`claim | paper | this run`: each of the paper's headline figures beside the run's own."""
-    rows = []
-    translation = _json(run / "eval_translation" / "results.json").get("models", {})
-    base, tuned = translation.get("translator_base"), translation.get("translator")
-    if base and tuned:
-        for metric, paper in (("chrf++", "43.2 → 64.2"), ("bleu", "16.0 → 48.2")):
-            rows.append([f"translator {'chrF++' if metric == 'chrf++' else 'BLEU'}, base → fine-tuned", paper,
-                         f"{base[metric]:.1f} → {tuned[metric]:.1f} ({tuned[metric] - base[metric]:+.1f})"])  # fmt: skip
-    bf16, fp8 = translation.get("teacher_bf16"), translation.get("teacher_fp8")
-    if bf16 and fp8:
-        rows.append(["FP8 teacher vs BF16: chrF++ on the held-out pairs", "no quality loss",
-                     f"{bf16['chrf++']:.1f} (BF16) vs {fp8['chrf++']:.1f} (FP8), {fp8['chrf++'] - bf16['chrf++']:+.1f}"])  # fmt: skip
-    verification = (_json(run / "quantize" / "quantization_report.json").get("verification") or {})
-    for engine in ("vllm", "transformers"):
-        section = verification.get(engine)
-        if section:
-            agreement = f"greedy tokens before the first difference: {100 * section['greedy']['prefix']:.0f}%"
-            if "next_token" in section:
-                agreement += f"; next-token top-1: {100 * section['next_token']['top1']:.0f}%"
-            ratio = section["throughput"]["fp8_over_bf16"]
-            rows.append([f"FP8 vs BF16 teacher: token agreement ({engine})", "no quality loss", agreement])
-            rows.append([f"FP8 vs BF16 teacher: throughput ({engine}, {verification['device']['kind']})",
-                         "~2x (figures not published)", f"{ratio:.2f}x" if ratio else "–"])  # fmt: skip
-            break
-    judge = _json(run / "judge" / "manifest.json").get("counts", {})
-    if judge.get("judged"):
-        rows.append(["external pairs kept by the judge", "439,592 of ~1M OPUS-100 (~44%)",
-                     _pct_of(judge.get("verdict_accept", 0), judge["judged"])
-                     + f"; unparseable: {judge.get('verdict_unparseable', 0)}"])  # fmt: skip
-    translated = _json(run / "translate" / "manifest.json").get("counts", {})
-    if translated:
-        total = translated.get("rows_out", 0) + translated.get("rejected", 0)
-        reasons = sorted(((k[len("rejected_"):], v) for k, v in translated.items() if k.startswith("rejected_") and v),
-                         key=lambda kv: -kv[1])  # fmt: skip
-        why = "; rejected: " + ", ".join(f"{k} {v}" for k, v in reasons) if reasons else ""
-        rows.append(["instruction conversations translated into the SFT corpus", "~4.5M conversations",
-                     _pct_of(translated.get("rows_out", 0), total) + why])  # fmt: skip
-    clean = _json(run / "decontaminate" / "manifest.json").get("counts", {})
-    if "rows_in" in clean:  # hala data decontaminate: rows holding a benchmark item, per benchmark
-        tasks = ", ".join(f"{k[len('contaminated['):-1]} {v}" for k, v in clean.items() if k.startswith("contaminated[") and v)
-        rows.append(["SFT conversations holding an OALL v2 item (taken out before SFT)", "not measured",
-                     _pct_of(clean["contaminated"], clean["rows_in"]) + (f": {tasks}" if tasks else "")])  # fmt: skip
-    sft = _json(run / "sft" / "manifest.json").get("counts", {})
-    if sft:
-        rows.append(["conversations the Hala model trains on", "~4.5M",
-                     f"{sft.get('examples', 0) - sft.get('examples_fully_masked', 0):,}"])  # fmt: skip
-    bench = _json(run / "bench" / "results.json")
-    scores = {m["label"]: m["average"] for m in bench.get("models", []) if m.get("status") == "ok"}
-    if scores:
-        paper = "; ".join(f"{r['name']} {r['average']:.1f}" for r in bench["paper"]["rows"] if r["average"] is not None)
-        mine = " / ".join(f"{label} {100 * value:.1f}" for label, value in scores.items())
-        rows.append([f"OALL v2 average ({' / '.join(scores)})", paper or "–", mine])
-    return [[html.escape(c) for c in row] for row in rows]
 
 
 def _translation(run: Path, out: Path) -> str:
@@ -268,7 +205,7 @@ def report(cfg: ReportConfig) -> Manifest:
     run, out = Path(cfg.run), Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     models = _json(run / "models" / "manifest.json").get("config", {}).get("names", [])
-    claims = _claims(run)
+    claims = paper_claims(run)
     parts = [
         f"<h1>hala run: {html.escape(run.name)}</h1>",
         _models_note(models),

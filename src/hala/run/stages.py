@@ -5,6 +5,7 @@ and function are an entry of the command table (`hala.commands`), the very one i
 runs; three small composite stages live here: `models` (materialize the built-in models the recipe
 names, `hala.models.builtin`), `warmup` (the tiny recipe's teacher warm-up on seed pairs) and
 `decontaminate` (`hala data decontaminate` on the translated corpus, which a recipe can turn off).
+The `audit` stage (`hala data audit`) reads the corpus sft trains on; nothing but the report reads it.
 """
 
 from __future__ import annotations
@@ -175,6 +176,8 @@ STAGES: list[Stage] = [
                           "engine.model": str(run / "translator" / "model")}),
     Stage("decontaminate", "take the rows holding an OALL v2 item out of the SFT corpus", DECONTAMINATE,
           ("translate",), decontaminate_link),
+    Stage("audit", "audit the SFT corpus (hala data audit)", COMMANDS["data audit"], ("decontaminate",),
+          lambda r, run: {"out": str(run / "audit"), "inputs": [sft_corpus(r, run)], "bench_dir": r.data.bench_data}),
     Stage("sft", "fine-tune the Hala model on the Arabic corpus", COMMANDS["train"], ("decontaminate",),
           lambda r, run: {"out": str(run / "sft"), "model": _m(r, run, r.models.hala_base),
                           "data": [sft_corpus(r, run)]}),
@@ -185,7 +188,7 @@ STAGES: list[Stage] = [
           lambda r, run: {"out": str(run / "bench"), "data_dir": r.data.bench_data,
                           "models": [f"base={_m(r, run, r.models.hala_base)}", f"sft={run / 'sft' / 'model'}",
                                      f"merged={run / 'merge'}"]}),
-    Stage("report", "the HTML report", COMMANDS["report"], ("eval_translation", "bench"),
+    Stage("report", "the HTML report", COMMANDS["report"], ("eval_translation", "audit", "bench"),
           lambda r, run: {"out": str(run / "report"), "run": str(run)}),
 ]  # fmt: skip
 BY_NAME = {s.name: s for s in STAGES}
