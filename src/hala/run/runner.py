@@ -32,6 +32,7 @@ from hala.config import ConfigError, validate
 from hala.children import die_with_parent
 from hala.data.manifest import FileEntry
 from hala.data.output_lock import held_fds, hold_output
+from hala.data.rows import HUB_MIRROR_ENV, HUB_PREFIX, hub_mirror
 from hala.data.writers import atomic_write_text
 from hala.models.builtin import BUILTIN_MODELS
 from hala.run.recipe import Recipe, data_path
@@ -84,7 +85,8 @@ def _holds_files(folder: Path) -> bool:
 
 def _data_files(config: dict, run: Path) -> list[str]:
     """Local data files a stage config names, outside the run folder (what is inside it comes
-    from upstream stages, whose fingerprints already cover it)."""
+    from upstream stages, whose fingerprints already cover it), and the hub mirror's copy of each
+    `hf://` dataset it names when a mirror is set (`hala.data.rows.hub_mirror`)."""
     found = []
     inside = str(run.resolve()) + "/"
 
@@ -95,6 +97,8 @@ def _data_files(config: dict, run: Path) -> list[str]:
         elif isinstance(value, list):
             for v in value:
                 walk(v)
+        elif isinstance(value, str) and (local := hub_mirror(value)) is not None:
+            found.append(str(local))
         elif isinstance(value, str) and Path(value).is_file() and not str(Path(value).resolve()).startswith(inside):
             found.append(value)
 
@@ -128,7 +132,8 @@ def status(run: Path, stage: str) -> dict:
 
 
 def check_references(recipe: Recipe, origin: str) -> None:
-    """Local models and data the recipe names must exist before anything runs (hub ids can't be checked offline)."""
+    """Local models and data the recipe names must exist before anything runs; so must the hub
+    mirror's copy of each hub dataset when a mirror is set (hub ids can't be checked offline)."""
     for key, ref in recipe.models.model_dump().items():
         local = ref.startswith(("/", "./", "../", "~")) or Path(ref).exists()
         if ref not in BUILTIN_MODELS and local and not (Path(ref).expanduser() / "config.json").exists():
@@ -137,7 +142,9 @@ def check_references(recipe: Recipe, origin: str) -> None:
     data = recipe.data.model_dump()
     for key, value in data.items():
         for ref in value if isinstance(value, list) else [value]:
-            if ref is None or str(ref).startswith("hf://"):
+            if ref is not None and (local := hub_mirror(str(ref))) is not None and not local.is_dir():
+                raise ConfigError(f"{origin}: data.{key}: {ref}: the hub mirror ({HUB_MIRROR_ENV}) has no copy at {local}")
+            if ref is None or str(ref).startswith(HUB_PREFIX):
                 continue
             try:
                 path = data_path(ref)

@@ -1,0 +1,109 @@
+"""The paper recipes' own field maps and source filters on rows in each hub dataset's real layout.
+
+The rows are tests/fixtures/paper_inputs (make.py writes them, README.md cites each layout), served
+as a hub mirror (`HALA_HUB_MIRROR`), so the recipe's `hf://` keys apply unchanged. Each stage config
+is built from recipes/hala-1.2b.yaml as `hala run` builds it; only the engine becomes the fake one.
+What a row should become is written here from each dataset's own meaning (which column is the
+question, which the answer), not from hala's readers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from hala.config import load_config
+from hala.data.manifest import Manifest
+from hala.data.rows import HUB_MIRROR_ENV, expand_inputs, iter_rows
+from hala.engines.fake import arabize
+from hala.run.recipe import Recipe
+from hala.run.stages import BY_NAME, stage_config
+from hala.translate.config import TranslateConfig
+from hala.translate.pipeline import translate
+
+FIXTURES = Path(__file__).parent / "fixtures" / "paper_inputs"
+RECIPE = "recipes/hala-1.2b.yaml"
+SHAREGPT = {"system": "system", "human": "user", "gpt": "assistant"}
+
+EXPECTED = {  # hub id -> what a row of it is as a conversation: [(role, text), ...]
+    "Open-Orca/OpenOrca": lambda r: [("system", r["system_prompt"])] * bool(r["system_prompt"])
+    + [("user", r["question"]), ("assistant", r["response"])],
+    "NousResearch/Hermes-3-Dataset": lambda r: [(SHAREGPT[t["from"]], t["value"]) for t in r["conversations"]],
+    "allenai/tulu-3-sft-mixture": lambda r: [(m["role"], m["content"]) for m in r["messages"]],
+    "EricLu/SCP-116K": lambda r: [("user", r["problem"]), ("assistant", r["matched_solution"])],
+    "GAIR/ReAlign-Alpaca": lambda r: [(SHAREGPT[t["from"]], t["value"]) for t in r["items"]],
+    "MBZUAI/LaMini-instruction": lambda r: [("user", r["instruction"]), ("assistant", r["response"])],
+    "Dahoas/synthetic-instruct-gptj-pairwise": lambda r: [("user", r["prompt"]), ("assistant", r["chosen"])],
+}
+FILTERED = {  # (hub id, 1-based row) -> the reason it is not translated
+    ("NousResearch/Hermes-3-Dataset", 2): "source_no_code", ("NousResearch/Hermes-3-Dataset", 4): "source_no_code",
+    ("allenai/tulu-3-sft-mixture", 3): "source_tulu3_english", ("allenai/tulu-3-sft-mixture", 4): "source_tulu3_english",
+    ("allenai/tulu-3-sft-mixture", 6): "source_tulu3_english", ("allenai/tulu-3-sft-mixture", 7): "source_tulu3_english",
+}  # fmt: skip
+
+
+def raw_rows(hub_id: str) -> list[dict]:
+    """A fixture's rows as the Parquet file holds them, read without hala."""
+    return pq.read_table(FIXTURES / "parquet" / hub_id / "train-00000-of-00001.parquet").to_pylist()
+
+
+def stage(name: str, tmp_path: Path) -> TranslateConfig:
+    """The recipe's stage config as `hala run` builds it, with the fake engine for the translator."""
+    recipe = load_config(Recipe, RECIPE, [f"out={tmp_path / 'run'}"])
+    data = stage_config(BY_NAME[name], recipe, Path(recipe.out))
+    data["engine"] = {"kind": "fake", "model": "translator"}
+    return TranslateConfig.model_validate({**data, "progress": False})
+
+
+def output_rows(out: Path) -> list[dict]:
+    rows = [r.data for f in sorted((out / "data").iterdir()) for r in iter_rows(f)]
+    for row in rows:
+        row["meta"] = json.loads(row["meta"]) if isinstance(row["meta"], str) else row["meta"]
+    return rows
+
+
+def turns(row: dict) -> list[tuple[str, str]]:
+    """(role, text) of an output row, in either schema hala writes."""
+    if "conversations" in row:
+        return [(SHAREGPT[t["from"]], t["value"]) for t in row["conversations"]]
+    return [(m["role"], m["content"]) for m in row["messages"]]
+
+
+def hub_id_of(file: str, mirror: Path) -> str:
+    """The hub id a file of the mirror holds: its folder (a Parquet file's) or itself (a saved dataset)."""
+    relative = Path(file).relative_to(mirror)
+    return (relative.parent if relative.suffix else relative).as_posix()
+
+
+def same_source(translated: str, source: str) -> bool:
+    """The fake engine writes Latin letters in Arabic ones and keeps everything else (protected
+    spans such as LaTeX stay Latin), so a translation of `source` maps back onto it."""
+    return arabize(translated) == arabize(source) and translated != source
+
+
+def test_a_mirrored_input_is_hashed_by_content_and_a_missing_copy_is_an_error(tmp_path, monkeypatch):
+    """A hub id alone is recorded by name; its mirror copy is hashed as a local input is, so a
+    changed copy makes another run. A mirror without the dataset fails; it never downloads."""
+    import shutil
+
+    mirror = tmp_path / "mirror"
+    shutil.copytree(FIXTURES / "parquet", mirror)
+    monkeypatch.setenv(HUB_MIRROR_ENV, str(mirror))
+    cfg = stage("teacher_translate", tmp_path)
+    first = translate(cfg)
+    assert [Path(i.path) for i in first.inputs] == [mirror / "Open-Orca" / "OpenOrca" / "train-00000-of-00001.parquet"]
+    assert first.inputs[0].sha256 and translate(cfg).fingerprint == first.fingerprint
+    rows = raw_rows("Open-Orca/OpenOrca")[:2]
+    pq.write_table(pq.read_table(Path(first.inputs[0].path)).slice(0, 2), first.inputs[0].path)
+    changed = translate(cfg.model_copy(update={"out": str(tmp_path / "other")}))
+    assert changed.fingerprint != first.fingerprint and changed.counts["rows_out"] == len(rows)
+    assert Manifest.read(tmp_path / "other").inputs[0].sha256 != first.inputs[0].sha256
+    monkeypatch.setenv(HUB_MIRROR_ENV, str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match=r"hf://Open-Orca/OpenOrca: the hub mirror .* has no copy of it at "
+                                                r".*empty/Open-Orca/OpenOrca"):  # fmt: skip
+        expand_inputs("hf://Open-Orca/OpenOrca")
+    monkeypatch.delenv(HUB_MIRROR_ENV)
+    assert expand_inputs("hf://Open-Orca/OpenOrca") == ["hf://Open-Orca/OpenOrca"]  # no mirror: the hub
