@@ -84,6 +84,47 @@ def same_source(translated: str, source: str) -> bool:
     return arabize(translated) == arabize(source) and translated != source
 
 
+@pytest.mark.parametrize("layout", ["saved", "parquet"])
+def test_every_paper_instruction_set_becomes_conversations_through_the_recipes_own_maps(tmp_path, monkeypatch, layout):
+    monkeypatch.setenv(HUB_MIRROR_ENV, str(FIXTURES / layout))
+    cfg = stage("translate", tmp_path)
+    assert cfg.output_schema == "sharegpt" and cfg.output_format == "parquet"  # the paper's corpus form
+    manifest = translate(cfg)
+    seen = set()
+    for row in output_rows(Path(cfg.out)):
+        lineage = row["meta"]["lineage"]
+        hub_id, line = lineage["dataset"].removeprefix("hf://"), lineage["row"]
+        assert (hub_id, line) not in FILTERED
+        expected = EXPECTED[hub_id](raw_rows(hub_id)[line - 1])
+        got = turns(row)
+        assert [role for role, _ in got] == [role for role, _ in expected], (hub_id, line)
+        assert all(same_source(text, source) for (_, text), (_, source) in zip(got, expected)), (hub_id, line, got)
+        assert Path(lineage["file"]).is_relative_to(FIXTURES / layout / hub_id)  # the mirror's copy was read
+        seen.add((hub_id, line))
+    every = {(hub_id, i + 1) for hub_id in EXPECTED for i in range(len(raw_rows(hub_id)))}
+    assert seen == every - set(FILTERED)  # no row lost to a schema the maps do not cover
+    counts = manifest.counts
+    assert counts["rejected_source_no_code"] == 2 and counts["rejected_source_tulu3_english"] == 4
+    assert sum(n for k, n in counts.items() if k.startswith("rejected_")) == len(FILTERED)
+    rejected = [json.loads(line) for f in (Path(cfg.out) / "rejected").glob("*.jsonl")
+                for line in f.read_text(encoding="utf-8").splitlines()]  # fmt: skip
+    assert {(hub_id_of(r["file"], FIXTURES / layout), r["line"]): r["kind"] for r in rejected} == FILTERED
+
+
+def test_the_teacher_reads_open_orca_through_its_own_map(tmp_path, monkeypatch):
+    monkeypatch.setenv(HUB_MIRROR_ENV, str(FIXTURES / "saved"))
+    cfg = stage("teacher_translate", tmp_path)
+    translate(cfg)
+    rows = output_rows(Path(cfg.out))
+    source = raw_rows("Open-Orca/OpenOrca")
+    assert len(rows) == len(source)
+    for row in rows:
+        expected = EXPECTED["Open-Orca/OpenOrca"](source[row["meta"]["lineage"]["row"] - 1])
+        got = turns(row)
+        assert [role for role, _ in got] == [role for role, _ in expected]
+        assert all(same_source(text, source) for (_, text), (_, source) in zip(got, expected))
+
+
 def test_a_mirrored_input_is_hashed_by_content_and_a_missing_copy_is_an_error(tmp_path, monkeypatch):
     """A hub id alone is recorded by name; its mirror copy is hashed as a local input is, so a
     changed copy makes another run. A mirror without the dataset fails; it never downloads."""
