@@ -4,12 +4,16 @@ The rows are tests/fixtures/paper_inputs (make.py writes them, README.md cites e
 as a hub mirror (`HALA_HUB_MIRROR`), so the recipe's `hf://` keys apply unchanged. Each stage config
 is built from recipes/hala-1.2b.yaml as `hala run` builds it; only the engine becomes the fake one.
 What a row should become is written here from each dataset's own meaning (which column is the
-question, which the answer), not from hala's readers.
+question, which the answer), not from hala's readers. Last, the hub path itself: with no mirror,
+`datasets.load_dataset` reads the same rows offline from a pre-populated HF datasets cache.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -148,3 +152,74 @@ def test_a_mirrored_input_is_hashed_by_content_and_a_missing_copy_is_an_error(tm
         expand_inputs("hf://Open-Orca/OpenOrca")
     monkeypatch.delenv(HUB_MIRROR_ENV)
     assert expand_inputs("hf://Open-Orca/OpenOrca") == ["hf://Open-Orca/OpenOrca"]  # no mirror: the hub
+
+
+# --- the hub path itself: datasets.load_dataset, offline, from a pre-populated HF datasets cache ------
+
+
+def file_in_hub_cache(cache: Path, hub_id: str, repos: Path) -> None:
+    """Leave `hub_id`'s fixture rows in the HF datasets cache `cache` as a download from the hub
+    leaves them (datasets 5.2: `NAMESPACE___name/CONFIG/VERSION/HASH/` with the prepared Arrow files
+    and dataset_info.json), which datasets' offline mode reads back. They are prepared from a local
+    copy of the repository (data files, and a card naming the config as the real one does), then
+    filed under the hub namespace."""
+    import shutil
+
+    import datasets
+
+    name, _, config = hub_id.partition(":")
+    repo = repos / name
+    (repo / config).mkdir(parents=True)
+    shutil.copy(FIXTURES / "parquet" / name / config / "train-00000-of-00001.parquet", repo / config)
+    if config:
+        (repo / "README.md").write_text(
+            f"---\nconfigs:\n- config_name: {config}\n  data_files:\n  - split: train\n    path: {config}/train-*\n---\n"
+        )
+    builder = datasets.load_dataset_builder(str(repo), config or None, cache_dir=str(cache))
+    builder.download_and_prepare()
+    (cache / builder.dataset_name).rename(cache / f"{name.split('/')[0]}___{builder.dataset_name}")
+
+
+def offline_hala(args: list[str], cache: Path) -> subprocess.CompletedProcess:
+    """`hala ARGS` in its own process with the HF cache `cache` and every hub offline switch on."""
+    env = {k: v for k, v in os.environ.items() if k != HUB_MIRROR_ENV}
+    env.update(HF_DATASETS_CACHE=str(cache), HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1",
+               PYTHONPATH=str(Path(__file__).resolve().parent.parent / "src"))  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "hala.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def records(out: Path) -> list[dict]:
+    return [{k: v for k, v in r.data.items() if k != "meta"} for f in sorted((out / "data").iterdir()) for r in iter_rows(f)]
+
+
+@pytest.mark.slow
+def test_hub_ids_read_through_datasets_load_dataset_offline_match_the_mirror(tmp_path, monkeypatch):
+    """No mirror: `hf://NAME[:CONFIG]` goes to `datasets.load_dataset(..., streaming=True)` (rows) and
+    `load_dataset_builder` (row counts, to plan units), served by the cache with HF_DATASETS_OFFLINE=1.
+    The records equal those read from the mirror (their `source` too: the hub dataset's name, not
+    the copy's file name); a dataset the cache lacks fails, never downloads.
+    Only the network itself is left untested."""
+    import yaml
+
+    cache = tmp_path / "hf-cache"
+    for hub_id in ("Open-Orca/OpenOrca", "Helsinki-NLP/opus-100:ar-en"):
+        file_in_hub_cache(cache, hub_id, tmp_path / "repos")
+    teacher = stage("teacher_translate", tmp_path).model_copy(update={"out": str(tmp_path / "hub"), "rows_per_unit": 2})
+    config = tmp_path / "teacher.yaml"
+    config.write_text(yaml.safe_dump(teacher.model_dump(mode="json")))
+    ran = offline_hala(["translate", "-c", str(config)], cache)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert Manifest.read(tmp_path / "hub").counts["units"] == 2  # 3 rows counted by the builder's split info
+    ran = offline_hala(["data", "convert", "-i", "hf://Helsinki-NLP/opus-100:ar-en", "-o", str(tmp_path / "opus")], cache)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+
+    monkeypatch.setenv(HUB_MIRROR_ENV, str(FIXTURES / "parquet"))  # its files are named train-*.parquet
+    translate(teacher.model_copy(update={"out": str(tmp_path / "mirrored")}))
+    assert records(tmp_path / "hub") == records(tmp_path / "mirrored") and len(records(tmp_path / "hub")) == 3
+    from hala.data.convert import ConvertConfig, convert
+
+    convert(ConvertConfig(inputs=["hf://Helsinki-NLP/opus-100:ar-en"], out=str(tmp_path / "opus-mirrored")))
+    assert records(tmp_path / "opus") == records(tmp_path / "opus-mirrored") and len(records(tmp_path / "opus")) == 3
+
+    missing = offline_hala(["data", "convert", "-i", "hf://MBZUAI/LaMini-instruction", "-o", str(tmp_path / "x")], cache)
+    assert missing.returncode != 0 and "MBZUAI/LaMini-instruction" in missing.stdout + missing.stderr

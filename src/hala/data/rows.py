@@ -12,7 +12,8 @@ environment names a hub mirror (`HALA_HUB_MIRROR=DIR`): then it is the local cop
 `DIR/NAME[/CONFIG]` (a `save_to_disk` folder, or a folder of Parquet/JSONL files), resolved where
 every stage turns its inputs into files (`expand_inputs`). So a recipe keeps its `hf://` keys
 (`field_maps`, `source_filters`) and runs on local data with no edit, and the copy's content is
-hashed as the input, as any local file is (a hub id itself is recorded by name only). A mirror that
+hashed as the input, as any local file is (a hub id itself is recorded by name only); its records
+carry the hub dataset's name as their `source`, as a hub read's do (`source_label`). A mirror that
 lacks a dataset the run names is an error, never a silent download.
 """
 
@@ -161,6 +162,20 @@ def hub_mirror(ref: str) -> Path | None:
     if any(part in ("", ".", "..") for part in parts):
         raise ValueError(f"{ref}: not a hub dataset name (hf://ORG/NAME or hf://ORG/NAME:CONFIG)")
     return Path(root, *parts)
+
+
+def source_label(path: str | Path) -> str:
+    """The `source` a record read from `path` carries when its row names none: the file's (or saved
+    dataset's) name; for a hub dataset its name on the hub, `NAME` of `hf://ORG/NAME[:CONFIG]`, the
+    same whether the hub or the mirror's copy `MIRROR/ORG/NAME/...` is read."""
+    text = str(path)
+    if text.startswith(HUB_PREFIX):
+        return text[len(HUB_PREFIX) :].partition(":")[0].split("/")[-1]
+    if root := os.environ.get(HUB_MIRROR_ENV):
+        resolved, mirror = Path(text).resolve(), Path(root).resolve()
+        if resolved.is_relative_to(mirror) and len(parts := resolved.relative_to(mirror).parts) >= 2:
+            return parts[1]
+    return Path(text).name
 
 
 def expand_inputs(path: str | Path) -> list[str]:
