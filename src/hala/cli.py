@@ -72,7 +72,7 @@ def run_command(
     out: Optional[str] = typer.Option(None, "--out", "-o", help="run folder (default: the recipe's out)"),
     start: Optional[str] = typer.Option(None, "--from", help="rerun from this stage on"),
     until: Optional[str] = typer.Option(None, "--until", help="stop after this stage"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan: what runs, what is skipped and why"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check everything that can be checked without the hub (settings, launchers, data schemas), then print the plan: what runs, what is skipped and why"),
 ) -> None:
     """Run the whole chain of a recipe; stages whose fingerprint matches are skipped."""
     from hala.config import load_config
@@ -81,12 +81,16 @@ def run_command(
 
     try:
         cfg = load_config(Recipe, recipe, list(overrides or []), {"out": out})
-        steps = plan(cfg, str(recipe), start, until, overrides=list(overrides or []))
+        unchecked: list[str] = []
+        steps = plan(cfg, str(recipe), start, until, overrides=list(overrides or []), unchecked=unchecked)
         if dry_run:
             for step in steps:
                 typer.echo(f"{step.action:4} {step.stage.name:18} {step.why}")
                 if step.folder:
                     typer.echo(f"{'':4} {'':18} {step.folder}")
+            typer.echo("checked: every stage's settings, local models and data, launchers, the schemas of the data read")
+            for item in unchecked:
+                typer.echo(f"unchecked (a hub dataset with no mirror, HALA_HUB_MIRROR): {item}")
             return
         execute(steps, Path(cfg.out), log=typer.echo, launchers=cfg.launchers)
     except Exception as error:

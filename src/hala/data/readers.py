@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from hala.data.formats import CONVERSATION_FORMATS, BadRecord, detect_format, from_validation_error, get_format, to_pair
 from hala.data.records import Conversation, ParallelPair, content_id
 from hala.data.rejects import RejectLog
-from hala.data.rows import Row, iter_rows
+from hala.data.rows import Row, iter_rows, source_label
 
 
 def sniff_format(path: str | Path, split: str = "train", probe_rows: int = 100) -> str:
@@ -69,7 +69,7 @@ def read_conversations_at(
     get_format(fmt)
     rejects = rejects if rejects is not None else RejectLog()
     ids = _IdCheck()
-    label = source if source is not None else Path(str(path)).name
+    label = source if source is not None else source_label(path)
 
     def build(data: dict):
         data = {rename.get(k, k): v for k, v in data.items()} if rename else data
@@ -121,7 +121,7 @@ def read_pairs_at(
 ) -> Iterator[tuple[int, ParallelPair]]:
     """Like `read_pairs`, with each pair's line (or row) number."""
     rejects = rejects if rejects is not None else RejectLog()
-    label = source if source is not None else Path(str(path)).name
+    label = source if source is not None else source_label(path)
     rows = iter_rows(path, start=start, stop=stop, split=split, tsv_columns=(src_lang, tgt_lang))
 
     def build(data: dict):

@@ -6,6 +6,15 @@ file, or the 1-based row of a Parquet file or dataset), so a bad row is reported
 so work can be split into units of (file, row range) that any worker can read on its own
 (`hala.data.plan`). A row that can't be parsed comes back with its error, never raised:
 `hala.data.readers` turns rows into records and bad rows into rejects.
+
+A hub dataset `hf://NAME[:CONFIG]` is read through `datasets.load_dataset` (streaming), unless the
+environment names a hub mirror (`HALA_HUB_MIRROR=DIR`): then it is the local copy
+`DIR/NAME[/CONFIG]` (a `save_to_disk` folder, or a folder of Parquet/JSONL files), resolved where
+every stage turns its inputs into files (`expand_inputs`). So a recipe keeps its `hf://` keys
+(`field_maps`, `source_filters`) and runs on local data with no edit, and the copy's content is
+hashed as the input, as any local file is (a hub id itself is recorded by name only); its records
+carry the hub dataset's name as their `source`, as a hub read's do (`source_label`). A mirror that
+lacks a dataset the run names is an error, never a silent download.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,6 +30,7 @@ from typing import Any, Iterator
 from hala.data.formats import BadRecord
 
 HUB_PREFIX = "hf://"
+HUB_MIRROR_ENV = "HALA_HUB_MIRROR"
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".tsv")
 
 
@@ -140,11 +151,47 @@ def _load_saved(path: Path, split: str):
     return loaded
 
 
-def expand_inputs(path: str | Path) -> list[str]:
-    """A file, a hub id, a saved dataset folder, or a folder of data files (sorted) -> input list."""
+def hub_mirror(ref: str) -> Path | None:
+    """Where the hub mirror keeps `hf://NAME[:CONFIG]`: `$HALA_HUB_MIRROR/NAME[/CONFIG]`; None when no
+    mirror is set (or `ref` is no hub id). Whether the copy is there is `expand_inputs`' business."""
+    root = os.environ.get(HUB_MIRROR_ENV)
+    if not root or not ref.startswith(HUB_PREFIX):
+        return None
+    name, _, config = ref[len(HUB_PREFIX) :].partition(":")
+    parts = [*name.split("/"), *([config] if config else [])]
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"{ref}: not a hub dataset name (hf://ORG/NAME or hf://ORG/NAME:CONFIG)")
+    return Path(root, *parts)
+
+
+def source_label(path: str | Path) -> str:
+    """The `source` a record read from `path` carries when its row names none: the file's (or saved
+    dataset's) name; for a hub dataset its name on the hub, `NAME` of `hf://ORG/NAME[:CONFIG]`, the
+    same whether the hub or the mirror's copy `MIRROR/ORG/NAME/...` is read."""
     text = str(path)
     if text.startswith(HUB_PREFIX):
-        return [text]
+        return text[len(HUB_PREFIX) :].partition(":")[0].split("/")[-1]
+    if root := os.environ.get(HUB_MIRROR_ENV):
+        resolved, mirror = Path(text).resolve(), Path(root).resolve()
+        if resolved.is_relative_to(mirror) and len(parts := resolved.relative_to(mirror).parts) >= 2:
+            return parts[1]
+    return Path(text).name
+
+
+def expand_inputs(path: str | Path) -> list[str]:
+    """A file, a hub id, a saved dataset folder, or a folder of data files (sorted) -> input list.
+    A hub id becomes its copy in the hub mirror when one is set (module docstring)."""
+    text = str(path)
+    if text.startswith(HUB_PREFIX):
+        local = hub_mirror(text)
+        if local is None:
+            return [text]
+        if not local.is_dir():
+            raise FileNotFoundError(
+                f"{text}: the hub mirror {os.environ[HUB_MIRROR_ENV]} ({HUB_MIRROR_ENV}) has no copy of it at {local}; "
+                "put one there (a save_to_disk folder, or Parquet/JSONL files), or unset the mirror to read the hub"
+            )
+        return expand_inputs(local)
     p = Path(text)
     if p.is_file() or _is_saved_dataset(p):
         return [str(p)]

@@ -32,9 +32,10 @@ from hala.config import ConfigError, validate
 from hala.children import die_with_parent
 from hala.data.manifest import FileEntry
 from hala.data.output_lock import held_fds, hold_output
+from hala.data.rows import hub_mirror
 from hala.data.writers import atomic_write_text
-from hala.models.builtin import BUILTIN_MODELS
-from hala.run.recipe import Recipe, data_path
+from hala.run import preflight
+from hala.run.recipe import Recipe
 from hala.run.stages import STAGES, Stage, stage_config
 
 RECORDS = "_stages"
@@ -84,7 +85,8 @@ def _holds_files(folder: Path) -> bool:
 
 def _data_files(config: dict, run: Path) -> list[str]:
     """Local data files a stage config names, outside the run folder (what is inside it comes
-    from upstream stages, whose fingerprints already cover it)."""
+    from upstream stages, whose fingerprints already cover it), and the hub mirror's copy of each
+    `hf://` dataset it names when a mirror is set (`hala.data.rows.hub_mirror`)."""
     found = []
     inside = str(run.resolve()) + "/"
 
@@ -95,6 +97,8 @@ def _data_files(config: dict, run: Path) -> list[str]:
         elif isinstance(value, list):
             for v in value:
                 walk(v)
+        elif isinstance(value, str) and (local := hub_mirror(value)) is not None:
+            found.append(str(local))
         elif isinstance(value, str) and Path(value).is_file() and not str(Path(value).resolve()).startswith(inside):
             found.append(value)
 
@@ -127,35 +131,15 @@ def status(run: Path, stage: str) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def check_references(recipe: Recipe, origin: str) -> None:
-    """Local models and data the recipe names must exist before anything runs (hub ids can't be checked offline)."""
-    for key, ref in recipe.models.model_dump().items():
-        local = ref.startswith(("/", "./", "../", "~")) or Path(ref).exists()
-        if ref not in BUILTIN_MODELS and local and not (Path(ref).expanduser() / "config.json").exists():
-            raise ConfigError(f"{origin}: models.{key}: {ref} is not a model folder (no config.json); "
-                              f"give a folder, a hub id or one of {', '.join(BUILTIN_MODELS)}")  # fmt: skip
-    data = recipe.data.model_dump()
-    for key, value in data.items():
-        for ref in value if isinstance(value, list) else [value]:
-            if ref is None or str(ref).startswith("hf://"):
-                continue
-            try:
-                path = data_path(ref)
-            except FileNotFoundError as exc:
-                raise ConfigError(f"{origin}: data.{key}: {exc}") from None
-            if not Path(path).exists():
-                raise ConfigError(f"{origin}: data.{key}: {ref}: no such file or folder")
-    if recipe.warmup.get("enabled") and not recipe.data.warmup_pairs:
-        raise ConfigError(f"{origin}: warmup.enabled: the warm-up needs data.warmup_pairs")
-
-
 def plan(
     recipe: Recipe, origin: str, start: str | None = None, until: str | None = None, check_refs: bool = True,
-    overrides: list[str] = (),
+    overrides: list[str] = (), unchecked: list[str] | None = None,
 ) -> list[Step]:
-    """Validate every stage config up front, then decide what runs and why."""
+    """Validate every stage config up front, then decide what runs and why. With `check_refs`, the
+    local references and the rest of what `hala.run.preflight` checks (launchers, data schemas) must hold too;
+    the hub datasets it could not read (no mirror) are added to `unchecked`."""
     if check_refs:
-        check_references(recipe, origin)
+        preflight.check_references(recipe, origin)
     run = Path(recipe.out)
     names = [s.name for s in STAGES]
     for bound in (start, until):
@@ -193,6 +177,11 @@ def plan(
         steps[stage.name] = Step(stage, config, fp, action, why, settings, fate)
         if until and stage.name == until:
             break
+    if check_refs:
+        configs = {name: step.config for name, step in steps.items()}
+        left = preflight.check(recipe.launchers, configs, run, origin)
+        if unchecked is not None:
+            unchecked += left
     return list(steps.values())
 
 
@@ -243,9 +232,13 @@ def _execute(steps: list[Step], run: Path, log, launchers: dict[str, str] | None
     ran = {}
 
     def launcher(stage: str) -> list[str]:
-        """The stage's command prefix: python, or e.g. `accelerate launch --config_file ...` for training."""
+        """The stage's command prefix: python, or e.g. `accelerate launch --config_file ...` for training
+        (its program found on PATH or beside this Python, `preflight.program`)."""
         prefix = (launchers or {}).get(stage)
-        return shlex.split(prefix) if prefix else [sys.executable]
+        if not prefix:
+            return [sys.executable]
+        words = shlex.split(prefix)
+        return [preflight.program(words[0]) or words[0], *words[1:]]
 
     for step in steps:
         name, folder, paths = step.stage.name, run / step.stage.name, records(run, step.stage.name)

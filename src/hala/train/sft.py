@@ -16,7 +16,10 @@ What it decides:
 - the final save in OUT/model: safetensors, tokenizer, the model's original chat template and
   generation config.
 
-Multi-GPU runs use the same function under `accelerate launch` (configs in recipes/accelerate/).
+Multi-GPU runs use the same function under `accelerate launch` (configs in recipes/accelerate/):
+every rank holds the output folder's lock shared (`distributed_rank`), and rank 0 alone writes
+model/, loss_history.json and the manifest, after the others have finished training; they return
+the manifest it wrote.
 """
 
 from __future__ import annotations
@@ -214,12 +217,17 @@ def train(cfg: TrainConfig) -> Manifest:
     trainer.accelerator.wait_for_everyone()
     steps = int(trainer.state.global_step)
     metrics = {"train_loss": run_loss(trainer.state.log_history, accounting.first_step, result.training_loss, steps)}
-    if trainer.eval_dataset is not None:
+    if trainer.eval_dataset is not None:  # every rank: the evaluation is distributed too
         metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
+    if not trainer.is_world_process_zero():  # one writer of the run's records too; the others return them
+        trainer.accelerator.wait_for_everyone()
+        return Manifest.read(out)
     history = [h for h in trainer.state.log_history if "loss" in h]
     atomic_write_text(out / "loss_history.json", json.dumps(history, indent=1))
     counts = {
         "examples": prepared.examples, "examples_fully_masked": prepared.examples - kept,
         "rejected": prepared.rejected, "trainable_tokens": tokens, "steps": steps, "trainable_parameters": trainable,
     }  # fmt: skip
-    return frame.finish(counts, metrics, [p for p in sorted(model_dir.iterdir()) if p.is_file()])
+    manifest = frame.finish(counts, metrics, [p for p in sorted(model_dir.iterdir()) if p.is_file()])
+    trainer.accelerator.wait_for_everyone()
+    return manifest
