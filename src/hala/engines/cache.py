@@ -30,6 +30,11 @@ or on a network file system (where SQLite's WAL mode does not work and locking i
   and removes them, so files do not pile up over runs and resumes.
 - A single-file cache from an older hala (`cache_path` itself) is read as one more member and
   folded like the others.
+
+Threads: a `RequestCache` belongs to one thread. Its connections keep Python's default
+`check_same_thread`, so a use from any other thread fails loudly instead of racing. Translate's
+units worked at once in threads reach the cache only through the thread that owns the engine
+(`hala.engines.owner`), which is still one writer per process and file.
 """
 
 from __future__ import annotations
