@@ -48,6 +48,7 @@ from hala.data.plan import limit_units, plan_units, shard_units
 from hala.data.records import Conversation, Message, ParallelPair
 from hala.data.units import run_units
 from hala.data.writers import write_jsonl
+from hala.engines.owner import EngineOwner
 from hala.frame import StageFrame
 from hala.launch.executors import launch
 from hala.text.filters import first_failures
@@ -56,9 +57,20 @@ from hala.translate import segment
 from hala.translate.config import TranslateConfig
 from hala.translate.progress import TranslateProgress
 from hala.translate.retry import translate_checked
-from hala.translate.runner import SegmentTranslator
+from hala.translate.runner import SegmentTranslator, UnitRequests
 
 PAIRS = "pairs"  # OUT/pairs/<unit>.jsonl: segment-level pairs of the accepted conversations
+
+
+@dataclass
+class _Worked:
+    """What a unit's work leaves for its landing: its QA and retry counts, its segment pairs, its
+    requests (settled when it lands) and how many conversations it read."""
+
+    counts: Counter
+    pairs: list[ParallelPair]
+    requests: UnitRequests
+    conversations: int
 
 
 @dataclass
@@ -77,8 +89,7 @@ class UnitTranslator:
         self.renames = {f: cfg.field_maps[ref] for f, ref in self.refs.items() if ref in cfg.field_maps}
         self.filters = {f: source_filters(cfg.source_filters[ref]) for f, ref in self.refs.items()
                         if ref in cfg.source_filters}  # fmt: skip
-        self.counts: Counter = Counter()
-        self.pairs: list[ParallelPair] = []
+        self.worked: dict[str, _Worked] = {}  # per unit, from its work to its landing (units in flight each their own)
 
     def plan(self, line: int, conv: Conversation) -> _Plan:
         messages = []
@@ -89,24 +100,30 @@ class UnitTranslator:
             messages.append((msg, None if keep else segment.split(msg.content, self.cfg.max_segment_tokens)))
         return _Plan(line, conv, messages)
 
-    def __call__(self, unit, rejects):
+    def __call__(self, unit, rejects) -> list:
+        """The unit's accepted records, in order; its rejects go to `rejects`. Safe to run for several
+        units at once: nothing here is shared but the engine's owner thread (`runner`)."""
         cfg = self.cfg
+        counts: Counter = Counter()
+        pairs: list[ParallelPair] = []
+        requests = self.runner.for_unit()
+        records = []
         rows = list(read_conversations_at(
             unit.file, fmt=cfg.format, rejects=rejects, lang=cfg.source_lang,
             start=unit.start, stop=unit.stop, split=cfg.split, rename=self.renames.get(unit.file),
         ))  # fmt: skip
+        conversations = len(rows)
         if unit.file in self.filters:  # the paper's source filters: not translated at all, each with its reason
             verdicts = first_failures(self.filters[unit.file], [conv for _, conv in rows])
             for (line, conv), verdict in zip(rows, verdicts):
                 if verdict is not None:
                     rejects.verdict(unit.file, line, verdict[0], f"conversation {conv.id}: {verdict[1]}")
-                    self.progress.advance(conversations=1)
             rows = [row for row, verdict in zip(rows, verdicts) if verdict is None]
         plans = [self.plan(line, conv) for line, conv in rows]
         segs = [s for p in plans for _, sp in p.messages if sp for s in sp.segments]
-        outcomes = translate_checked(self.runner, cfg, segs, self.counts)
+        outcomes = translate_checked(requests, cfg, segs, counts)
         for o in outcomes:
-            self.counts[f"qa_{o.verdict or 'passed'}"] += 1
+            counts[f"qa_{o.verdict or 'passed'}"] += 1
 
         position = 0
         for plan in plans:
@@ -125,7 +142,6 @@ class UnitTranslator:
                     out_messages.append(Message(role=msg.role, content=segment.join(sp, texts)))
                     unit_pairs += [(mi, si, sp.segments[si].source, text) for si, text in enumerate(texts)]
                 position += n
-            self.progress.advance(conversations=1)
             if failures:
                 first = failures[0]
                 reason = f"conversation {plan.conv.id}: message {first['message']} segment {first['segment']} failed {first['filter']}"
@@ -136,10 +152,11 @@ class UnitTranslator:
                 raw = json.dumps({"id": plan.conv.id, "failures": failures}, ensure_ascii=False)
                 rejects.add(unit.file, plan.line, f"qa_{first['filter']}", reason, raw)
                 continue
-            self.pairs += [self._pair(plan.conv, *p) for p in unit_pairs]
+            pairs += [self._pair(plan.conv, *p) for p in unit_pairs]
             qa = {"segments": len(unit_pairs), "retried": retried}
-            yield self._record(plan.conv, out_messages, self._lineage(unit.file, plan.line, plan.conv, qa))
-        self.progress.update(self.runner.stats)
+            records.append(self._record(plan.conv, out_messages, self._lineage(unit.file, plan.line, plan.conv, qa)))
+        self.worked[unit.name] = _Worked(counts, pairs, requests, conversations)
+        return records
 
     def _lineage(self, file: str, line: int, conv: Conversation, qa: dict) -> dict:
         """Where the row came from and what made it: the input and its row, the translator (and its
@@ -163,13 +180,16 @@ class UnitTranslator:
                             tgt_lang=cfg.target_lang, source=conv.source, meta=meta)  # fmt: skip
 
     def finish_unit(self, unit) -> dict:
-        """Called by run_units before the unit's output lands: writes the unit's segment pairs
-        (source segment, accepted translation) for `hala pairs`, and returns the unit's stats."""
-        write_jsonl(Path(self.cfg.out) / PAIRS / f"{unit.name}.jsonl", self.pairs)
-        numbers = self.runner.take_stats()
-        numbers.update(self.counts)
-        numbers["segment_pairs"] = len(self.pairs)
-        self.counts, self.pairs = Counter(), []
+        """Called by run_units when the unit lands (in plan order), before its output: writes the
+        unit's segment pairs (source segment, accepted translation) for `hala pairs`, and returns
+        the unit's stats, its requests counted as the serial run counts them (`runner.settle`)."""
+        worked = self.worked.pop(unit.name)
+        write_jsonl(Path(self.cfg.out) / PAIRS / f"{unit.name}.jsonl", worked.pairs)
+        numbers = self.runner.settle(worked.requests.asks)
+        numbers.update(worked.counts)
+        numbers["segment_pairs"] = len(worked.pairs)
+        self.progress.advance(conversations=worked.conversations)
+        self.progress.update(numbers)
         return numbers
 
 
@@ -189,12 +209,13 @@ def translate(cfg: TranslateConfig) -> Manifest:
         units = limit_units(units, cfg.limit)
     units = shard_units(units, cfg.shard_index, cfg.num_shards)
     progress = TranslateProgress(sum(u.stop - u.start for u in units), enabled=cfg.progress)
-    runner = SegmentTranslator(cfg, next((i.sha256 for i in frame.inputs if i.path == model), None))
+    owner = EngineOwner()  # this thread makes every engine call and cache lookup, whichever unit asks
+    runner = SegmentTranslator(cfg, next((i.sha256 for i in frame.inputs if i.path == model), None), owner)
     work = UnitTranslator(cfg, runner, progress)
     try:
         with progress:
             stats = run_units(units, frame.out, work, fmt=cfg.output_format, strict=cfg.strict,
-                              unit_stats=work.finish_unit)  # fmt: skip
+                              unit_stats=work.finish_unit, in_flight=cfg.units_in_flight, host=owner)  # fmt: skip
     finally:
         runner.close()
     counts = {**stats.counts(), "units": len(units), "num_shards": cfg.num_shards}
