@@ -90,6 +90,10 @@ class EngineAsker:
     def _count_failures(self, errors: dict[str, str], asked: int, stats: Counter) -> None:
         if errors:
             stats[FAILED_REQUESTS] += len(errors)
+            self._warn_failures(errors, asked)
+
+    def _warn_failures(self, errors: dict[str, str], asked: int) -> None:
+        if errors:
             log.warning("%d of %d requests failed (not cached; a rerun retries them); first: %s",
                         len(errors), asked, next(iter(errors.values())))  # fmt: skip
 
@@ -110,30 +114,44 @@ class Asked:
     counter: str
     requests: int
     keys: list[str]  # the distinct keys, in order
-    failed: int = 0  # sent, and failed: not cached
-    real: Counter = field(default_factory=Counter)  # engine_ms, engine_errors: what this fetch itself spent
+    failed: int = 0  # keys whose request failed (sent by this fetch or by the one it waited for)
+    real: Counter = field(default_factory=Counter)  # engine_ms, engine_errors: what this fetch's own calls took
+
+
+class _Flight:
+    """The requests one fetch is sending; a fetch asking one of them meanwhile waits for its answer."""
+
+    def __init__(self):
+        self.landed = threading.Event()
+        self.replies: dict[str, Generation | str] = {}  # a reply, or its error text
+
+
+NOT_SENT = "not sent: the unit that was sending this request stopped first"
 
 
 class CachedChat(EngineAsker):
-    """`ask`: cached answers, counted in `stats`. A stage that works several units at once fetches
-    instead, in the thread that owns the engine (`hala.engines.owner`), and settles each unit's
-    fetches when the unit lands, in plan order (`hala.data.in_order`): `settle` counts a request
-    as the serial run would have, whoever sent it first.
+    """`ask`: cached answers, counted in `stats`. Several units may fetch at once, each in its own
+    thread (`hala.data.in_order`), and settle their fetches when they land, in plan order.
 
-    The serial run sends a request for the first unit (in plan order) that asks it and finds it
-    in the cache for every later one. With units in flight, a later unit may send it first. So
-    every answer this run received waits in `sent` until a unit settles it: the first unit to
-    settle a key (the first in plan order, since units settle in that order) counts it as sent,
-    with its tokens, and pops it; every later one finds it gone and counts a cache hit. A key kept
-    from an earlier run was never in `sent`: a hit for all. `sent` holds only the answers of units
-    not yet landed.
+    Fetching in threads: the cache lookups and writes run in the fetching thread (the cache is
+    shared under its lock), the engine calls through `call` (`hala.engines.owner.EngineOwner.call`:
+    in the thread that owns the engine, so it only generates). A request another fetch is already
+    sending is not sent again: the fetch waits for that answer (a failure fails both).
+
+    Counting as the serial run: it sends a request for the first unit (in plan order) asking it
+    and finds it cached for every later one, while with units in flight a later unit may send it
+    first. So each answer this run received waits in `sent` until a unit settles it: the first to
+    settle the key (the first in plan order, since units settle in order) counts it as sent, with
+    its tokens, and pops it; every later one counts a cache hit. `sent` holds only the answers of
+    units not yet landed; a key cached by an earlier run was never in it, a hit for all.
     """
 
     def __init__(self, engine: EngineConfig, sampling: SamplingParams, cache_path: str | Path, **options):
         super().__init__(engine, cache_path, **options)
         self.sampling = sampling
+        self.lock = threading.Lock()  # a lookup and its flight registered at once; `sent`
+        self.flying: dict[str, _Flight] = {}
         self.sent: dict[str, Generation] = {}
-        self.sent_lock = threading.Lock()  # fetch adds (the engine's thread), settle pops (a unit's)
 
     def _chat(self, chats: list[Chat], sampling: SamplingParams, stats: Counter) -> list[Generation | str]:
         """Per request, its reply or its error text."""
@@ -150,25 +168,46 @@ class CachedChat(EngineAsker):
         return answers
 
     def fetch(
-        self, keys: list[str], chats: list[Chat], counter: str = "requests", sampling: SamplingParams | None = None
-    ) -> tuple[list[Answer], Asked]:
-        """`ask`, counted later: the answers, and what to `settle` into the asking unit's stats."""
+        self, keys: list[str], chats: list[Chat], counter: str = "requests", sampling: SamplingParams | None = None,
+        call: Callable[..., list] | None = None,
+    ) -> tuple[list[Answer], Asked]:  # fmt: skip
+        """`ask`, counted later: the answers, and what to `settle` into the asking unit's stats.
+        `call(fn, *args)` makes the engine calls (default: here)."""
+        call = call or (lambda fn, *args: fn(*args))
         unique = dict(zip(keys, chats))  # first chat per key, in order
-        found = self.cache.get_many(list(unique))
-        misses = [k for k in unique if k not in found]
+        flight = _Flight()
+        with self.lock:
+            found = self.cache.get_many(list(unique))
+            waits = {k: self.flying[k] for k in unique if k not in found and k in self.flying}
+            misses = [k for k in unique if k not in found and k not in waits]
+            self.flying.update(dict.fromkeys(misses, flight))
         asked = Asked(counter, len(keys), list(unique))
-        errors: dict[str, str] = {}
-        for i in range(0, len(misses), self.batch_size):
-            batch = misses[i : i + self.batch_size]
-            answers = dict(zip(batch, self._chat([unique[k] for k in batch], sampling or self.sampling, asked.real)))
-            fresh = {k: a for k, a in answers.items() if isinstance(a, Generation)}
-            errors.update({k: a for k, a in answers.items() if isinstance(a, str)})
-            self.cache.put_many(fresh)
-            with self.sent_lock:
-                self.sent.update(fresh)
-            found.update(fresh)
+        try:
+            for i in range(0, len(misses), self.batch_size):
+                batch = misses[i : i + self.batch_size]
+                chats_of = [unique[k] for k in batch]
+                replies = call(self._chat, chats_of, sampling or self.sampling, asked.real)
+                fresh = {k: r for k, r in zip(batch, replies) if isinstance(r, Generation)}
+                with self.lock:
+                    self.cache.put_many(fresh)
+                    self.sent.update(fresh)
+                    flight.replies.update(zip(batch, replies))
+                    for k in batch:
+                        del self.flying[k]
+        finally:
+            with self.lock:  # stopped midway: the requests not sent fail for whoever waits on them
+                for k in misses:
+                    if self.flying.get(k) is flight:
+                        del self.flying[k]
+            flight.landed.set()
+        replies = dict(flight.replies)
+        for k, other in waits.items():
+            other.landed.wait()
+            replies[k] = other.replies.get(k, NOT_SENT)
+        found.update({k: r for k, r in replies.items() if isinstance(r, Generation)})
+        errors = {k: r for k, r in replies.items() if isinstance(r, str)}
         asked.failed = len(errors)
-        self._count_failures(errors, len(misses), asked.real)
+        self._warn_failures({k: e for k, e in flight.replies.items() if isinstance(e, str)}, len(misses))
         answers = [
             Answer("", "error", errors[k]) if k in errors else Answer(found[k].text, found[k].finish_reason)
             for k in keys
@@ -177,7 +216,7 @@ class CachedChat(EngineAsker):
 
     def settle(self, asked: Asked, stats: Counter) -> None:
         """Count a fetch into `stats` as the serial run would have (see the class docstring)."""
-        with self.sent_lock:
+        with self.lock:
             claimed = [g for k in asked.keys if (g := self.sent.pop(k, None)) is not None]
         stats[asked.counter] += asked.requests
         stats["requests_unique"] += len(asked.keys)
@@ -186,4 +225,6 @@ class CachedChat(EngineAsker):
             stats["engine_requests"] += len(claimed) + asked.failed
             stats["tokens_in"] += sum(g.prompt_tokens for g in claimed)
             stats["tokens_out"] += sum(g.completion_tokens for g in claimed)
+        if asked.failed:
+            stats[FAILED_REQUESTS] += asked.failed
         stats.update(asked.real)

@@ -7,8 +7,8 @@ requests of the retry ladder (`hala.translate.retry`) are counted apart under th
 (`retry_resplit_pieces`, `retry_sampled`). A sampled retry asks with its own sampling parameters
 (temperature and seed), which are part of its key, so each attempt is cached as itself.
 
-A unit asks through its own `UnitRequests` (`SegmentTranslator.for_unit`): the prompts and keys
-are made in the unit's thread, the lookups and engine calls in the thread that owns the engine
+A unit asks through its own `UnitRequests` (`SegmentTranslator.for_unit`): the prompts, keys and
+cache lookups are made in the unit's thread, the engine calls in the thread that owns the engine
 (`hala.engines.owner`), and the unit's stats are settled when it lands (`settle`), so units
 worked at once never share a counter and each counts its requests as the serial run would.
 """
@@ -56,7 +56,7 @@ class SegmentTranslator:
         params = self.sampling if sampling is None else sampling.model_dump()
         keys = [request_key(self.key_model, self.key_template, params, t) for t in texts]
         chats = [render(self.template, t, cfg.source_lang, cfg.target_lang, cfg.prompt.system) for t in texts]
-        return self.owner.call(self.chat.fetch, keys, chats, counter, sampling)
+        return self.chat.fetch(keys, chats, counter, sampling, call=self.owner.call)
 
     def settle(self, asks: list[Asked]) -> dict:
         """A unit's stats: its requests, counted in the order it made them (call in plan order)."""
