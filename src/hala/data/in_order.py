@@ -4,7 +4,9 @@ A stage that waits on an engine spends the engine's time idle while it reads, ch
 `work_in_order` works up to `in_flight` units at once, each in a thread of its own, so that one
 unit's reading, checks and writing run while another unit's requests are in the engine; the
 engine's calls themselves are made by the calling thread, which runs `host.serve()` meanwhile
-(`hala.engines.owner.EngineOwner`). Landing is what keeps a run the same as a serial one: each
+(`hala.engines.owner.EngineOwner`). Threads start one at a time, as the engine starts a call:
+the first unit is read alone (nothing competes with it for the interpreter before the engine has
+work), the next while the engine generates for it, and so on up to `in_flight`. Landing is what keeps a run the same as a serial one: each
 unit lands (`land`: its stats and files) only after every unit before it in the plan has landed,
 one at a time, so the folder at any moment holds a prefix of the plan's new units, exactly what
 a serial run killed at that moment would leave, and the stage's per-unit bookkeeping (stats
@@ -29,16 +31,18 @@ Landed = TypeVar("Landed")
 class Host(Protocol):
     """What the calling thread runs while the units are worked (their engine calls)."""
 
-    def serve(self) -> None:
-        """Run until `release`."""
+    def serve(self, on_call: Callable[[], None]) -> None:
+        """Run until `release`, calling `on_call()` as each engine call starts."""
 
     def release(self) -> None:
         """End `serve`, and refuse every call still to be served."""
 
 
 class _Turns:
-    def __init__(self, items: list, work: Callable, land: Callable, release: Callable[[], None]):
+    def __init__(self, items: list, work: Callable, land: Callable, in_flight: int, release: Callable[[], None]):
         self.items, self.work, self.land, self.release = items, work, land, release
+        self.threads: list[threading.Thread] = []
+        self.most = min(in_flight, len(items))
         self.cond = threading.Condition()
         self.next = 0  # the next item to start
         self.turn = 0  # the next item to land
@@ -46,6 +50,16 @@ class _Turns:
         self.failed: tuple[int, BaseException] | None = None
         self.interrupted = False
         self.running = 0
+
+    def start_another(self) -> None:
+        """Start one more worker thread, up to `in_flight`, while units are left to start."""
+        with self.cond:
+            if len(self.threads) == self.most or self.next == len(self.items) or self._given_up(self.next):
+                return
+            self.running += 1
+            thread = threading.Thread(target=self.run, name=f"hala-unit-{len(self.threads)}", daemon=True)
+            self.threads.append(thread)
+        thread.start()
 
     def _given_up(self, i: int) -> bool:
         return self.interrupted or (self.failed is not None and i > self.failed[0])
@@ -101,24 +115,23 @@ def work_in_order(
     if in_flight == 1 or len(items) <= 1:
         return [land(item, work(item)) for item in items]
     done = threading.Event()
-    turns = _Turns(items, work, land, host.release if host is not None else done.set)
-    threads = [threading.Thread(target=turns.run, name=f"hala-unit-{n}", daemon=True) for n in range(min(in_flight, len(items)))]
-    turns.running = len(threads)
+    turns = _Turns(items, work, land, in_flight, host.release if host is not None else done.set)
     try:
-        for thread in threads:
-            thread.start()
+        turns.start_another()
         if host is not None:
-            host.serve()
+            host.serve(on_call=turns.start_another)
         else:
+            for _ in range(turns.most - 1):
+                turns.start_another()
             done.wait()
     except BaseException:
         turns.interrupt()
         if host is not None:
             host.release()  # a worker waiting on an engine call is refused, not left waiting
-        for thread in threads:
+        for thread in turns.threads:
             thread.join()
         raise
-    for thread in threads:
+    for thread in turns.threads:
         thread.join()
     if turns.failed is not None:
         raise turns.failed[1]

@@ -52,11 +52,13 @@ class EngineOwner:
             return fn(*args)
         return self.submit(fn, *args).result()
 
-    def serve(self) -> None:
-        """Run the queued calls, in order, until `release`. An exception of a call goes to the worker
-        that made it; an interrupt (SIGTERM, Ctrl-C) ends `serve` here, in the owner thread."""
+    def serve(self, on_call: Callable[[], None] = lambda: None) -> None:
+        """Run the queued calls, in order, until `release`, calling `on_call()` before each. An
+        exception of a call goes to the worker that made it; an interrupt (SIGTERM, Ctrl-C) ends
+        `serve` here, in the owner thread."""
         while (item := self.calls.get()) is not None:
             future, fn, args = item
+            on_call()
             try:
                 result = fn(*args)
             except Exception as exc:  # noqa: BLE001 - the worker that asked raises it
