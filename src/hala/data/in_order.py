@@ -4,13 +4,16 @@ A stage that waits on an engine spends the engine's time idle while it reads, ch
 `work_in_order` works up to `in_flight` units at once, each in a thread of its own, so that one
 unit's reading, checks and writing run while another unit's requests are in the engine; the
 engine's calls themselves are made by the calling thread, which runs `host.serve()` meanwhile
-(`hala.engines.owner.EngineOwner`). Threads start one at a time, as the engine starts a call:
-the first unit is read alone (nothing competes with it for the interpreter before the engine has
-work), the next while the engine generates for it, and so on up to `in_flight`. Landing is what keeps a run the same as a serial one: each
-unit lands (`land`: its stats and files) only after every unit before it in the plan has landed,
-one at a time, so the folder at any moment holds a prefix of the plan's new units, exactly what
-a serial run killed at that moment would leave, and the stage's per-unit bookkeeping (stats
-settled at landing) sees the units in the serial order.
+(`hala.engines.owner.EngineOwner`); without one, threads would only share the interpreter, so
+the units run one at a time. Threads start one at a time, as the engine starts a call: the first
+unit is read alone (nothing competes with it for the interpreter before the engine has work),
+the next while the engine generates for it, and so on up to `in_flight`.
+
+Landing is what keeps a run the same as a serial one: each unit lands (`land`: its stats and
+files) only after every unit before it in the plan has landed, one at a time, so the folder at
+any moment holds a prefix of the plan's new units, exactly what a serial run killed at that
+moment would leave, and the stage's per-unit bookkeeping (stats settled at landing) sees the
+units in the serial order.
 
 Stopping, as a serial run would: an error in unit i lets the units before it finish and land,
 lands none after it, and is raised once every thread has ended. An interrupt of the calling
@@ -111,23 +114,17 @@ def work_in_order(
     host: Host | None = None,
 ) -> list[Landed]:
     """`land(item, work(item))` for every item, landed in order; up to `in_flight` items are worked
-    at once, in threads (1: all in this thread). Returns what each `land` returned, in order."""
-    if in_flight == 1 or len(items) <= 1:
+    at once, in threads, while this thread runs `host.serve` (1, or no host: all in this thread).
+    Returns what each `land` returned, in order."""
+    if in_flight == 1 or len(items) <= 1 or host is None:
         return [land(item, work(item)) for item in items]
-    done = threading.Event()
-    turns = _Turns(items, work, land, in_flight, host.release if host is not None else done.set)
+    turns = _Turns(items, work, land, in_flight, host.release)
     try:
         turns.start_another()
-        if host is not None:
-            host.serve(on_call=turns.start_another)
-        else:
-            for _ in range(turns.most - 1):
-                turns.start_another()
-            done.wait()
+        host.serve(on_call=turns.start_another)
     except BaseException:
         turns.interrupt()
-        if host is not None:
-            host.release()  # a worker waiting on an engine call is refused, not left waiting
+        host.release()  # a worker waiting on an engine call is refused, not left waiting
         for thread in turns.threads:
             thread.join()
         raise

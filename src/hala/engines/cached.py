@@ -14,7 +14,8 @@ with exponential backoff; if it still fails, each request of the batch gets that
 are never cached and are counted as `requests_failed`, the stat by which `run_units` knows to
 redo the unit on a rerun (`hala.data.units`), which then sends only the failed requests.
 
-The translate stage (segments) and the judge (verdicts) both ask through it.
+The translate stage (segments) and the judge (verdicts) both ask through it; translate's units in
+flight fetch through one `CachedChat` from several threads at once (see the class).
 """
 
 from __future__ import annotations

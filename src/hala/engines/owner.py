@@ -2,16 +2,15 @@
 
 `hala translate` overlaps its own work with generation: while the engine generates for one unit,
 other threads read and segment the next units and check, rebuild and write the ones before
-(`hala.data.in_order`). The engine and the request cache stay in the thread that built them, the
-caller's (the main thread): in-process vLLM, its signal handling and the cache's SQLite
-connections (which SQLite ties to the thread that opened them) are used exactly as in a run
-without overlap, and SIGTERM or Ctrl-C interrupt an engine call as they always did. A worker hands
-its call to `EngineOwner.call`, which queues it and waits; the owner runs the queued calls one at
-a time, in the order they came, in `serve`. A call made from the owner thread itself runs at once,
-so a run without overlap is the same code without threads.
-
-`release` ends `serve` and refuses every call still queued or to come (`Stopped`), so no worker is
-left waiting on an engine that is about to be closed.
+(`hala.data.in_order`). The engine stays in the thread that built it, the caller's (the main
+thread): in-process vLLM and its signal handling are used exactly as in a run without overlap,
+and SIGTERM or Ctrl-C interrupt an engine call as they always did. A worker hands its engine call
+to `EngineOwner.call`, which queues it and waits; the owner runs the queued calls one at a time,
+in the order they came, in `serve`. Only the calls themselves run there (the cache lookups and
+writes stay in the worker, `hala.engines.cached`), so the owner does little but generate: a
+thread waiting on the engine would otherwise queue behind the workers for the interpreter lock.
+A call made from the owner thread itself runs at once, so a run without overlap is the same code
+without threads.
 """
 
 from __future__ import annotations

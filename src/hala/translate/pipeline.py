@@ -21,6 +21,17 @@ The unit's `qa_<filter>` and `qa_passed` counts are segment-level final verdicts
 ladder), one per segment of the unit; the `retry_*` counts say what the ladder tried and fixed
 (see `retry`); `rejected_qa_<filter>` counts conversations.
 
+The engine never waits for hala (`units_in_flight`, default 3): units are worked that many at a
+time, each in a thread of its own, so that steps 1-2 of the next units and 4-5 of the ones
+before run while the engine generates for another unit's batch. This thread makes every engine
+call (`hala.engines.owner`: vLLM and its signals stay where they were), the units look up and
+write the shared cache themselves, and a request one unit is sending is never sent again for
+another (`hala.engines.cached`). They land, stats and files, one at a time in plan order
+(`hala.data.in_order`), so the folder, the per-unit stats and the manifest are the serial run's,
+byte for byte: each unit counts its requests as the serial run would, whichever unit reached the
+engine first. An error in one unit lands the units before it and stops the rest; an interrupt
+(SIGTERM, Ctrl-C) stops every thread before the engine is closed.
+
 Units finish atomically (`hala.data.units.run_units`), so a killed run resumes to the same result;
 shards are interleaved units (`--shard I/N`). The stage frame (`hala.frame`) claims the folder for
 all shards of one run alike and gives each shard its manifest (`manifest.shard-I-of-N.json`),
@@ -89,7 +100,7 @@ class UnitTranslator:
         self.renames = {f: cfg.field_maps[ref] for f, ref in self.refs.items() if ref in cfg.field_maps}
         self.filters = {f: source_filters(cfg.source_filters[ref]) for f, ref in self.refs.items()
                         if ref in cfg.source_filters}  # fmt: skip
-        self.worked: dict[str, _Worked] = {}  # per unit, from its work to its landing (units in flight each their own)
+        self.worked: dict[str, _Worked] = {}  # per unit in flight, from its work to its landing
 
     def plan(self, line: int, conv: Conversation) -> _Plan:
         messages = []
@@ -102,7 +113,7 @@ class UnitTranslator:
 
     def __call__(self, unit, rejects) -> list:
         """The unit's accepted records, in order; its rejects go to `rejects`. Safe to run for several
-        units at once: nothing here is shared but the engine's owner thread (`runner`)."""
+        units at once: they share only the runner (its cache, under a lock, and the engine's thread)."""
         cfg = self.cfg
         counts: Counter = Counter()
         pairs: list[ParallelPair] = []
@@ -209,7 +220,7 @@ def translate(cfg: TranslateConfig) -> Manifest:
         units = limit_units(units, cfg.limit)
     units = shard_units(units, cfg.shard_index, cfg.num_shards)
     progress = TranslateProgress(sum(u.stop - u.start for u in units), enabled=cfg.progress)
-    owner = EngineOwner()  # this thread makes every engine call and cache lookup, whichever unit asks
+    owner = EngineOwner()  # this thread makes every engine call, whichever unit asks
     runner = SegmentTranslator(cfg, next((i.sha256 for i in frame.inputs if i.path == model), None), owner)
     work = UnitTranslator(cfg, runner, progress)
     try:
