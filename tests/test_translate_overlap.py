@@ -56,8 +56,8 @@ def _when_submitted(monkeypatch, text: str) -> threading.Event:
     queued = threading.Event()
     original = EngineOwner.submit
 
-    def submit(self, fn, *args):
-        future = original(self, fn, *args)
+    def submit(self, fn, *args, **kw):
+        future = original(self, fn, *args, **kw)
         if text in _texts(args[0]):
             queued.set()
         return future
@@ -263,3 +263,12 @@ def test_a_request_in_flight_for_one_unit_is_not_sent_again_for_another(tmp_path
     second.join(GUARD_S)
     assert sent == [["x"]] and answers[0].text == fake_module.arabize("x")
     chat.close()
+
+
+def test_the_engine_serves_the_earliest_unit_of_the_plan_first():
+    owner, served = EngineOwner(), []
+    owner.submit(served.append, "unit 5's greedy batch", rank=(0, 5))
+    owner.submit(served.append, "unit 1's retry", rank=(0, 1))  # came later, but holds up unit 1's landing
+    owner.submit(owner.release, rank=(1, 0))
+    owner.serve()
+    assert served == ["unit 1's retry", "unit 5's greedy batch"]

@@ -21,10 +21,11 @@ The unit's `qa_<filter>` and `qa_passed` counts are segment-level final verdicts
 ladder), one per segment of the unit; the `retry_*` counts say what the ladder tried and fixed
 (see `retry`); `rejected_qa_<filter>` counts conversations.
 
-The engine never waits for hala (`units_in_flight`, default 3): units are worked that many at a
+The engine never waits for hala (`units_in_flight`, default 4): units are worked that many at a
 time, each in a thread of its own, so that steps 1-2 of the next units and 4-5 of the ones
 before run while the engine generates for another unit's batch. This thread makes every engine
-call (`hala.engines.owner`: vLLM and its signals stay where they were), the units look up and
+call (`hala.engines.owner`: vLLM and its signals stay where they were), the earliest unit's in
+the plan first (its retries hold up its landing and its thread), the units look up and
 write the shared cache themselves, and a request one unit is sending is never sent again for
 another (`hala.engines.cached`). They land, stats and files, one at a time in plan order
 (`hala.data.in_order`), so the folder, the per-unit stats and the manifest are the serial run's,
@@ -97,6 +98,7 @@ class UnitTranslator:
     def __init__(self, cfg: TranslateConfig, runner: SegmentTranslator, progress: TranslateProgress):
         self.cfg, self.runner, self.progress = cfg, runner, progress
         self.refs = {f: ref for ref in cfg.inputs for f in expand_inputs(ref)}  # file -> the input it is of
+        self.places = {f: i for i, f in enumerate(self.refs)}  # units are planned file by file
         self.renames = {f: cfg.field_maps[ref] for f, ref in self.refs.items() if ref in cfg.field_maps}
         self.filters = {f: source_filters(cfg.source_filters[ref]) for f, ref in self.refs.items()
                         if ref in cfg.source_filters}  # fmt: skip
@@ -117,7 +119,7 @@ class UnitTranslator:
         cfg = self.cfg
         counts: Counter = Counter()
         pairs: list[ParallelPair] = []
-        requests = self.runner.for_unit()
+        requests = self.runner.for_unit(rank=(self.places.get(unit.file, len(self.places)), unit.start))
         records = []
         rows = list(read_conversations_at(
             unit.file, fmt=cfg.format, rejects=rejects, lang=cfg.source_lang,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 from hala.engines.base import SamplingParams
@@ -48,15 +49,18 @@ class SegmentTranslator:
         self.model_id = self.chat.model_id
         self.key_model = model_key(self.model_id, model_sha256)
 
-    def for_unit(self) -> UnitRequests:
-        return UnitRequests(self)
+    def for_unit(self, rank: tuple) -> UnitRequests:
+        """A unit's requests; `rank` (its place in the plan) orders its engine calls before later units'."""
+        return UnitRequests(self, rank)
 
-    def fetch(self, texts: list[str], counter: str, sampling: SamplingParams | None) -> tuple[list[Answer], Asked]:
+    def fetch(
+        self, texts: list[str], counter: str, sampling: SamplingParams | None, rank: tuple
+    ) -> tuple[list[Answer], Asked]:
         cfg = self.cfg
         params = self.sampling if sampling is None else sampling.model_dump()
         keys = [request_key(self.key_model, self.key_template, params, t) for t in texts]
         chats = [render(self.template, t, cfg.source_lang, cfg.target_lang, cfg.prompt.system) for t in texts]
-        return self.chat.fetch(keys, chats, counter, sampling, call=self.owner.call)
+        return self.chat.fetch(keys, chats, counter, sampling, call=partial(self.owner.call, rank=rank))
 
     def settle(self, asks: list[Asked]) -> dict:
         """A unit's stats: its requests, counted in the order it made them (call in plan order)."""
@@ -73,8 +77,8 @@ class UnitRequests:
     """One unit's requests: answered through the translator, kept apart from other units' until
     the unit lands and `SegmentTranslator.settle` counts them."""
 
-    def __init__(self, translator: SegmentTranslator):
-        self.translator = translator
+    def __init__(self, translator: SegmentTranslator, rank: tuple):
+        self.translator, self.rank = translator, rank
         self.asks: list[Asked] = []
 
     def translate(
@@ -82,6 +86,6 @@ class UnitRequests:
     ) -> list[Answer]:
         """One result per text, in order, counted under `counter` ("requests" is `segments`), asked
         with `sampling` (default: `cfg.sampling`)."""
-        answers, asked = self.translator.fetch(texts, counter, sampling)
+        answers, asked = self.translator.fetch(texts, counter, sampling, self.rank)
         self.asks.append(asked)
         return answers
