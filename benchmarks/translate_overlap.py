@@ -8,13 +8,15 @@ vLLM's engine-core process leaves it. The defaults are our guess at a ~1B transl
 20,000 generated tokens/s at large batches, 30 ms per call. The sum of those times is the pure
 engine time; whatever the wall time adds to it is hala's own work left in the engine's way.
 Target (issue #16): <= 1.05 with overlap, at the default batch size (4096 segments: each unit of
-1,000 synthetic conversations, ~3,000 segments, is one call). Also printed: the
+1,000 synthetic conversations, ~3,000 segments, is one greedy call). A share of the greedy answers
+(`--copy-share`, 5%) copy the source back, so QA fails them and the retry ladder adds its
+smaller calls (re-split pieces, sampled attempts) to every unit, as real data does. Also printed: the
 same ratio between the first engine call's start and the last one's end (`steady`), which leaves
 out the ramp-up (the first unit read before the engine has work) and the drain (the last unit
 checked and written after it has none): what a run of thousands of units sees.
 
-Usage: python benchmarks/translate_overlap.py [--units 16] [--rows-per-unit 1000] [--in-flight 3]
-       [--per-token-us 50] [--fixed-ms 30]
+Usage: python benchmarks/translate_overlap.py [--units 16] [--rows-per-unit 1000] [--in-flight 4]
+       [--per-token-us 50] [--fixed-ms 30] [--copy-share 0.05]
 """
 
 from __future__ import annotations
@@ -24,19 +26,28 @@ import json
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from translate_scale import synth  # noqa: E402 - the same synthetic conversations
 
 
-def paced_engine(fixed_s: float, per_token_s: float, calls: list[tuple[float, float, float]]):
-    from hala.engines.fake import FakeEngine
+def paced_engine(fixed_s: float, per_token_s: float, copy_share: float, calls: list[tuple[float, float, float]]):
+    from hala.engines.base import Generation
+    from hala.engines.fake import INSTRUCTION_RE, FakeEngine
+
+    def copied(text: str) -> bool:  # a fixed share of greedy answers copy the source back: QA fails them
+        return zlib.crc32(text.encode()) % 10_000 < copy_share * 10_000
 
     class PacedFake(FakeEngine):
         def chat(self, conversations, params):
             start = time.perf_counter()
             results = super().chat(conversations, params)  # the fake's own string work is part of the call
+            if params.temperature == 0:
+                texts = [INSTRUCTION_RE.sub("", c[-1]["content"], count=1) for c in conversations]
+                results = [Generation(t, "stop", r.prompt_tokens, r.completion_tokens) if copied(t) else r
+                           for t, r in zip(texts, results)]  # fmt: skip
             delay = fixed_s + per_token_s * sum(r.completion_tokens for r in results)
             time.sleep(max(0.0, delay - (time.perf_counter() - start)))
             calls.append((delay, start, time.perf_counter()))
@@ -64,15 +75,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--units", type=int, default=16)
     parser.add_argument("--rows-per-unit", type=int, default=1000)
-    parser.add_argument("--in-flight", type=int, default=3)
+    parser.add_argument("--in-flight", type=int, default=4)
     parser.add_argument("--per-token-us", type=float, default=50.0)
     parser.add_argument("--fixed-ms", type=float, default=30.0)
+    parser.add_argument("--copy-share", type=float, default=0.05, help="greedy answers that copy the source back")
     args = parser.parse_args()
 
     import hala.engines
 
     calls: list = []
-    engine = paced_engine(args.fixed_ms / 1000, args.per_token_us / 1e6, calls)
+    engine = paced_engine(args.fixed_ms / 1000, args.per_token_us / 1e6, args.copy_share, calls)
     hala.engines.get_engine = lambda cfg: engine(cfg)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,6 +110,8 @@ def main() -> None:
         "engine_calls": overlap["calls"],
         "per_token_us": args.per_token_us,
         "fixed_ms": args.fixed_ms,
+        "copy_share": args.copy_share,
+        "retried_segments": overlap["counts"].get("retry_resplit", 0) + overlap["counts"].get("retry_sampled", 0),
     }))  # fmt: skip
 
 

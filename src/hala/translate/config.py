@@ -65,7 +65,7 @@ class TranslateConfig(ShardedConfig):
     rows_per_unit: int = Field(1000, ge=1, description="conversations per unit of work (resume granularity)")
     batch_size: int = Field(4096, ge=1, description="segments per engine call")
     units_in_flight: int = Field(
-        3, ge=1, description="units worked at once, so the engine never waits for hala: while it generates for one, "
+        4, ge=1, description="units worked at once, so the engine never waits for hala: while it generates for one, "
         "the next are read and segmented and the ones before checked, rebuilt and written, in order (1: one at a time)")
     cache_path: str | None = Field(None, description="default: OUT/cache/segments.sqlite")
     engine_retries: int = Field(2, ge=0)
