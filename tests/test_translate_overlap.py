@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -195,7 +196,7 @@ def test_sigterm_with_units_in_flight_exits_143_and_lets_go_of_the_folder(tmp_pa
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         while not list((out / "cache").glob("segments.*.sqlite")) and proc.poll() is None:  # a call is done
-            threading.Event().wait(0.05)
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=GUARD_S) == 128 + signal.SIGTERM, proc.stderr.read()
     finally:
