@@ -104,7 +104,8 @@ def test_units_are_read_checked_and_written_while_the_engine_generates(tmp_path,
         if unit.start == 0:
             unit_1_in_engine.wait(GUARD_S)
         numbers = finish(self, unit)
-        unit_0_landed.set() if unit.start == 0 else None
+        if unit.start == 0:
+            unit_0_landed.set()
         return numbers
 
     monkeypatch.setattr(fake_module.FakeEngine, "chat", chat)

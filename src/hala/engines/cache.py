@@ -33,7 +33,7 @@ or on a network file system (where SQLite's WAL mode does not work and locking i
 
 Threads: a `RequestCache` may be shared by the threads of one process (translate works several
 units at once, `hala.data.in_order`). Each method holds the cache's lock while it uses the SQLite
-connections, which are opened to be shared so (`check_same_thread=False`); the process still has
+connections, opened shareable (`check_same_thread=False`); the process still has
 one own member, written by one connection: one writer per file.
 """
 
