@@ -932,6 +932,7 @@ def test_settings_that_cant_change_outputs_rerun_no_stage(tmp_path):
     pace = ["translate.batch_size=64", "translate.engine.timeout_s=5", "translate.engine.max_retries=9",
             "translate.engine.max_concurrency=2", "translate.engine_retries=7", "translate.workers=3",
             "translate.executor=local", "translate.progress=false", "teacher_translate.engine.backoff_s=0",
+            "translate.units_in_flight=1", "teacher_translate.units_in_flight=5",
             "judge.batch_size=3", "judge.engine_backoff_s=0", "pairs.batch_size=5", "quantize.chunk_mb=8",
             "merge.chunk_mb=8", "bench.batch_size=2", "sft.logging_steps=1"]  # fmt: skip
     steps = plan(_chain(tmp_path, *pace), "r.yaml")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from hala.data.in_order import Host, work_in_order
 from hala.data.plan import Unit
 from hala.data.rejects import RejectLog
 from hala.data.writers import atomic_write_text, write_jsonl, write_rows
@@ -129,14 +130,21 @@ def run_units(
     fmt: str = "jsonl",
     strict: bool = False,
     unit_stats: Callable[[Unit], dict] | None = None,
+    in_flight: int = 1,
+    host: Host | None = None,
 ) -> UnitStats:
     """Run `work` on every unit not finished yet; return what all units (old and new) hold.
 
-    `unit_stats(unit)`, called after `work` has finished a unit, returns numbers the stage keeps
-    per unit (tokens, engine seconds, ...); they are saved beside the unit and summed in `extra`.
+    `unit_stats(unit)`, called after `work` has finished a unit, when the unit lands, returns
+    numbers the stage keeps per unit (tokens, engine seconds, ...); they are saved beside the unit
+    and summed in `extra`. `in_flight` > 1 works that many units at once, in threads, landing them
+    in plan order while this thread runs `host.serve()` (`hala.data.in_order`): `work` must then
+    keep each unit's state apart, and `unit_stats` is called in plan order, one unit at a time.
     """
     out_dir = Path(out_dir)
     stats = UnitStats()
+    kept: dict[str, tuple[int, Counter]] = {}
+    todo: list[Unit] = []
     for unit in units:
         output, rejected = unit_paths(out_dir, unit, fmt)
         stats_file = stats_path(out_dir, unit)
@@ -146,23 +154,36 @@ def run_units(
             output.unlink()  # no longer finished, even if this run is killed before it lands again
             stats.redone += 1
         if output.exists():
-            rows, kinds = _recount(output, rejected, fmt)
+            kept[unit.name] = _recount(output, rejected, fmt)
             stats.extra.update(saved)
             stats.skipped += 1
         else:
-            rejects = RejectLog(strict=strict)
-            records = list(work(unit, rejects))
-            rejected.unlink(missing_ok=True)
-            if len(rejects):
-                write_jsonl(rejected, rejects.rows())
-            if unit_stats is not None:
-                numbers = unit_stats(unit)
-                atomic_write_text(stats_file, json.dumps(numbers, sort_keys=True) + "\n")
-                stats.extra.update(numbers)
-            rows = write_rows(output, records, fmt)
-            kinds = Counter(rejects.counts())
-            stats.done += 1
-            log.info("unit %s: %d rows, %d rejected", unit.name, rows, len(rejects))
+            todo.append(unit)
+
+    def work_one(unit: Unit) -> tuple[RejectLog, list]:
+        rejects = RejectLog(strict=strict)
+        return rejects, list(work(unit, rejects))
+
+    def land(unit: Unit, worked: tuple[RejectLog, list]) -> tuple[int, Counter]:
+        rejects, records = worked
+        output, rejected = unit_paths(out_dir, unit, fmt)
+        rejected.unlink(missing_ok=True)
+        if len(rejects):
+            write_jsonl(rejected, rejects.rows())
+        if unit_stats is not None:
+            numbers = unit_stats(unit)
+            atomic_write_text(stats_path(out_dir, unit), json.dumps(numbers, sort_keys=True) + "\n")
+            stats.extra.update(numbers)
+        rows = write_rows(output, records, fmt)
+        stats.done += 1
+        log.info("unit %s: %d rows, %d rejected", unit.name, rows, len(rejects))
+        return rows, Counter(rejects.counts())
+
+    landed = work_in_order(todo, work_one, land, in_flight=in_flight, host=host)
+    kept.update({unit.name: done for unit, done in zip(todo, landed)})
+    for unit in units:
+        output, rejected = unit_paths(out_dir, unit, fmt)
+        rows, kinds = kept[unit.name]
         stats.outputs.append(output)
         if rejected.exists():
             stats.rejected.append(rejected)

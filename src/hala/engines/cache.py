@@ -30,6 +30,11 @@ or on a network file system (where SQLite's WAL mode does not work and locking i
   and removes them, so files do not pile up over runs and resumes.
 - A single-file cache from an older hala (`cache_path` itself) is read as one more member and
   folded like the others.
+
+Threads: a `RequestCache` may be shared by the threads of one process (translate works several
+units at once, `hala.data.in_order`). Each method holds the cache's lock while it uses the SQLite
+connections, opened shareable (`check_same_thread=False`); the process still has
+one own member, written by one connection: one writer per file.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -100,6 +106,7 @@ class RequestCache:
         self.others: dict[Path, sqlite3.Connection] = {}
         self.warned: set = set()
         self.here = machine_id()
+        self.lock = threading.Lock()  # one thread at a time in the connections (see the module docstring)
 
     def _fail(self, exc: Exception) -> CacheError:
         problem = f"{type(exc).__name__}: {exc}"
@@ -114,7 +121,7 @@ class RequestCache:
                     db.execute("INSERT INTO writer VALUES (?, ?, ?, NULL)", (self.here, os.getpid(), time.time()))
                 db.close()
                 os.replace(tmp, self.own_path)
-                self.db = sqlite3.connect(self.own_path, timeout=WRITE_TIMEOUT_S)
+                self.db = sqlite3.connect(self.own_path, timeout=WRITE_TIMEOUT_S, check_same_thread=False)
             except (sqlite3.Error, OSError) as exc:
                 raise self._fail(exc) from None
         return self.db
@@ -133,6 +140,10 @@ class RequestCache:
                         warn_unreadable(path, exc, self.warned)
 
     def get_many(self, keys: list[str], chunk: int = 500) -> dict[str, Generation]:
+        with self.lock:
+            return self._get_many(keys, chunk)
+
+    def _get_many(self, keys: list[str], chunk: int) -> dict[str, Generation]:
         found: dict[str, Generation] = {}
         if self.db is not None:
             try:
@@ -164,12 +175,13 @@ class RequestCache:
         if not entries:
             return
         rows = [(k, c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens) for k, c in entries.items()]
-        db = self._own()
-        try:
-            with db:
-                db.executemany("INSERT OR IGNORE INTO segments VALUES (?, ?, ?, ?, ?)", rows)
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from None
+        with self.lock:
+            db = self._own()
+            try:
+                with db:
+                    db.executemany("INSERT OR IGNORE INTO segments VALUES (?, ?, ?, ?, ?)", rows)
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from None
 
     def __len__(self) -> int:
         """Distinct keys over all readable members (reads every key: for tests and tools)."""
@@ -177,6 +189,10 @@ class RequestCache:
 
     def close(self) -> None:
         """Mark the own member finished (so `fold` may take it), close every file, fold if many."""
+        with self.lock:
+            self._close()
+
+    def _close(self) -> None:
         for db in self.others.values():
             db.close()
         self.others.clear()

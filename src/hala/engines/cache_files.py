@@ -79,7 +79,8 @@ def members(path: Path) -> list[Path]:
 
 
 def read_only(path: Path, timeout: float = READ_TIMEOUT_S) -> sqlite3.Connection:
-    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=timeout)
+    """A member opened for reading; shareable between threads (`RequestCache` holds its lock to use it)."""
+    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=timeout, check_same_thread=False)
 
 
 def warn_unreadable(path: Path, exc: Exception, seen: set | None = None) -> None:

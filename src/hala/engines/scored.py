@@ -43,7 +43,7 @@ def _loaded(entry: Generation) -> Score:
 class CachedScores(EngineAsker):
     def _score(self, replies: list[Reply]) -> list[list[float] | str]:
         """Per reply, its log-probabilities or its error text."""
-        scores = self._call(lambda engine: engine.score_replies_each(replies), len(replies))
+        scores = self._call(lambda engine: engine.score_replies_each(replies), len(replies), self.stats)
         return [redact(s, self._key()) if isinstance(s, str) else s for s in scores]
 
     def ask(self, keys: list[str], requests: list[list[Reply]], reduce: Callable[[list[list[float]]], float]) -> list[Score]:
@@ -72,5 +72,5 @@ class CachedScores(EngineAsker):
             self.stats["engine_requests"] += len(batch)
             self.stats["engine_replies"] += len(flat)
             self.stats["tokens_scored"] += sum(s.tokens for s in fresh.values())
-        self._count_failures(errors, len(misses))
+        self._count_failures(errors, len(misses), self.stats)
         return [Score(None, 0, errors[k]) if k in errors else found[k] for k in keys]

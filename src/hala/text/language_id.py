@@ -2,7 +2,9 @@
 
 Detection is restricted to the languages in play (a pair's two, plus any a config adds): lingua
 is far more accurate choosing among two languages than among seventy, and a wrong guess outside
-them is no use to a filter. Detectors are built once per set of languages and kept.
+them is no use to a filter. Detectors are built once per set of languages and kept (under a lock:
+units checked at once in threads, `hala.data.in_order`, would otherwise build one each); lingua's
+detector itself is safe to share between threads.
 
 `languages_of` is what translate's QA and the pair filters ask: a text too short to tell is not
 judged, one whose letters are all in a script only one of its two languages uses is decided by
@@ -11,6 +13,7 @@ script (lingua's own first rule, without lingua), and lingua sees the rest once 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -18,8 +21,16 @@ from hala.text.patterns import LETTER_RE
 from hala.text.scripts import by_script
 
 
-@lru_cache(maxsize=8)
+_BUILDING = threading.Lock()
+
+
 def _detector(languages: tuple[str, ...]):
+    with _BUILDING:
+        return _built(languages)
+
+
+@lru_cache(maxsize=8)
+def _built(languages: tuple[str, ...]):
     from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
 
     langs = [Language.from_iso_code_639_1(IsoCode639_1.from_str(code)) for code in languages]

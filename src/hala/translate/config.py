@@ -36,7 +36,9 @@ class RetryConfig(StrictModel):
 
 class TranslateConfig(ShardedConfig):
     # how a run is paced and launched, not what it produces (the shard count comes back in identity())
-    NOT_OUTPUT = ShardedConfig.LAUNCH | {"batch_size", "cache_path", "engine_retries", "engine_backoff_s", "progress"}
+    NOT_OUTPUT = ShardedConfig.LAUNCH | {
+        "batch_size", "cache_path", "engine_retries", "engine_backoff_s", "progress", "units_in_flight",
+    }  # fmt: skip
 
     inputs: list[str] = Field(min_length=1, description="conversations: files, folders, saved datasets or hf://NAME")
     out: str = Field(description="output folder: data/, rejected/, stats/, cache/, manifest.json")
@@ -64,6 +66,9 @@ class TranslateConfig(ShardedConfig):
     max_segment_tokens: int = Field(256, ge=1, description="segments longer than this are split at sentences")
     rows_per_unit: int = Field(1000, ge=1, description="conversations per unit of work (resume granularity)")
     batch_size: int = Field(4096, ge=1, description="segments per engine call")
+    units_in_flight: int = Field(
+        4, ge=1, description="units worked at once, so the engine never waits for hala: while it generates for one, "
+        "the next are read and segmented and the ones before checked, rebuilt and written, in order (1: one at a time)")
     cache_path: str | None = Field(None, description="default: OUT/cache/segments.sqlite")
     engine_retries: int = Field(2, ge=0)
     engine_backoff_s: float = Field(2.0, ge=0)

@@ -21,6 +21,18 @@ The unit's `qa_<filter>` and `qa_passed` counts are segment-level final verdicts
 ladder), one per segment of the unit; the `retry_*` counts say what the ladder tried and fixed
 (see `retry`); `rejected_qa_<filter>` counts conversations.
 
+The engine never waits for hala (`units_in_flight`, default 4): units are worked that many at a
+time, each in a thread of its own, so that steps 1-2 of the next units and 4-5 of the ones
+before run while the engine generates for another unit's batch. This thread makes every engine
+call (`hala.engines.owner`: vLLM and its signals stay where they were), the earliest unit's in
+the plan first (its retries hold up its landing and its thread), the units look up and
+write the shared cache themselves, and a request one unit is sending is never sent again for
+another (`hala.engines.cached`). They land, stats and files, one at a time in plan order
+(`hala.data.in_order`), so the folder, the per-unit stats and the manifest are the serial run's,
+byte for byte: each unit counts its requests as the serial run would, whichever unit reached the
+engine first. An error in one unit lands the units before it and stops the rest; an interrupt
+(SIGTERM, Ctrl-C) stops every thread before the engine is closed.
+
 Units finish atomically (`hala.data.units.run_units`), so a killed run resumes to the same result;
 shards are interleaved units (`--shard I/N`). The stage frame (`hala.frame`) claims the folder for
 all shards of one run alike and gives each shard its manifest (`manifest.shard-I-of-N.json`),
@@ -50,6 +62,7 @@ from hala.data.plan import limit_units, plan_units, shard_units
 from hala.data.records import Conversation, Message, ParallelPair
 from hala.data.units import run_units
 from hala.data.writers import write_jsonl
+from hala.engines.owner import EngineOwner
 from hala.frame import StageFrame
 from hala.launch.executors import launch
 from hala.text.filters import first_failures
@@ -58,9 +71,20 @@ from hala.translate import segment
 from hala.translate.config import TranslateConfig
 from hala.translate.progress import TranslateProgress
 from hala.translate.retry import translate_checked
-from hala.translate.runner import SegmentTranslator
+from hala.translate.runner import SegmentTranslator, UnitRequests
 
 PAIRS = "pairs"  # OUT/pairs/<unit>.jsonl: segment-level pairs of the accepted conversations
+
+
+@dataclass
+class _Worked:
+    """What a unit's work leaves for its landing: its QA and retry counts, its segment pairs, its
+    requests (settled when it lands) and how many conversations it read."""
+
+    counts: Counter
+    pairs: list[ParallelPair]
+    requests: UnitRequests
+    conversations: int
 
 
 @dataclass
@@ -77,11 +101,11 @@ class UnitTranslator:
         self.cfg, self.runner, self.progress = cfg, runner, progress
         self.refs = {f: ref for ref in cfg.inputs for f in expand_inputs(ref)}  # file -> the input it is of
         self.audit = audit_checks(AuditConfig(inputs=["-"], out="-", lang=cfg.target_lang)) if cfg.audit else []
+        self.places = {f: i for i, f in enumerate(self.refs)}  # units are planned file by file
         self.renames = {f: cfg.field_maps[ref] for f, ref in self.refs.items() if ref in cfg.field_maps}
         self.filters = {f: source_filters(cfg.source_filters[ref]) for f, ref in self.refs.items()
                         if ref in cfg.source_filters}  # fmt: skip
-        self.counts: Counter = Counter()
-        self.pairs: list[ParallelPair] = []
+        self.worked: dict[str, _Worked] = {}  # per unit in flight, from its work to its landing
 
     def plan(self, line: int, conv: Conversation) -> _Plan:
         messages = []
@@ -92,24 +116,30 @@ class UnitTranslator:
             messages.append((msg, None if keep else segment.split(msg.content, self.cfg.max_segment_tokens)))
         return _Plan(line, conv, messages)
 
-    def __call__(self, unit, rejects):
+    def __call__(self, unit, rejects) -> list:
+        """The unit's accepted records, in order; its rejects go to `rejects`. Safe to run for several
+        units at once: they share only the runner (its cache, under a lock, and the engine's thread)."""
         cfg = self.cfg
+        counts: Counter = Counter()
+        pairs: list[ParallelPair] = []
+        requests = self.runner.for_unit(rank=(self.places.get(unit.file, len(self.places)), unit.start))
+        records = []
         rows = list(read_conversations_at(
             unit.file, fmt=cfg.format, rejects=rejects, lang=cfg.source_lang,
             start=unit.start, stop=unit.stop, split=cfg.split, rename=self.renames.get(unit.file),
         ))  # fmt: skip
+        conversations = len(rows)
         if unit.file in self.filters:  # the paper's source filters: not translated at all, each with its reason
             verdicts = first_failures(self.filters[unit.file], [conv for _, conv in rows])
             for (line, conv), verdict in zip(rows, verdicts):
                 if verdict is not None:
                     rejects.verdict(unit.file, line, verdict[0], f"conversation {conv.id}: {verdict[1]}")
-                    self.progress.advance(conversations=1)
             rows = [row for row, verdict in zip(rows, verdicts) if verdict is None]
         plans = [self.plan(line, conv) for line, conv in rows]
         segs = [s for p in plans for _, sp in p.messages if sp for s in sp.segments]
-        outcomes = translate_checked(self.runner, cfg, segs, self.counts)
+        outcomes = translate_checked(requests, cfg, segs, counts)
         for o in outcomes:
-            self.counts[f"qa_{o.verdict or 'passed'}"] += 1
+            counts[f"qa_{o.verdict or 'passed'}"] += 1
 
         position = 0
         for plan in plans:
@@ -128,7 +158,6 @@ class UnitTranslator:
                     out_messages.append(Message(role=msg.role, content=segment.join(sp, texts)))
                     unit_pairs += [(mi, si, sp.segments[si].source, text) for si, text in enumerate(texts)]
                 position += n
-            self.progress.advance(conversations=1)
             if failures:
                 first = failures[0]
                 reason = f"conversation {plan.conv.id}: message {first['message']} segment {first['segment']} failed {first['filter']}"
@@ -139,15 +168,16 @@ class UnitTranslator:
                 raw = json.dumps({"id": plan.conv.id, "failures": failures}, ensure_ascii=False)
                 rejects.add(unit.file, plan.line, f"qa_{first['filter']}", reason, raw)
                 continue
-            self.pairs += [self._pair(plan.conv, *p) for p in unit_pairs]
+            pairs += [self._pair(plan.conv, *p) for p in unit_pairs]
             qa = {"segments": len(unit_pairs), "retried": retried}
             lineage = self._lineage(unit.file, plan.line, plan.conv, qa)
-            record = plan.conv.model_copy(update={"messages": out_messages, "lang": cfg.target_lang})
             if cfg.audit:  # every check the translation fails, by name (the audit's reasons say where)
+                record = plan.conv.model_copy(update={"messages": out_messages, "lang": cfg.target_lang})
                 lineage["audit"] = [f.name for f in self.audit if f.why(record) is not None]
-                self.counts.update(f"audit_{name}" for name in lineage["audit"])
-            yield self._record(plan.conv, out_messages, lineage)
-        self.progress.update(self.runner.stats)
+                counts.update(f"audit_{name}" for name in lineage["audit"])
+            records.append(self._record(plan.conv, out_messages, lineage))
+        self.worked[unit.name] = _Worked(counts, pairs, requests, conversations)
+        return records
 
     def _lineage(self, file: str, line: int, conv: Conversation, qa: dict) -> dict:
         """Where the row came from and what made it: the input and its row, the translator (and its
@@ -171,13 +201,16 @@ class UnitTranslator:
                             tgt_lang=cfg.target_lang, source=conv.source, meta=meta)  # fmt: skip
 
     def finish_unit(self, unit) -> dict:
-        """Called by run_units before the unit's output lands: writes the unit's segment pairs
-        (source segment, accepted translation) for `hala pairs`, and returns the unit's stats."""
-        write_jsonl(Path(self.cfg.out) / PAIRS / f"{unit.name}.jsonl", self.pairs)
-        numbers = self.runner.take_stats()
-        numbers.update(self.counts)
-        numbers["segment_pairs"] = len(self.pairs)
-        self.counts, self.pairs = Counter(), []
+        """Called by run_units when the unit lands (in plan order), before its output: writes the
+        unit's segment pairs (source segment, accepted translation) for `hala pairs`, and returns
+        the unit's stats, its requests counted as the serial run counts them (`runner.settle`)."""
+        worked = self.worked.pop(unit.name)
+        write_jsonl(Path(self.cfg.out) / PAIRS / f"{unit.name}.jsonl", worked.pairs)
+        numbers = self.runner.settle(worked.requests.asks)
+        numbers.update(worked.counts)
+        numbers["segment_pairs"] = len(worked.pairs)
+        self.progress.advance(conversations=worked.conversations)
+        self.progress.update(numbers)
         return numbers
 
 
@@ -197,12 +230,13 @@ def translate(cfg: TranslateConfig) -> Manifest:
         units = limit_units(units, cfg.limit)
     units = shard_units(units, cfg.shard_index, cfg.num_shards)
     progress = TranslateProgress(sum(u.stop - u.start for u in units), enabled=cfg.progress)
-    runner = SegmentTranslator(cfg, next((i.sha256 for i in frame.inputs if i.path == model), None))
+    owner = EngineOwner()  # this thread makes every engine call, whichever unit asks
+    runner = SegmentTranslator(cfg, next((i.sha256 for i in frame.inputs if i.path == model), None), owner)
     work = UnitTranslator(cfg, runner, progress)
     try:
         with progress:
             stats = run_units(units, frame.out, work, fmt=cfg.output_format, strict=cfg.strict,
-                              unit_stats=work.finish_unit)  # fmt: skip
+                              unit_stats=work.finish_unit, in_flight=cfg.units_in_flight, host=owner)  # fmt: skip
     finally:
         runner.close()
     counts = {**stats.counts(), "units": len(units), "num_shards": cfg.num_shards}

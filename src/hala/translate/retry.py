@@ -41,7 +41,7 @@ from hala.engines.cached import Answer
 from hala.text.filters import Verdict
 from hala.translate import qa, segment
 from hala.translate.config import TranslateConfig
-from hala.translate.runner import SegmentTranslator
+from hala.translate.runner import UnitRequests
 
 
 @dataclass
@@ -93,7 +93,7 @@ def check(cfg: TranslateConfig, segs: list[segment.Segment], answers: list[Answe
 
 
 def translate_checked(
-    runner: SegmentTranslator, cfg: TranslateConfig, segs: list[segment.Segment], counts: Counter
+    runner: UnitRequests, cfg: TranslateConfig, segs: list[segment.Segment], counts: Counter
 ) -> list[Outcome]:
     """One outcome per segment, in order: translated, checked, and retried up the ladder."""
     answers = runner.translate([s.text for s in segs])
@@ -123,7 +123,7 @@ def _pieces(cfg: TranslateConfig, seg: segment.Segment, verdict: str) -> segment
     return split if len(split.segments) > 1 else None
 
 
-def _resplit(runner: SegmentTranslator, cfg: TranslateConfig, outcomes: list[Outcome], counts: Counter) -> None:
+def _resplit(runner: UnitRequests, cfg: TranslateConfig, outcomes: list[Outcome], counts: Counter) -> None:
     splits = [(o, sp) for o in outcomes if (sp := _pieces(cfg, o.split.segments[0], o.verdict))]
     if not splits:
         return
@@ -137,7 +137,7 @@ def _resplit(runner: SegmentTranslator, cfg: TranslateConfig, outcomes: list[Out
         o.tried("resplit")
 
 
-def _split_at_spans(runner: SegmentTranslator, cfg: TranslateConfig, outcomes: list[Outcome], counts: Counter) -> None:
+def _split_at_spans(runner: UnitRequests, cfg: TranslateConfig, outcomes: list[Outcome], counts: Counter) -> None:
     """Each piece still failing `protected_spans` is cut at its spans (`segment.split_at_spans`):
     the runs of text between them are translated alone, greedily, and the spans stay literal."""
     todo = []
@@ -160,7 +160,7 @@ def _split_at_spans(runner: SegmentTranslator, cfg: TranslateConfig, outcomes: l
         o.tried("spans")
 
 
-def _sample(runner: SegmentTranslator, cfg: TranslateConfig, outcomes: list[Outcome], attempt: int) -> None:
+def _sample(runner: UnitRequests, cfg: TranslateConfig, outcomes: list[Outcome], attempt: int) -> None:
     todo = [(o, i) for o in outcomes for i, v in enumerate(o.verdicts) if v]
     if not todo:
         return
