@@ -152,7 +152,8 @@ def test_hala_run_decontaminates_the_translated_corpus_before_sft(tmp_path):
     run = Path(r.out)
     steps = {s.stage.name: s for s in plan(r, "r.yaml")}
     names = list(steps)
-    assert names.index("translate") < names.index("decontaminate") == names.index("sft") - 1
+    assert names.index("translate") < names.index("decontaminate") < names.index("sft")
+    assert steps["sft"].stage.upstream == ("decontaminate",)  # sft waits for it (the audit runs between)
     assert steps["decontaminate"].config["inputs"] == [str(run / "translate" / "data")]
     assert steps["decontaminate"].config["enabled"]
     assert steps["sft"].config["data"] == [str(run / "decontaminate" / "data")]
