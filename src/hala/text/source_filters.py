@@ -34,6 +34,7 @@ from hala.data.records import Conversation
 from hala.text.filters import BatchRule, Filter, Rule
 from hala.text.language_id import detected_languages
 from hala.text.patterns import LETTER_RE
+from hala.text.scripts import script_share
 
 TULU3_MULTILINGUAL = ("aya",)
 TULU3_MIXED = ("wildchat", "oasst")
@@ -88,10 +89,8 @@ def _tulu3_english(convs: Sequence[Conversation]) -> list[str | None]:
 
 
 def _latin_share(text: str) -> float | None:
-    letters = LETTER_RE.findall(text)
-    if len(letters) < MIN_LETTERS:
-        return None
-    return sum(1 for c in letters if c < "\u0250") / len(letters)  # Basic Latin to Latin Extended-B
+    """The share of the letters in Latin script (`hala.text.scripts`); None: too short to tell."""
+    return script_share(text, "en") if len(LETTER_RE.findall(text)) >= MIN_LETTERS else None
 
 
 def _code(conv: Conversation) -> str | None:

@@ -170,12 +170,12 @@ class UnitTranslator:
                 continue
             pairs += [self._pair(plan.conv, *p) for p in unit_pairs]
             qa = {"segments": len(unit_pairs), "retried": retried}
+            translated = plan.conv.model_copy(update={"messages": out_messages, "lang": cfg.target_lang})
             lineage = self._lineage(unit.file, plan.line, plan.conv, qa)
             if cfg.audit:  # every check the translation fails, by name (the audit's reasons say where)
-                record = plan.conv.model_copy(update={"messages": out_messages, "lang": cfg.target_lang})
-                lineage["audit"] = [f.name for f in self.audit if f.why(record) is not None]
+                lineage["audit"] = [f.name for f in self.audit if f.why(translated) is not None]
                 counts.update(f"audit_{name}" for name in lineage["audit"])
-            records.append(self._record(plan.conv, out_messages, lineage))
+            records.append(self._record(translated, lineage))
         self.worked[unit.name] = _Worked(counts, pairs, requests, conversations)
         return records
 
@@ -188,10 +188,10 @@ class UnitTranslator:
             "prompt_sha256": self.runner.prompt_sha256, "qa": qa,
         }  # fmt: skip
 
-    def _record(self, conv: Conversation, messages: list[Message], lineage: dict):
-        meta = {**conv.meta, "source_id": conv.id, "source_lang": self.cfg.source_lang,
+    def _record(self, translated: Conversation, lineage: dict):
+        meta = {**translated.meta, "source_id": translated.id, "source_lang": self.cfg.source_lang,
                 "translated_by": self.runner.model_id, "lineage": lineage}  # fmt: skip
-        record = conv.model_copy(update={"messages": messages, "lang": self.cfg.target_lang, "meta": meta})
+        record = translated.model_copy(update={"meta": meta})
         return record.to_sharegpt() | {"meta": meta} if self.cfg.output_schema == "sharegpt" else record
 
     def _pair(self, conv: Conversation, message: int, seg: int, src: str, tgt: str) -> ParallelPair:
