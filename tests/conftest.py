@@ -22,6 +22,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# vLLM's own engine-core process for every engine in the test session: the session's shared engine
+# outlives engines that tests build and close, and closing an in-process engine tears down vLLM's
+# process-wide parallel state (hala's CPU default, one engine at a time per stage process, is
+# tested in a child process without this: tests/test_engines_vllm.py)
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
 
 TEST_API_KEY = "hala-test-key-do-not-log"
 

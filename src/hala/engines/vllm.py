@@ -13,6 +13,12 @@ tokens than one step takes (4096). Without chunking, a step takes whole prompts 
 with conv or state-space layers (LFM2, Mamba hybrids) keeps chunked prefill, which vLLM requires
 for them; there a seeded request in a batch of more than 4096 prompt tokens can still hit that bug.
 
+On CPU, with one worker (no tensor or data parallelism), the engine runs in this process
+(`VLLM_ENABLE_V1_MULTIPROCESSING=0`, the `uni` executor) unless the environment or `vllm_kwargs`
+says otherwise: vLLM's default spawns an engine-core and a worker process, each importing torch and
+vLLM again, which took 94 s to a first token against 44 s in-process on the 2-core machine (the
+tiny recipe starts seven engines). Generation is the same: one worker computes either way.
+
 This module is the only one that touches `vllm.LLM`: what other modules need of it (the context
 length, the quantization vLLM serves, token ids scored with their ranks) is a property or method
 of the engine.
@@ -80,6 +86,9 @@ class VLLMEngine(Engine):
             kwargs["data_parallel_size"] = cfg.data_parallel_size
         if not device.on_gpu():
             kwargs.update(_whole_prompts(cfg))
+            if cfg.tensor_parallel_size == 1 and cfg.data_parallel_size == 1:
+                os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+                kwargs["distributed_executor_backend"] = "uni"
         kwargs.update(cfg.vllm_kwargs)
         self.llm = LLM(**kwargs)
 
@@ -181,3 +190,6 @@ class VLLMEngine(Engine):
             if callable(shutdown):
                 shutdown()
             self.llm = None
+            import gc
+
+            gc.collect()  # an in-process engine's weights and KV cache go with its last reference
