@@ -291,6 +291,31 @@ def test_frozen_embeddings_stay_bit_identical_the_rest_trains_and_the_license_fo
     assert as_fp32.counts["steps"] == 2
 
 
+def test_frozen_lower_layers_stay_bit_identical_and_the_layers_above_train(tmp_path, tiny_llama):
+    import torch
+    from safetensors.torch import load_file
+
+    rows = [{"prompt": [{"role": "user", "content": "Translate everything that follows into Arabic:\n\n" + p["en"]}],
+             "completion": [{"role": "assistant", "content": p["ar"]}]} for p in seed_pairs(16)]  # fmt: skip
+    data = write(tmp_path / "pc.jsonl", rows)
+    cfg = TrainConfig(model=str(tiny_llama), data=[str(data)], out=str(tmp_path / "o"), max_steps=2, batch_size=8,
+                      learning_rate=1e-2, freeze_embeddings=True, freeze_layers=1)  # fmt: skip
+    manifest = train(cfg)
+    base = load_file(next(Path(tiny_llama).glob("*.safetensors")))
+    after = load_file(tmp_path / "o" / "model" / "model.safetensors")
+    layer0 = [k for k in base if k.startswith("model.layers.0.")]
+    layer1 = [k for k in base if k.startswith("model.layers.1.") and k.endswith("proj.weight")]
+    assert layer0 and layer1
+    assert all(torch.equal(after[k], base[k]) for k in layer0)
+    assert all(not torch.equal(after[k], base[k]) for k in layer1)
+    frozen = sum(base[k].numel() for k in layer0) + base["model.embed_tokens.weight"].numel()
+    assert manifest.counts["trainable_parameters"] == sum(t.numel() for t in base.values()) - frozen
+    with pytest.raises(ValueError, match="decoder layers"):
+        build_trainer(cfg.model_copy(update={"freeze_layers": 99, "out": str(tmp_path / "p")}))
+    with pytest.raises(ValueError, match="full fine-tune"):
+        TrainConfig(model="m", data=["d"], out="o", freeze_layers=1, lora={})
+
+
 def test_the_lm_head_projects_only_supervised_positions_on_cpu(tmp_path, tiny_llama, monkeypatch):
     """TRL alone projects every position off GPUs (prompt and padding through the whole head)."""
     import torch

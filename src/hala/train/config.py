@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from hala.config import StrictModel
 
@@ -59,6 +59,11 @@ class TrainConfig(StrictModel):
         description="don't train the input embedding (nor the LM head where it is tied to it): in a small model "
         "with a large vocabulary it is most of the parameters (Gemma-3-270M: 168M of 268M)",
     )
+    freeze_layers: int = Field(
+        0, ge=0,
+        description="don't train the lowest N decoder layers either: with the embedding frozen too, the backward "
+        "pass stops above them (on a CPU most of a small model's step); not with lora, which trains adapters only",
+    )
     seed: int = 42
     logging_steps: int = Field(10, ge=1)
     save_steps: int = Field(500, ge=1)
@@ -70,6 +75,12 @@ class TrainConfig(StrictModel):
         description="any other TRL SFTConfig field, set over what hala derives from its own settings "
         "(e.g. trl.gradient_checkpointing=true trl.neftune_noise_alpha=5)",
     )
+
+    @model_validator(mode="after")
+    def _freeze_layers_full_fine_tune(self) -> TrainConfig:
+        if self.freeze_layers and self.lora:
+            raise ValueError("freeze_layers is for a full fine-tune; with lora, choose lora.target_modules instead")
+        return self
 
     @field_validator("trl")
     @classmethod

@@ -103,6 +103,17 @@ def score_only_supervised_positions() -> None:
     trl_utils._use_triton = compact_everywhere
 
 
+def freeze_lowest_layers(model, n: int) -> None:
+    """Stop training the lowest `n` decoder layers (the model's `layers` list, whatever its family)."""
+    layers = getattr(model.get_decoder(), "layers", None)
+    if layers is None:
+        raise ValueError(f"freeze_layers: {type(model).__name__} has no decoder `layers` list")
+    if n >= len(layers):
+        raise ValueError(f"freeze_layers={n}: the model has {len(layers)} decoder layers; leave at least one to train")
+    for layer in layers[:n]:
+        layer.requires_grad_(False)
+
+
 def build_trainer(cfg: TrainConfig) -> Prepared:
     """Data, tokenizer (with its training template), model and TRL trainer, ready to train."""
     import torch
@@ -129,6 +140,8 @@ def build_trainer(cfg: TrainConfig) -> Prepared:
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.bfloat16 if bf16 else torch.float32)
     if cfg.freeze_embeddings:  # a tied LM head is this same Parameter, so it stays frozen too
         model.get_input_embeddings().weight.requires_grad_(False)
+    if cfg.freeze_layers:
+        freeze_lowest_layers(model, cfg.freeze_layers)
     peft_config = None
     if cfg.lora:
         from peft import LoraConfig
