@@ -44,6 +44,9 @@ $(STAMP): pyproject.toml Makefile
 	# 4. PyPI torchvision/torchaudio/torchcodec break beside the CPU torch
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec || true
 	$(PY) -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__)"
+	# 5. Gemma 3 270M as a BF16 HF folder, once per machine ($$HALA_MODELS_CACHE, default
+	#    ~/.cache/hala/models; instant when there): the demo's models stage and the tests link from it
+	$(VENV)/bin/hala models gemma3-270m
 	@touch $(STAMP)
 
 demo: setup

@@ -53,10 +53,11 @@ def tiny_lfm2(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def gemma3_270m(tmp_path_factory) -> Path:
-    """Gemma 3 270M (base) as `hala models gemma3-270m` writes it, built once (~2 min on 2 cores)."""
-    from hala.models.gemma3 import materialize_gemma3_270m
+    """Gemma 3 270M (base) as `hala models gemma3-270m` writes it: linked from the machine's copy,
+    which `make setup` writes (once per machine, ~2 min on 2 cores), as a run's `models` stage does."""
+    from hala.models.builtin import builtin
 
-    return materialize_gemma3_270m(tmp_path_factory.mktemp("models") / "gemma3-270m")
+    return builtin("gemma3-270m").materialize_into_run("gemma3-270m", tmp_path_factory.mktemp("models") / "gemma3-270m")
 
 
 @pytest.fixture

@@ -148,3 +148,38 @@ def test_gguf_conversion_never_overwrites_a_folder_it_did_not_write(tmp_path):
     with pytest.raises(FileExistsError, match="was not written by `hala models`"):
         gguf_to_hf(tmp_path / "none.gguf", folder, "abc", conversion)
     assert (folder / "notes.txt").read_text() == "keep me"
+
+
+def _write_folder(out):
+    from pathlib import Path
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text("{}")
+    (out / "model.safetensors").write_bytes(b"weights")
+    BUILDS.append(out)
+    return out
+
+
+BUILDS: list = []
+
+
+def test_a_shared_builtin_is_written_once_per_machine_and_linked_into_each_run(tmp_path, monkeypatch):
+    from hala.models.builtin import CACHE_ENV, Builtin, cache_dir
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "machine"))
+    BUILDS.clear()
+    shared = Builtin("a test model", "tests.test_models:_write_folder", "ready", shared=True)
+    first = shared.materialize_into_run("m", tmp_path / "run1" / "models" / "m")
+    (tmp_path / "run2" / "models" / ".m.linking").mkdir(parents=True)  # a link killed half way
+    second = shared.materialize_into_run("m", tmp_path / "run2" / "models" / "m")
+    assert BUILDS == [cache_dir() / "m", cache_dir() / "m"]  # the built-in itself is instant the 2nd time
+    machine = (cache_dir() / "m" / "model.safetensors").stat()
+    for run in (first, second):
+        assert (run / "model.safetensors").read_bytes() == b"weights"
+        assert (run / "model.safetensors").stat().st_ino == machine.st_ino  # a hard link, not a copy
+    assert not (tmp_path / "run2" / "models" / ".m.linking").exists()
+    assert shared.materialize_into_run("m", first) == first and len(BUILDS) == 2  # a run's copy is kept
+    private = Builtin("a test model", "tests.test_models:_write_folder", "ready")
+    private.materialize_into_run("p", tmp_path / "run1" / "models" / "p")
+    assert BUILDS[-1] == tmp_path / "run1" / "models" / "p" and not (cache_dir() / "p").exists()

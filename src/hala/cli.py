@@ -119,7 +119,13 @@ def publish_command(
 
 
 def _materialize(name: str):
-    def command(out: Path = typer.Option(..., "--out", "-o", help="folder to write the HF checkpoint to")) -> None:
+    def command(
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder to write the HF checkpoint to "
+                                           "(default: this machine's copy, which `hala run` links from)"),
+    ) -> None:  # fmt: skip
+        from hala.models.builtin import cache_dir
+
+        out = out or cache_dir() / name
         try:
             BUILTIN_MODELS[name].materialize(out)
         except Exception as error:

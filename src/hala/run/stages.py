@@ -49,9 +49,7 @@ class ModelsConfig(StrictModel):
 @holds_output()
 def materialize_models(cfg: ModelsConfig) -> Manifest:
     for name in cfg.names:
-        target = Path(cfg.out) / name
-        if not (target / "config.json").exists():
-            builtin(name).materialize(target)
+        builtin(name).materialize_into_run(name, Path(cfg.out) / name)
     manifest = Manifest(stage="models", config=cfg.identity(), counts={"models": len(cfg.names)})
     manifest.write(cfg.out)
     return manifest
