@@ -19,6 +19,7 @@ FAST = {  # the tiny recipe, made fast: fake engines, no warm-up, a few training
     "teacher_translate.engine.kind": "fake", "judge.engine.kind": "fake", "judge.limit": "40",
     "eval_translation.engine.kind": "fake", "translate.engine.kind": "fake",
     "translator.max_steps": "3", "translator.epochs": "1", "sft.max_steps": "2",
+    "sft.freeze_layers": "0",  # tiny-lfm2 has 2 decoder layers, Gemma-3-270M 18
     "models.teacher": "tiny-llama", "models.judge": "tiny-llama",
     "models.translator": "tiny-lfm2", "models.hala_base": "tiny-lfm2",
     "bench.tasks": "[arabic_exams]", "bench.limit": "2",

@@ -158,8 +158,9 @@ def sft_plain(folder: Path, s: Settings) -> dict:
     for _ in range(s.warmup_steps + s.timed_steps):
         sync(s.device)
         started = time.perf_counter()
-        loss = model(input_ids=ids, labels=labels, use_cache=False).loss
-        loss.backward()
+        with torch.enable_grad():  # a library loaded before (vLLM, lighteval) may have turned grad off
+            loss = model(input_ids=ids, labels=labels, use_cache=False).loss
+            loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         sync(s.device)
