@@ -18,6 +18,9 @@ On CPU, with one worker (no tensor or data parallelism), the engine runs in this
 says otherwise: vLLM's default spawns an engine-core and a worker process, each importing torch and
 vLLM again, which took 94 s to a first token against 44 s in-process on the 2-core machine (the
 tiny recipe starts seven engines). Generation is the same: one worker computes either way.
+Closing an in-process engine tears down vLLM's process-wide parallel state, so a process that
+keeps one engine while it builds and closes others (the test session's shared engine) sets
+`VLLM_ENABLE_V1_MULTIPROCESSING=1`; a stage process holds one engine at a time.
 
 This module is the only one that touches `vllm.LLM`: what other modules need of it (the context
 length, the quantization vLLM serves, token ids scored with their ranks) is a property or method
