@@ -5,6 +5,7 @@ kill, calibration figures, the bundled gold set, and the OpenAI path against a l
 from __future__ import annotations
 
 import json
+from collections import Counter
 import math
 from pathlib import Path
 
@@ -194,6 +195,25 @@ def test_calibrated_threshold_and_figures_in_the_manifest(tmp_path):
         JudgeConfig(inputs=["x"], out="y", mode="likelihood", threshold="calibrated")
     with pytest.raises(ValueError, match="labels must be two different"):
         JudgeConfig(inputs=["x"], out="y", mode="choice", labels=["ACCEPT", "ACCEPT"])
+
+
+def test_gold_per_kind_calibrates_on_the_first_pairs_of_every_kind(tmp_path):
+    from hala.cli import app
+    from hala.judge.gold import KINDS
+
+    result = CliRunner().invoke(app, ["judge", "calibrate", "--gold", str(SAMPLES / "judge_gold.jsonl"), "--engine", "fake",
+                                      "-m", "m", "--mode", "choice", "-o", str(tmp_path / "cal"), "gold_per_kind=5"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    counts = json.loads((tmp_path / "cal" / "manifest.json").read_text())["counts"]
+    kinds = {k.removeprefix("gold_"): n for k, n in counts.items() if k.startswith("gold_") and k != "gold_pairs"}
+    assert kinds == {kind: 5 for kind in KINDS} and counts["gold_pairs"] == 5 * len(KINDS)
+    expected, seen = [], Counter()
+    for g in read_gold(SAMPLES / "judge_gold.jsonl"):
+        seen[g.kind] += 1
+        if seen[g.kind] <= 5:
+            expected.append(g.pair.id)
+    scored = [json.loads(line)["id"] for line in (tmp_path / "cal" / "calibration_scores.jsonl").read_text().splitlines()]
+    assert scored == expected  # the first five of each kind, in the file's order
 
 
 def test_cli_calibrate_and_judge_in_a_scoring_mode(tmp_path):

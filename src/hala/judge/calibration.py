@@ -56,6 +56,19 @@ def read_gold(path: str | Path, src_lang: str = "en", tgt_lang: str = "ar") -> l
     return rows
 
 
+def first_of_each_kind(gold: list[GoldPair], n: int | None) -> list[GoldPair]:
+    """The first `n` pairs of each kind, in file order (all of them for None)."""
+    if n is None:
+        return gold
+    seen: dict[str, int] = {}
+    kept = []
+    for g in gold:
+        seen[g.kind] = seen.get(g.kind, 0) + 1
+        if seen[g.kind] <= n:
+            kept.append(g)
+    return kept
+
+
 def roc_auc(good: list[float], bad: list[float]) -> float:
     """P(a good pair scores above a bad one), ties half: the Mann-Whitney statistic."""
     wins = sum((g > b) + 0.5 * (g == b) for g in good for b in bad)
@@ -151,7 +164,7 @@ def figures_of(scores: list[float], pairs: list[GoldPair], threshold: float | No
 
 def calibrate_with(scorer, cfg, out: Path) -> Calibration:
     """Score `cfg.gold` with the judge's own scorer and write OUT/calibration.json (and a per-pair file)."""
-    gold = read_gold(cfg.gold, cfg.src_lang, cfg.tgt_lang)
+    gold = first_of_each_kind(read_gold(cfg.gold, cfg.src_lang, cfg.tgt_lang), cfg.gold_per_kind)
     fixed = None if cfg.threshold == "calibrated" else cfg.decision_threshold()
     judged = scorer.judge([g.pair for g in gold], fixed if fixed is not None else 0.0)
     errors = sum(j.score is None for j in judged)

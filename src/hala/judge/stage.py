@@ -89,6 +89,9 @@ class JudgeConfig(ShardedConfig):
         "target's script gets the floor score without asking the model (an untranslated copy); null: off"
     )
     gold: str | None = Field(None, description="a labelled gold set (label 1 good, 0 bad) to calibrate on first")
+    gold_per_kind: int | None = Field(
+        None, ge=1, description="calibrate on only the first N gold pairs of each kind (good, swapped, ...): a "
+        "smaller set that keeps every kind; null: all of them")
     system: str | None = Field(None, description="an optional system message")
     src_lang: str = "en"
     tgt_lang: str = "ar"
