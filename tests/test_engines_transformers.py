@@ -97,6 +97,21 @@ def test_token_logprobs_rank_one_is_the_models_first_choice(engine, reference):
         assert order[position, rank - 1] == sequence[position + 1]
 
 
+def test_tail_logprobs_are_the_tails_of_token_logprobs_in_any_batch(engine, reference):
+    """Sequences of different lengths share left-padded batches; each tail is scored as alone."""
+    tokenizer, _ = reference
+    texts = ["a short one", "a somewhat longer sequence of several more words", "mid length text here", "x"]
+    sequences = [list(tokenizer(t)["input_ids"]) for t in texts] * 2
+    tails = [1, 3, 2, 5, 2, 1, 4, 1]  # the last one asks more than its 1 scorable token: it gets that one
+    alone = [engine.token_logprobs([s])[0] for s in sequences]
+    for batch_tokens in (8192, 1):  # one batch, and one sequence a batch
+        got = engine.tail_logprobs(sequences, tails, batch_tokens=batch_tokens)
+        for row, full, n in zip(got, alone, tails):
+            want = full[max(0, len(full) - n) :]
+            assert len(row) == len(want) and [r for _, r in row] == [r for _, r in want]
+            assert [lp for lp, _ in row] == pytest.approx([lp for lp, _ in want], abs=1e-5)
+
+
 def test_score_replies_cut_the_replies_tokens(engine, reference):
     tokenizer, _ = reference
     replies = [Reply(CHATS[0], "صباح الخير"), Reply(CHATS[1], "ACCEPT", closed=False)]

@@ -232,29 +232,18 @@ def test_vllm_backend_scores_like_transformers(exams, tiny_llama):
     _assert_same_scores(exams.root / "vllm", exams.out)
 
 
-def test_the_engine_scorer_on_the_transformers_engine_scores_like_lightevals_model(exams, tiny_llama, monkeypatch):
-    """The vLLM backend's scorer asks only the engine API: on the transformers engine, in float32
-    as the hf run, it gives lighteval's transformers scores for every choice of every item."""
-    import hala.engines
-    from hala.engines.transformers import TransformersEngine
-
-    built = []
-
-    def transformers_engine(cfg):
-        built.append(cfg.kind)
-        return TransformersEngine(cfg.model_copy(update={"kind": "transformers"}))
-
-    monkeypatch.setattr(hala.engines, "get_engine", transformers_engine)
+def test_the_transformers_backend_scores_like_lightevals_model(exams, tiny_llama):
+    """hala's engine scorer (the vLLM backend's) on the transformers engine, which projects only the
+    choices' tokens: in float32 as the hf run, lighteval's transformers scores for every choice."""
     out = exams.root / "engine-scorer"
-    bench(exams.cfg.model_copy(update={"backend": "vllm", "out": str(out)}))
-    assert built == ["vllm"]
+    bench(exams.cfg.model_copy(update={"backend": "transformers", "out": str(out)}))
     got, want = _details(out / "details" / "tiny-llama.jsonl"), _details(exams.out / "details" / "tiny-llama.jsonl")
     assert got.keys() == want.keys() and len(got) == 8
     for key, row in got.items():
         assert row["logprobs"] == pytest.approx(want[key]["logprobs"], abs=1e-5)
     results = json.loads((out / "results.json").read_text())
     [model], [reference] = results["models"], exams.results["models"]
-    assert model["tasks"] == reference["tasks"]
+    assert model["backend"] == "transformers" and model["tasks"] == reference["tasks"]
 
 
 @pytest.mark.gpu

@@ -144,6 +144,12 @@ class Engine(ABC):
         being the model's own first choice: lighteval's log-likelihood requests are scored so."""
         raise NotImplementedError(f"engine {self.cfg.kind!r} can't score token ids")
 
+    def tail_logprobs(self, sequences: list[list[int]], tails: list[int]) -> list[list[tuple[float, int]]]:
+        """`token_logprobs` of only the last `tails[i]` tokens of each sequence (a multiple-choice
+        answer after its question). An engine that can project just those positions onto the
+        vocabulary overrides this; the others score every token and keep the tail."""
+        return [scores[max(0, len(scores) - n) :] for scores, n in zip(self.token_logprobs(sequences), tails)]
+
     @property
     def context_length(self) -> int:
         """The longest sequence the served model takes (prompt and completion)."""

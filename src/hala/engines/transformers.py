@@ -12,6 +12,8 @@ keep the vLLM engine's contract, so a stage or a test may use either.
   generation config gives its stop tokens, not its sampling defaults (a repetition penalty,
   top-k), which vLLM ignores too. A seeded sampled request is generated on its own under its
   seed, so its sample does not depend on its batch.
+- `tail_logprobs` (lighteval's multiple-choice requests, `hala eval bench --backend transformers`)
+  batches sequences and projects only the scored positions onto the vocabulary;
 - `prompt_logprobs`, `token_logprobs` and `score_replies` are one forward pass per sequence; the
   tokens are those the vLLM engine scores (a text prompt with the tokenizer's special tokens, a
   reply cut by `hala.engines.replies`), and a rank counts the tokens at least as likely, as
@@ -126,6 +128,43 @@ class TransformersEngine(Engine):
                 ranks = (logprobs >= picked).sum(dim=1)
                 scores.append(list(zip(picked[:, 0].tolist(), ranks.tolist())))
         return scores
+
+    def tail_logprobs(self, sequences: list[list[int]], tails: list[int], batch_tokens: int = 8192) -> list[list[tuple[float, int]]]:
+        """Batches of similar length, left-padded so every tail ends at the last position: the
+        decoder runs over every position, the LM head only over the last max(tail)+1 (`logits_to_keep`),
+        which for a large vocabulary (Gemma 3: 262k) is most of a forward pass."""
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        scores: list[list[tuple[float, int]]] = [[] for _ in sequences]
+        start = 0
+        while start < len(order):
+            stop = start + 1
+            while stop < len(order) and len(sequences[order[stop]]) * (stop + 1 - start) <= batch_tokens:
+                stop += 1
+            batch = order[start:stop]
+            width = len(sequences[batch[-1]])
+            for i, row in zip(batch, self._tails([sequences[i] for i in batch], [tails[i] for i in batch], width)):
+                scores[i] = row
+            start = stop
+        return scores
+
+    def _tails(self, sequences: list[list[int]], tails: list[int], width: int) -> list[list[tuple[float, int]]]:
+        tails = [min(n, len(s) - 1) for s, n in zip(sequences, tails)]  # the first token has no score
+        keep = max(tails) + 1
+        ids = torch.tensor([[self.pad_id] * (width - len(s)) + s for s in sequences], device=self.model.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences], device=self.model.device)
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        with torch.no_grad():
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+        rows = []
+        for b, n in enumerate(tails):
+            if n == 0:
+                rows.append([])
+                continue
+            logprobs = torch.log_softmax(logits[b, keep - 1 - n : keep - 1].float(), dim=-1)
+            picked = logprobs.gather(1, ids[b, width - n :, None])
+            ranks = (logprobs >= picked).sum(dim=1)
+            rows.append(list(zip(picked[:, 0].tolist(), ranks.tolist())))
+        return rows
 
     def prompt_logprobs(self, prompts: list[str]) -> list[list[float]]:
         sequences = [list(self.tokenizer(prompt)["input_ids"]) for prompt in prompts]

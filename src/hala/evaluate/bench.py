@@ -46,7 +46,10 @@ class BenchConfig(StrictModel):
     tasks: list[str] = Field(default_factory=list, description="benchmark names; empty: all six")
     data_dir: str | None = Field(None, description="local OALL v2 data; default: the bundled mini data")
     limit: int | None = Field(None, ge=1, description="at most N items per subset (lighteval's max_samples)")
-    backend: Literal["auto", "hf", "vllm"] = Field("auto", description="auto: vllm on a GPU, else hf")
+    backend: Literal["auto", "hf", "vllm", "transformers"] = Field(
+        "auto", description="auto: vllm on a GPU, else hf (lighteval's own transformers model); transformers: hala's "
+        "transformers engine, which projects only the choices' tokens onto the vocabulary (same scores, several times "
+        "faster on a CPU for a large vocabulary)")
     dtype: str | None = Field(None, description="default: float32 on CPU, the model's own on GPU")
     batch_size: int = Field(8, ge=1, description="hf backend")
     chat_template: bool | None = Field(None, description="None: lighteval's default (the tokenizer's template, if any)")

@@ -21,6 +21,10 @@ same for the `lighteval` CLI):
   scores lighteval's log-likelihood requests with hala's vLLM engine, through the engine API
   (`hala.evaluate.lighteval_scorer`): the token sequences lighteval's transformers backend builds,
   so both backends score the same tokens and a CPU run and a GPU run of a model agree.
+- `backend=transformers` is the same scorer on hala's transformers engine, which runs the decoder
+  over every position but the LM head only over each choice's tokens; lighteval's own model
+  projects and log-softmaxes every position (Gemma 3: 262k logits a token), which on a CPU is
+  most of the time.
 - `backend=hf` is lighteval's own transformers model, which loads the model itself: its scores
   are the `lighteval` CLI's (`tests/test_evaluate_bench.py` pins that).
 """
@@ -136,7 +140,7 @@ def write_custom_tasks(folder: Path, task_data: list[TaskData]) -> tuple[Path, l
 
 @dataclass
 class RunSettings:
-    backend: str  # "hf" or "vllm"
+    backend: str  # "hf", "vllm" or "transformers"
     device: str  # "cpu" or "cuda" (hf)
     dtype: str
     batch_size: int
@@ -196,6 +200,10 @@ def evaluate_model(model_dir: str | Path, tasks_file: Path, task_names: list[str
         if settings.backend == "vllm":
             launcher, model_config = ParallelismManager.VLLM, None
             model = engine_scorer(_vllm_engine(model_dir, settings), settings.chat_template)
+        elif settings.backend == "transformers":
+            launcher, model_config = ParallelismManager.ACCELERATE, None
+            engine = EngineConfig(kind="transformers", model=str(model_dir), dtype=settings.dtype)
+            model = engine_scorer(engine, settings.chat_template)
         else:
             from lighteval.models.transformers.transformers_model import TransformersModelConfig
 

@@ -3,7 +3,7 @@
 lighteval's own vLLM model accepts only vllm<0.10.2 (hala pins 0.33), so hala hands lighteval's
 pipeline a `LightevalModel` of its own. It builds the token sequences lighteval's transformers
 backend builds (the context and each choice encoded apart, cut from the left to the model's
-context length), asks the engine for their log-probabilities and ranks (`Engine.token_logprobs`,
+context length), asks the engine for the log-probabilities and ranks of each choice's tokens (`Engine.tail_logprobs`,
 the engine API: nothing here knows which library serves the model), and answers as lighteval's
 vLLM model does: the summed log-probability of each choice's tokens and whether each of them was
 the model's first choice. Both backends thus score the same tokens, so a CPU run and a GPU run of
@@ -65,11 +65,12 @@ def engine_scorer(engine_cfg: EngineConfig, chat_template: bool | None):
                 sequences = [
                     (ctx + cont)[-self.max_length :] for _, ctxs, conts in batch for ctx, cont in zip(ctxs, conts)
                 ]
-                scored = iter(self.engine.token_logprobs(sequences))
+                tails = [len(cont) for _, _, conts in batch for cont in conts]
+                scored = iter(self.engine.tail_logprobs(sequences, tails))
                 for context, ctxs, conts in batch:
                     logprobs, greedy = [], []
                     for cont in conts:
-                        picked = next(scored)[-len(cont) :]
+                        picked = next(scored)
                         logprobs.append(sum(logprob for logprob, _ in picked))
                         greedy.append(all(rank == 1 for _, rank in picked))
                     responses.append(
