@@ -104,8 +104,8 @@ def test_tail_logprobs_are_the_tails_of_token_logprobs_in_any_batch(engine, refe
     sequences = [list(tokenizer(t)["input_ids"]) for t in texts] * 2
     tails = [1, 3, 2, 5, 2, 1, 4, 1]  # the last one asks more than its 1 scorable token: it gets that one
     alone = [engine.token_logprobs([s])[0] for s in sequences]
-    for batch_tokens in (8192, 1):  # one batch, and one sequence a batch
-        got = engine.tail_logprobs(sequences, tails, batch_tokens=batch_tokens)
+    for limits in ({}, {"batch_tokens": 1}, {"logit_rows": 6}):  # one batch; one sequence a batch; a few
+        got = engine.tail_logprobs(sequences, tails, **limits)
         for row, full, n in zip(got, alone, tails):
             want = full[max(0, len(full) - n) :]
             assert len(row) == len(want) and [r for _, r in row] == [r for _, r in want]

@@ -13,8 +13,9 @@ keep the vLLM engine's contract, so a stage or a test may use either.
   top-k), which vLLM ignores too. A seeded sampled request is generated on its own under its
   seed, so its sample does not depend on its batch.
 - `tail_logprobs` (lighteval's multiple-choice requests, `hala eval bench --backend transformers`)
-  batches sequences and projects only the scored positions onto the vocabulary;
-- `prompt_logprobs`, `token_logprobs` and `score_replies` are one forward pass per sequence; the
+  and `score_replies` (the judge's scoring modes) batch sequences and project only the scored
+  positions onto the vocabulary;
+- `prompt_logprobs` and `token_logprobs` are one forward pass per sequence; the
   tokens are those the vLLM engine scores (a text prompt with the tokenizer's special tokens, a
   reply cut by `hala.engines.replies`), and a rank counts the tokens at least as likely, as
   vLLM's does.
@@ -129,17 +130,23 @@ class TransformersEngine(Engine):
                 scores.append(list(zip(picked[:, 0].tolist(), ranks.tolist())))
         return scores
 
-    def tail_logprobs(self, sequences: list[list[int]], tails: list[int], batch_tokens: int = 8192) -> list[list[tuple[float, int]]]:
+    def tail_logprobs(
+        self, sequences: list[list[int]], tails: list[int], batch_tokens: int = 8192, logit_rows: int = 512
+    ) -> list[list[tuple[float, int]]]:
         """Batches of similar length, left-padded so every tail ends at the last position: the
         decoder runs over every position, the LM head only over the last max(tail)+1 (`logits_to_keep`),
-        which for a large vocabulary (Gemma 3: 262k) is most of a forward pass."""
+        which for a large vocabulary (Gemma 3: 262k) is most of a forward pass. A batch holds at
+        most `batch_tokens` tokens and `logit_rows` rows of logits (512 x 262k floats: 0.5 GB)."""
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
         scores: list[list[tuple[float, int]]] = [[] for _ in sequences]
         start = 0
         while start < len(order):
-            stop = start + 1
-            while stop < len(order) and len(sequences[order[stop]]) * (stop + 1 - start) <= batch_tokens:
-                stop += 1
+            stop, keep = start + 1, tails[order[start]] + 1
+            while stop < len(order):
+                size, wider = stop + 1 - start, max(keep, tails[order[stop]] + 1)
+                if len(sequences[order[stop]]) * size > batch_tokens or wider * size > logit_rows:
+                    break
+                stop, keep = stop + 1, wider
             batch = order[start:stop]
             width = len(sequences[batch[-1]])
             for i, row in zip(batch, self._tails([sequences[i] for i in batch], [tails[i] for i in batch], width)):
@@ -174,8 +181,8 @@ class TransformersEngine(Engine):
         from hala.engines.replies import reply_token_ids
 
         cut = [reply_token_ids(self.tokenizer, reply, self.template) for reply in replies]
-        scores = self.token_logprobs([ids for ids, _ in cut])
-        return [[logprob for logprob, _ in s[-n_reply:]] for s, (_, n_reply) in zip(scores, cut)]
+        scores = self.tail_logprobs([ids for ids, _ in cut], [n_reply for _, n_reply in cut])
+        return [[logprob for logprob, _ in s] for s in scores]
 
     def next_token_logprobs(self, sequences: list[list[int]]) -> list[torch.Tensor]:
         """Per token-id sequence, the [positions, vocab] log-probabilities of each next token
