@@ -102,7 +102,8 @@ def test_tail_logprobs_are_the_tails_of_token_logprobs_in_any_batch(engine, refe
     tokenizer, _ = reference
     texts = ["a short one", "a somewhat longer sequence of several more words", "mid length text here", "x"]
     sequences = [list(tokenizer(t)["input_ids"]) for t in texts] * 2
-    tails = [1, 3, 2, 5, 2, 1, 4, 1]  # the last one asks more than its 1 scorable token: it gets that one
+    sequences += [sequences[1][:-1] + [token] for token in (5, 6)]  # choices sharing a question: one row
+    tails = [1, 3, 2, 5, 2, 1, 4, 1, 1, 1]  # the 8th asks more than its 1 scorable token: it gets that one
     alone = [engine.token_logprobs([s])[0] for s in sequences]
     for limits in ({}, {"batch_tokens": 1}, {"logit_rows": 6}):  # one batch; one sequence a batch; a few
         got = engine.tail_logprobs(sequences, tails, **limits)

@@ -133,45 +133,52 @@ class TransformersEngine(Engine):
     def tail_logprobs(
         self, sequences: list[list[int]], tails: list[int], batch_tokens: int = 8192, logit_rows: int = 512
     ) -> list[list[tuple[float, int]]]:
-        """Batches of similar length, left-padded so every tail ends at the last position: the
-        decoder runs over every position, the LM head only over the last max(tail)+1 (`logits_to_keep`),
-        which for a large vocabulary (Gemma 3: 262k) is most of a forward pass. A batch holds at
-        most `batch_tokens` tokens and `logit_rows` rows of logits (512 x 262k floats: 0.5 GB)."""
-        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        """The decoder runs over every position, the LM head only over the positions scored
+        (`logits_to_keep`), which for a large vocabulary (Gemma 3: 262k) is most of a forward pass.
+
+        Each sequence runs without its last token (whose logits score nothing); sequences whose
+        runs are the same share one row: the choices of one question, when each is one token, are
+        read off one distribution. Rows go in batches of similar length, left-padded so every tail
+        ends at the last position, each of at most `batch_tokens` tokens and `logit_rows` rows of
+        logits (512 x 262k floats: 0.5 GB)."""
+        tails = [min(n, len(s) - 1) for s, n in zip(sequences, tails)]  # the first token has no score
+        runs: dict[tuple[int, ...], int] = {}
+        row_of = [runs.setdefault(tuple(s[:-1]), len(runs)) for s in sequences]
+        rows = [list(run) for run in runs]
+        need = [0] * len(rows)
+        asks: list[list[int]] = [[] for _ in rows]  # the sequences each row answers
+        for i, (row, n) in enumerate(zip(row_of, tails)):
+            need[row] = max(need[row], n)
+            asks[row].append(i)
         scores: list[list[tuple[float, int]]] = [[] for _ in sequences]
+        order = sorted((r for r in range(len(rows)) if need[r]), key=lambda r: len(rows[r]))
         start = 0
         while start < len(order):
-            stop, keep = start + 1, tails[order[start]] + 1
+            stop, keep = start + 1, need[order[start]]
             while stop < len(order):
-                size, wider = stop + 1 - start, max(keep, tails[order[stop]] + 1)
-                if len(sequences[order[stop]]) * size > batch_tokens or wider * size > logit_rows:
+                size, wider = stop + 1 - start, max(keep, need[order[stop]])
+                if len(rows[order[stop]]) * size > batch_tokens or wider * size > logit_rows:
                     break
                 stop, keep = stop + 1, wider
             batch = order[start:stop]
-            width = len(sequences[batch[-1]])
-            for i, row in zip(batch, self._tails([sequences[i] for i in batch], [tails[i] for i in batch], width)):
-                scores[i] = row
+            for r, logits in zip(batch, self._last_logits([rows[r] for r in batch], keep)):
+                for i in asks[r]:
+                    if n := tails[i]:
+                        logprobs = torch.log_softmax(logits[keep - n :].float(), dim=-1)
+                        picked = logprobs.gather(1, torch.tensor(sequences[i][-n:], device=logprobs.device)[:, None])
+                        ranks = (logprobs >= picked).sum(dim=1)
+                        scores[i] = list(zip(picked[:, 0].tolist(), ranks.tolist()))
             start = stop
         return scores
 
-    def _tails(self, sequences: list[list[int]], tails: list[int], width: int) -> list[list[tuple[float, int]]]:
-        tails = [min(n, len(s) - 1) for s, n in zip(sequences, tails)]  # the first token has no score
-        keep = max(tails) + 1
-        ids = torch.tensor([[self.pad_id] * (width - len(s)) + s for s in sequences], device=self.model.device)
-        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences], device=self.model.device)
+    def _last_logits(self, rows: list[list[int]], keep: int) -> torch.Tensor:
+        """[rows, keep, vocab]: the logits at each row's last `keep` positions (left-padded batch)."""
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([[self.pad_id] * (width - len(r)) + r for r in rows], device=self.model.device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.model.device)
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
         with torch.no_grad():
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
-        rows = []
-        for b, n in enumerate(tails):
-            if n == 0:
-                rows.append([])
-                continue
-            logprobs = torch.log_softmax(logits[b, keep - 1 - n : keep - 1].float(), dim=-1)
-            picked = logprobs.gather(1, ids[b, width - n :, None])
-            ranks = (logprobs >= picked).sum(dim=1)
-            rows.append(list(zip(picked[:, 0].tolist(), ranks.tolist())))
-        return rows
+            return self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
 
     def prompt_logprobs(self, prompts: list[str]) -> list[list[float]]:
         sequences = [list(self.tokenizer(prompt)["input_ids"]) for prompt in prompts]
