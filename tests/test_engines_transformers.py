@@ -113,6 +113,17 @@ def test_tail_logprobs_are_the_tails_of_token_logprobs_in_any_batch(engine, refe
             assert [lp for lp, _ in row] == pytest.approx([lp for lp, _ in want], abs=1e-5)
 
 
+def test_tail_logprobs_of_a_model_with_conv_layers_are_not_padded(tiny_lfm2):
+    """LFM2's short convolutions see the left padding of a batch (transformers masks their input):
+    each tail scores as the sequence alone does."""
+    lfm2 = get_engine(EngineConfig(kind="transformers", model=str(tiny_lfm2), dtype="float32"))
+    sequences = [[5, 6, 7, 8, 9], [5, 6, 7], [9, 8, 7, 6, 5], [4, 4]]
+    got = lfm2.tail_logprobs(sequences, [2, 1, 3, 1])
+    for row, seq, n in zip(got, sequences, [2, 1, 3, 1]):
+        want = lfm2.token_logprobs([seq])[0][-n:]
+        assert [lp for lp, _ in row] == pytest.approx([lp for lp, _ in want], abs=1e-5)
+
+
 def test_score_replies_cut_the_replies_tokens(engine, reference):
     tokenizer, _ = reference
     replies = [Reply(CHATS[0], "صباح الخير"), Reply(CHATS[1], "ACCEPT", closed=False)]

@@ -54,7 +54,7 @@ def test_a_finished_run_is_all_skipped(tmp_path):
 def test_one_setting_reruns_its_stage_and_everything_downstream(tmp_path):
     r = recipe(tmp_path)
     finish(plan(r, "r.yaml"), Path(r.out))
-    steps = plan(recipe(tmp_path, "translate.max_segment_tokens=32"), "r.yaml")
+    steps = plan(recipe(tmp_path, "translate.max_segment_tokens=16"), "r.yaml")
     ran = [name for name, action in actions(steps).items() if action == "run"]
     assert ran == ["translate", "decontaminate", "audit", "sft", "merge", "bench", "report"]
     why = {s.stage.name: s.why for s in steps}
@@ -108,7 +108,7 @@ def test_the_whole_chain_runs_then_skips_then_reruns_only_what_changed(tmp_path)
     assert set(actions(plan(r, "r.yaml")).values()) == {"skip"}
     assert execute(plan(r, "r.yaml"), run, log=lambda *_: None) == {}
 
-    changed = recipe(tmp_path, "translate.max_segment_tokens=32")
+    changed = recipe(tmp_path, "translate.max_segment_tokens=16")
     ran = execute(plan(changed, "r.yaml", until="translate"), run, log=lambda *_: None)
     assert list(ran) == ["translate"]
-    assert json.loads((run / "translate" / "manifest.json").read_text())["config"]["max_segment_tokens"] == 32
+    assert json.loads((run / "translate" / "manifest.json").read_text())["config"]["max_segment_tokens"] == 16
