@@ -4,7 +4,7 @@ vLLM's default of an engine-core process and a worker process.
 Each variant runs in a fresh child process, alternating, so neither finds the other's imports
 warm: the clock runs from the child's start (imports included, as a stage process pays them) to
 its first answer of 8 greedy requests, then the same batch is timed once more warm (generation
-itself should not change: one worker computes either way). The tiny recipe starts seven engines,
+itself should not change: one worker computes either way). The tiny recipe starts six vLLM engines,
 so the difference is paid seven times per `make demo`.
 
 Usage: python benchmarks/vllm_startup.py [--model DIR] [--repeats 2]
@@ -47,7 +47,8 @@ def run(model: str, in_process: bool) -> dict:
     out = subprocess.run([sys.executable, "-c", code, model], capture_output=True, text=True, env=env, timeout=900)
     if out.returncode:
         raise RuntimeError(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    # vLLM may print after the child's figures (its shutdown): take the child's own line
+    return json.loads(next(line for line in reversed(out.stdout.splitlines()) if line.startswith('{"first_answer_s"')))
 
 
 def main() -> None:

@@ -16,8 +16,9 @@ for them; there a seeded request in a batch of more than 4096 prompt tokens can 
 On CPU, with one worker (no tensor or data parallelism), the engine runs in this process
 (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, the `uni` executor) unless the environment or `vllm_kwargs`
 says otherwise: vLLM's default spawns an engine-core and a worker process, each importing torch and
-vLLM again, which took 94 s to a first token against 44 s in-process on the 2-core machine (the
-tiny recipe starts seven engines). Generation is the same: one worker computes either way.
+vLLM again, which took 59 s to a first answer against 39 s in-process for Gemma-3-270M on the
+2-core machine (`benchmarks/vllm_startup.py`; the tiny recipe starts six engines). Generation is
+the same: one worker computes either way.
 Closing an in-process engine tears down vLLM's process-wide parallel state, so a process that
 keeps one engine while it builds and closes others (the test session's shared engine) sets
 `VLLM_ENABLE_V1_MULTIPROCESSING=1`; a stage process holds one engine at a time.
