@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -57,11 +58,42 @@ def test_qa_the_pair_filters_and_the_judge_gate_are_filters_of_one_shape():
     ("الطقس", "stop", ("length_ratio", "output/source length 0.08 outside [0.3, 3]")),
     ("الطقس لطيف " + "ا" * 40, "stop", ("repetition", "'ا' 40 times in a row (max_char_run 30)")),
     (" ".join(["السوق القديم جميل جدا"] * 5), "stop", ("repetition", "a word 4-gram repeated 5 times (max_ngram_repeats 4)")),
+    # the demo's loop (stop 15): three turns of a 5-word cycle, under the 4-gram count
+    ("أفضل " + " ".join(["أن يسبق الصحاء لا يسبق"] * 3), "stop",
+     ("repetition", "a word 4-gram repeated 3 times, 6 distinct of 13 4-grams (0.46, min_distinct_share 0.6)")),
 ])  # fmt: skip
 def test_qa_names_the_filter_as_it_always_has_and_now_says_why(output, finish, verdict):
     [found] = qa.verdicts([qa.Translation(SRC, output, finish)], "en", "ar", qa.QAConfig())
     assert found == verdict
     assert qa.check(SRC, output, finish, "en", "ar", qa.QAConfig()) == verdict[0]  # what the counts use
+
+
+def test_the_short_loop_rule_spares_every_text_of_the_bundled_data():
+    """Seed and test pairs, gold pairs, conversations and the OALL mini items, both languages: over
+    8,000 texts, none of them a loop, so none may be called one."""
+    from importlib.resources import files
+
+    from hala.text.defects import loop
+
+    texts = []
+
+    def strings(value):
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, dict):
+            for v in value.values():
+                strings(v)
+        elif isinstance(value, list):
+            for v in value:
+                strings(v)
+
+    root = Path(str(files("hala.resources")))
+    for path in sorted(root.rglob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            strings(json.loads(line))
+    long = [t for t in texts if len(t.split()) >= 11]
+    assert len(texts) > 8000 and len(long) > 500
+    assert [t for t in texts if loop(t, 30, 4)] == []
 
 
 def test_qa_reasons_for_placeholders_and_language():

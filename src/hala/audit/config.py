@@ -37,6 +37,10 @@ class AuditConfig(StrictModel):
         4, ge=1, description="repetition: the most times one word 4-gram may repeat in a paragraph"
     )
     max_char_run: int = Field(30, ge=2, description="repetition: the longest run of one character in a paragraph")
+    min_distinct_share: float = Field(
+        0.6, ge=0, le=1, description="repetition: the least share of distinct word 4-grams in a paragraph that "
+        "repeats one 3 times (a short loop)"
+    )
     max_turn_chars: int = Field(50_000, ge=1, description="length: the most characters one turn may have")
     length_mad_k: float = Field(
         10.0, gt=0, description="length: a conversation longer than median + k * MAD of the corpus is an outlier"

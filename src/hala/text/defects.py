@@ -14,8 +14,12 @@ HTML code, `"\n"` in a Python string and `\nabla` in LaTeX are right where they 
   letters after the backslash spell a LaTeX command (`LATEX_NTR`, matched whole): `\n`, `\nThe`,
   `\nthe` and `سطر\nسطر` are escapes; `\nabla`, `\theta`, `\text{}`, `\newline` and `\right)` are
   not. A Windows path in prose (`C:\temp`) counts as one: it belongs in code;
-- a loop (`loop`): one character more than `max_char_run` times in a row, or one word 4-gram more
-  than `max_ngram_repeats` times.
+- a loop (`loop`): one character more than `max_char_run` times in a row; one word 4-gram more
+  than `max_ngram_repeats` times; or a short loop, a text of at least `LOOP_MIN_GRAMS` word 4-grams
+  in which one 4-gram comes back 3 times and fewer than `min_distinct_share` of its 4-grams are
+  distinct. A 64-token answer that loops three times stays under the first count but is mostly
+  repeats (`a b c d e a b c d e a b c d e`: 6 distinct of 11), while prose, lists and tables of the
+  bundled data keep over 0.85 of their 4-grams distinct (tests/test_text_filters.py reads them all).
 """
 
 from __future__ import annotations
@@ -82,14 +86,26 @@ def literal_escapes(text: str) -> list[re.Match]:
     return found
 
 
-def loop(text: str, max_char_run: int, max_ngram_repeats: int) -> tuple[str, str] | None:
+LOOP_MIN_GRAMS = 8  # the short-loop rule reads texts of 11 words or more
+
+
+def loop(
+    text: str, max_char_run: int, max_ngram_repeats: int, min_distinct_share: float = 0.6
+) -> tuple[str, str] | None:
     """(what repeats, why that is a loop) when `text` loops, else None."""
     if run := re.search(r"(.)\1{%d,}" % (max_char_run - 1), text):
         return run.group(), f"{run.group(1)!r} {len(run.group())} times in a row (max_char_run {max_char_run})"
     words = text.split()
-    grams = Counter(tuple(words[i : i + 4]) for i in range(len(words) - 3))
+    total = max(len(words) - 3, 0)
+    grams = Counter(tuple(words[i : i + 4]) for i in range(total))
     if grams:
         gram, most = grams.most_common(1)[0]
         if most > max_ngram_repeats:
             return " ".join(gram), f"a word 4-gram repeated {most} times (max_ngram_repeats {max_ngram_repeats})"
+        distinct = len(grams) / total
+        if most >= 3 and total >= LOOP_MIN_GRAMS and distinct < min_distinct_share:
+            return " ".join(gram), (
+                f"a word 4-gram repeated {most} times, {len(grams)} distinct of {total} 4-grams "
+                f"({distinct:.2f}, min_distinct_share {min_distinct_share:g})"
+            )
     return None

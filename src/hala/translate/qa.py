@@ -60,6 +60,9 @@ class QAConfig(StrictModel):
     length_ratio_min_chars: int = Field(20, ge=0, description="shorter sources skip the length check")
     max_ngram_repeats: int = Field(4, ge=1, description="max times one word 4-gram may repeat")
     max_char_run: int = Field(30, ge=2)
+    min_distinct_share: float = Field(
+        0.6, ge=0, le=1, description="a short loop: the least share of distinct word 4-grams (hala.text.defects.loop)"
+    )
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,7 @@ def _length_ratio(cfg: QAConfig, t: Translation) -> str | None:
 
 
 def _repetition(cfg: QAConfig, t: Translation) -> str | None:
-    found = loop(t.out, cfg.max_char_run, cfg.max_ngram_repeats)
+    found = loop(t.out, cfg.max_char_run, cfg.max_ngram_repeats, cfg.min_distinct_share)
     return found[1] if found else None
 
 
