@@ -240,6 +240,7 @@ def train(cfg: TrainConfig) -> Manifest:
     counts = {
         "examples": prepared.examples, "examples_fully_masked": prepared.examples - kept,
         "rejected": prepared.rejected, "trainable_tokens": tokens, "steps": steps, "trainable_parameters": trainable,
+        "processes": trainer.args.world_size,  # 2 under `accelerate launch --num_processes 2`
     }  # fmt: skip
     manifest = frame.finish(counts, metrics, [p for p in sorted(model_dir.iterdir()) if p.is_file()])
     trainer.accelerator.wait_for_everyone()
