@@ -23,10 +23,12 @@ Each run is its own child process (sides alternate, the first side rotates every
 counted by a forward pre-hook; the same on every side, or the script fails) between the end of the
 first optimizer step (warm-up, not counted) and the end of the last, timed by the same callback on
 every side. TRL's own `train_runtime` (every step) is reported too, and the child's wall time with
-loading, tokenizing and saving. Peak RSS is the child's own (kernel `wait4` rusage); this process
-imports neither torch nor hala, so the children's figures are theirs.
+loading, tokenizing and saving. On a shared machine wall time swings (Gemma-3-270M, 8 steps of 8: TRL
+22 and 26 tokens/s in two rounds), so tokens per CPU-second of the same loop (`time.process_time`,
+every thread) are reported beside it. Peak RSS is the child's own (kernel `wait4` rusage); this
+process imports neither torch nor hala, so the children's figures are theirs.
 
-Usage: python benchmarks/train_vs_trl.py [--model DIR] [--steps 8] [--batch-size 8] [--max-length 128]
+Usage: python benchmarks/train_vs_trl.py [--model DIR] [--steps 6] [--batch-size 4] [--max-length 128]
        [--repeats 2] [--threads N] [--sides hala hala_all_positions trl]
 (default model: Gemma-3-270M in ~/.cache/hala/models/gemma3-270m, written by `hala models gemma3-270m`
 if absent; ~6 minutes on 2 cores. Smoke run: `hala models tiny-llama --out /tmp/tiny` then `--model /tmp/tiny`.)
@@ -60,7 +62,7 @@ def step_clock():
 
     class StepClock(TrainerCallback):
         def __init__(self):
-            self.ends, self.fed, self.supervised = [], [], []
+            self.ends, self.cpu_ends, self.fed, self.supervised = [], [], [], []
             self._fed = self._supervised = 0
             self.train_runtime, self.begin, self.args = None, None, None
 
@@ -76,6 +78,7 @@ def step_clock():
 
         def on_step_end(self, args, state, control, **kwargs):
             self.ends.append(time.perf_counter())
+            self.cpu_ends.append(time.process_time())  # every thread of the process
             self.fed.append(self._fed)
             self.supervised.append(self._supervised)
             self._fed = self._supervised = 0
@@ -140,7 +143,8 @@ def train_trl(args: argparse.Namespace, work: Path, clock) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
     dataset = Dataset.from_list([
-        {"prompt": [{"role": "user", "content": PROMPT + p["en"]}], "completion": [{"role": "assistant", "content": p["ar"]}]}
+        {"prompt": [{"role": "user", "content": PROMPT + p["en"]}],
+         "completion": [{"role": "assistant", "content": p["ar"]}]}
         for p in seed_pairs(args.steps * args.batch_size)
     ])  # fmt: skip
     config = SFTConfig(
@@ -171,10 +175,11 @@ def child(args: argparse.Namespace) -> None:
 
     timed = sum(clock.fed[1:])
     loop = clock.ends[-1] - clock.ends[0]
+    loop_cpu = clock.cpu_ends[-1] - clock.cpu_ends[0]
     print(json.dumps({
         "steps": len(clock.ends), "tokens_fed": clock.fed, "tokens_supervised": clock.supervised,
-        "tokens_per_s": timed / loop, "loop_s": loop, "train_runtime_s": clock.train_runtime,
-        "tokens_per_s_train_runtime": sum(clock.fed) / clock.train_runtime,
+        "tokens_per_s": timed / loop, "loop_s": loop, "tokens_per_cpu_s": timed / loop_cpu,
+        "train_runtime_s": clock.train_runtime, "tokens_per_s_train_runtime": sum(clock.fed) / clock.train_runtime,
         "setup_s": clock.begin - start, "child_wall_s": time.perf_counter() - start, "threads": torch.get_num_threads(),
         "trainer_args": clock.args, "sft_config_defaults": defaults,
     }, default=str))  # fmt: skip
@@ -214,8 +219,8 @@ def default_model() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="HF model folder (default: Gemma-3-270M)")
-    parser.add_argument("--steps", type=int, default=8, help="optimizer steps; the first is warm-up, not timed")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=6, help="optimizer steps; the first is warm-up, not timed")
+    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
@@ -245,6 +250,7 @@ def main() -> None:
     trl_side = best["trl"]
     sides = {
         side: {"tokens_per_s": round(b["tokens_per_s"], 1), "loop_s": round(b["loop_s"], 2),
+               "tokens_per_cpu_s": round(max(r["tokens_per_cpu_s"] for r in runs[side]), 2),
                "tokens_per_s_train_runtime": round(b["tokens_per_s_train_runtime"], 1),
                "train_runtime_s": round(b["train_runtime_s"], 2), "setup_s": round(b["setup_s"], 1),
                "wall_s": round(low_wall[side], 1), "peak_rss_mb": round(low_rss[side]),
@@ -253,6 +259,9 @@ def main() -> None:
     }  # fmt: skip
     figures = {side + "_throughput_ratio": round(b["tokens_per_s"] / trl_side["tokens_per_s"], 3)
                for side, b in best.items() if side != "trl"}  # fmt: skip
+    per_cpu_s = {side: f["tokens_per_cpu_s"] for side, f in sides.items()}
+    figures |= {side + "_cpu_throughput_ratio": round(per_cpu_s[side] / per_cpu_s["trl"], 3)
+                for side in best if side != "trl"}  # fmt: skip
     figures |= {side + "_peak_rss_ratio": round(low_rss[side] / low_rss["trl"], 3) for side in best if side != "trl"}
     if "hala" in best:
         figures["hala_wall_ratio"] = round(low_wall["hala"] / low_wall["trl"], 3)
