@@ -28,10 +28,10 @@ loading, tokenizing and saving. On a shared machine wall time swings (Gemma-3-27
 every thread) are reported beside it. Peak RSS is the child's own (kernel `wait4` rusage); this
 process imports neither torch nor hala, so the children's figures are theirs.
 
-Usage: python benchmarks/train_vs_trl.py [--model DIR] [--steps 6] [--batch-size 4] [--max-length 128]
+Usage: python benchmarks/train_vs_trl.py [--model DIR] [--steps 4] [--batch-size 4] [--max-length 128]
        [--repeats 2] [--threads N] [--sides hala hala_all_positions trl]
 (default model: Gemma-3-270M in ~/.cache/hala/models/gemma3-270m, written by `hala models gemma3-270m`
-if absent; ~6 minutes on 2 cores. Smoke run: `hala models tiny-llama --out /tmp/tiny` then `--model /tmp/tiny`.)
+if absent; 7.5 minutes on 2 shared cores, six children of ~70 s, half of each loading and warm-up. Smoke run: `hala models tiny-llama --out /tmp/tiny` then `--model /tmp/tiny`.)
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def default_model() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="HF model folder (default: Gemma-3-270M)")
-    parser.add_argument("--steps", type=int, default=6, help="optimizer steps; the first is warm-up, not timed")
+    parser.add_argument("--steps", type=int, default=4, help="optimizer steps; the first is warm-up, not timed")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
