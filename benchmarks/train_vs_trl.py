@@ -31,7 +31,8 @@ process imports neither torch nor hala, so the children's figures are theirs.
 Usage: python benchmarks/train_vs_trl.py [--model DIR] [--steps 4] [--batch-size 4] [--max-length 128]
        [--repeats 2] [--threads N] [--sides hala hala_all_positions trl]
 (default model: Gemma-3-270M in ~/.cache/hala/models/gemma3-270m, written by `hala models gemma3-270m`
-if absent; 7.5 minutes on 2 shared cores, six children of ~70 s, half of each loading and warm-up. Smoke run: `hala models tiny-llama --out /tmp/tiny` then `--model /tmp/tiny`.)
+if absent; 7.5 minutes on 2 shared cores, six children of ~70 s, half of each loading and warm-up.
+Smoke run: `hala models tiny-llama --out /tmp/tiny` then `--model /tmp/tiny`.)
 """
 
 from __future__ import annotations
