@@ -73,24 +73,12 @@ def test_the_short_loop_rule_spares_every_text_of_the_bundled_data():
     8,000 texts, none of them a loop, so none may be called one."""
     from importlib.resources import files
 
+    from hala.config import strings
     from hala.text.defects import loop
 
-    texts = []
-
-    def strings(value):
-        if isinstance(value, str):
-            texts.append(value)
-        elif isinstance(value, dict):
-            for v in value.values():
-                strings(v)
-        elif isinstance(value, list):
-            for v in value:
-                strings(v)
-
     root = Path(str(files("hala.resources")))
-    for path in sorted(root.rglob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            strings(json.loads(line))
+    texts = [text for path in sorted(root.rglob("*.jsonl"))
+             for line in path.read_text(encoding="utf-8").splitlines() for text in strings(json.loads(line))]  # fmt: skip
     long = [t for t in texts if len(t.split()) >= 11]
     assert len(texts) > 8000 and len(long) > 500
     assert [t for t in texts if loop(t, 30, 4)] == []

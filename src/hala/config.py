@@ -8,7 +8,7 @@ command line as `section.key=value`, where the value is parsed as YAML (`transla
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, get_args
 
@@ -97,6 +97,18 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         except ConfigError as exc:
             raise ConfigError(f"override {text!r}: {exc}") from None
     return result
+
+
+def strings(value: Any) -> Iterator[str]:
+    """Every string in a nested value of dicts and lists (a config, a JSON row), depth first."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
 
 
 def _deep_copy(data: Any) -> Any:

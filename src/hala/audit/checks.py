@@ -118,10 +118,13 @@ def _digits(conv: Conversation) -> str | None:
     return None
 
 
-def _repetition(max_char_run: int, max_ngram_repeats: int, min_distinct_share: float, conv: Conversation) -> str | None:
+def _repetition(cfg: AuditConfig, conv: Conversation) -> str | None:
     for i, msg in enumerate(conv.messages):
         for paragraph in PARAGRAPH_RE.split(prose(msg.content)):
-            if LETTER_RE.search(paragraph) and (found := loop(paragraph, max_char_run, max_ngram_repeats, min_distinct_share)):
+            found = LETTER_RE.search(paragraph) and loop(
+                paragraph, cfg.max_char_run, cfg.max_ngram_repeats, cfg.min_distinct_share
+            )
+            if found:
                 what, why = found
                 return f"{where(i, msg)}: {why}: {quote(what, 0, min(len(what), 60), 0)}"
     return None
@@ -137,7 +140,7 @@ def checks(cfg: AuditConfig) -> list[Filter]:
         "literal_escapes": partial(_markup, literal_escapes, "escape", "literal escape"),
         "untranslated": partial(_untranslated, cfg.max_latin_share, cfg.min_words),
         "digits": _digits,
-        "repetition": partial(_repetition, cfg.max_char_run, cfg.max_ngram_repeats, cfg.min_distinct_share),
+        "repetition": partial(_repetition, cfg),
     }
     return [Rule(name, why) for name, why in rules.items() if name in cfg.checks]
 

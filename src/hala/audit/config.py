@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from hala.config import StrictModel
+from hala.text.defects import MIN_DISTINCT_SHARE
 from hala.text.languages import language_name
 
 # the built-in checks, in the order they run and are reported (see hala.audit.checks)
@@ -38,7 +39,7 @@ class AuditConfig(StrictModel):
     )
     max_char_run: int = Field(30, ge=2, description="repetition: the longest run of one character in a paragraph")
     min_distinct_share: float = Field(
-        0.6, ge=0, le=1, description="repetition: the least share of distinct word 4-grams in a paragraph that "
+        MIN_DISTINCT_SHARE, ge=0, le=1, description="repetition: the least share of distinct word 4-grams in a paragraph that "
         "repeats one 3 times (a short loop)"
     )
     max_turn_chars: int = Field(50_000, ge=1, description="length: the most characters one turn may have")

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from hala import __version__
-from hala.config import ConfigError, validate
+from hala.config import ConfigError, strings, validate
 from hala.children import die_with_parent
 from hala.data.manifest import FileEntry
 from hala.data.output_lock import held_fds, hold_output
@@ -90,19 +90,11 @@ def _data_files(config: dict, run: Path) -> list[str]:
     found = []
     inside = str(run.resolve()) + "/"
 
-    def walk(value):
-        if isinstance(value, dict):
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-        elif isinstance(value, str) and (local := hub_mirror(value)) is not None:
+    for value in strings(config):
+        if (local := hub_mirror(value)) is not None:
             found.append(str(local))
-        elif isinstance(value, str) and Path(value).is_file() and not str(Path(value).resolve()).startswith(inside):
+        elif Path(value).is_file() and not str(Path(value).resolve()).startswith(inside):
             found.append(value)
-
-    walk(config)
     return sorted(set(found))
 
 

@@ -18,7 +18,7 @@ HTML code, `"\n"` in a Python string and `\nabla` in LaTeX are right where they 
   than `max_ngram_repeats` times; or a short loop, a text of at least `LOOP_MIN_GRAMS` word 4-grams
   in which one 4-gram comes back 3 times and fewer than `min_distinct_share` of its 4-grams are
   distinct. A 64-token answer that loops three times stays under the first count but is mostly
-  repeats (`a b c d e a b c d e a b c d e`: 6 distinct of 11), while prose, lists and tables of the
+  repeats (`a b c d e a b c d e a b c d e`: 5 distinct of 12), while prose, lists and tables of the
   bundled data keep over 0.85 of their 4-grams distinct (tests/test_text_filters.py reads them all).
 """
 
@@ -87,10 +87,11 @@ def literal_escapes(text: str) -> list[re.Match]:
 
 
 LOOP_MIN_GRAMS = 8  # the short-loop rule reads texts of 11 words or more
+MIN_DISTINCT_SHARE = 0.6  # the default of QAConfig and AuditConfig `min_distinct_share`
 
 
 def loop(
-    text: str, max_char_run: int, max_ngram_repeats: int, min_distinct_share: float = 0.6
+    text: str, max_char_run: int, max_ngram_repeats: int, min_distinct_share: float = MIN_DISTINCT_SHARE
 ) -> tuple[str, str] | None:
     """(what repeats, why that is a loop) when `text` loops, else None."""
     if run := re.search(r"(.)\1{%d,}" % (max_char_run - 1), text):

@@ -35,7 +35,7 @@ from functools import cached_property, partial
 from pydantic import Field
 
 from hala.config import StrictModel
-from hala.text.defects import html_tags, literal_escapes, loop
+from hala.text.defects import MIN_DISTINCT_SHARE, html_tags, literal_escapes, loop
 from hala.text.filters import BatchRule, Filter, Rule, Verdict, first_failures
 from hala.text.language_id import languages_of
 from hala.text.patterns import PLACEHOLDER_RE
@@ -61,7 +61,8 @@ class QAConfig(StrictModel):
     max_ngram_repeats: int = Field(4, ge=1, description="max times one word 4-gram may repeat")
     max_char_run: int = Field(30, ge=2)
     min_distinct_share: float = Field(
-        0.6, ge=0, le=1, description="a short loop: the least share of distinct word 4-grams (hala.text.defects.loop)"
+        MIN_DISTINCT_SHARE, ge=0, le=1,
+        description="a short loop: the least share of distinct word 4-grams (hala.text.defects.loop)",
     )
 
 
