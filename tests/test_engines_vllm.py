@@ -159,8 +159,9 @@ def test_openai_wrong_key_is_refused_without_leaking_it(openai_server, monkeypat
 
 @pytest.mark.slow
 def test_cpu_engines_run_in_process_one_after_another(tiny_llama):
-    """hala's CPU default: vLLM in this process (no engine-core or worker process to start), and a
-    stage that serves several models in turn (eval translation) builds, uses and closes each."""
+    """hala's CPU defaults: vLLM in this process (no engine-core or worker process to start) and eager
+    (no torch.compile at start-up, `enforce_eager` unset), and a stage that serves several models in
+    turn (eval translation) builds, uses and closes each."""
     import os
     import subprocess
     import sys
@@ -171,11 +172,12 @@ def test_cpu_engines_run_in_process_one_after_another(tiny_llama):
         "if __name__ == '__main__':\n"
         "    for _ in range(2):\n"
         f"        engine = get_engine(EngineConfig(kind='vllm', model={str(tiny_llama)!r}, max_model_len=256,\n"
-        "                                         enforce_eager=True, dtype='float32'))\n"
+        "                                         dtype='float32'))\n"
         "        out = engine.chat([[{'role': 'user', 'content': 'hi'}]], SamplingParams(max_tokens=4))\n"
-        "        print('TOKENS', out[0].completion_tokens, 'CHILDREN', len(multiprocessing.active_children()), flush=True)\n"
+        "        print('TOKENS', out[0].completion_tokens, 'CHILDREN', len(multiprocessing.active_children()),\n"
+        "              'EAGER', engine.llm.model_config.enforce_eager, flush=True)\n"
         "        engine.close()\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=400, env=env)
-    assert result.stdout.count("TOKENS 4 CHILDREN 0") == 2, subprocess_failure(result.stderr)
+    assert result.stdout.count("TOKENS 4 CHILDREN 0 EAGER True") == 2, subprocess_failure(result.stderr)

@@ -78,6 +78,9 @@ def test_the_paper_recipe_runs_end_to_end_with_local_models_data_and_sizes(tmp_p
     from hala.data.rows import HUB_MIRROR_ENV
 
     monkeypatch.setenv(HUB_MIRROR_ENV, str(MIRROR))
+    # each stage process runs as under a user's `hala run`: vLLM in the stage's own process (hala's CPU
+    # default; conftest turns vLLM's engine-core processes on for the test session's shared engines)
+    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
     run = tmp_path / "run"
     result = CliRunner().invoke(app, ["run", RECIPE, f"out={run}", *OVERRIDES])
     assert result.exit_code == 0, result.output

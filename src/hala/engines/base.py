@@ -74,7 +74,9 @@ class EngineConfig(StrictModel):
     tensor_parallel_size: int = Field(1, ge=1)
     data_parallel_size: int = Field(1, ge=1)
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
-    enforce_eager: bool = False
+    enforce_eager: bool | None = Field(
+        None, description="vLLM without torch.compile and CUDA graphs; unset: eager on CPU, compiled on GPU"
+    )
     cpu_kvcache_gb: int = Field(2, ge=1, description="VLLM_CPU_KVCACHE_SPACE on CPU machines, unless set")
     chat_template: str | None = None
     seed: int = 0

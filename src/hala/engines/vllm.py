@@ -19,6 +19,11 @@ says otherwise: vLLM's default spawns an engine-core and a worker process, each 
 vLLM again, which took 59 s to a first answer against 39 s in-process for Gemma-3-270M on the
 2-core machine (`benchmarks/vllm_startup.py`; the tiny recipe starts six engines). Generation is
 the same: one worker computes either way.
+On CPU, the engine is eager unless `enforce_eager: false` says otherwise: vLLM's torch.compile
+(inductor, C++ kernels) adds about a minute to each engine start on the 2-core machine (Gemma-3-270M:
+165 s against 74 s to a first answer, `benchmarks/vllm_startup.py`), which a stage generating a
+few thousand tokens does not win back; a long CPU run can turn it on. On a GPU, unset means vLLM's
+default: compiled, with CUDA graphs.
 Closing an in-process engine tears down vLLM's process-wide parallel state, so a process that
 keeps one engine while it builds and closes others (the test session's shared engine) sets
 `VLLM_ENABLE_V1_MULTIPROCESSING=1`; a stage process holds one engine at a time.
@@ -81,7 +86,7 @@ class VLLMEngine(Engine):
             dtype=cfg.dtype,
             seed=cfg.seed,
             tensor_parallel_size=cfg.tensor_parallel_size,
-            enforce_eager=cfg.enforce_eager,
+            enforce_eager=not device.on_gpu() if cfg.enforce_eager is None else cfg.enforce_eager,
             gpu_memory_utilization=cfg.gpu_memory_utilization,
         )
         if cfg.max_model_len:
