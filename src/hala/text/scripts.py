@@ -43,10 +43,10 @@ def script_re(lang: str) -> re.Pattern:
 def script_share(text: str, lang: str) -> float | None:
     """The share of `text`'s letters in `lang`'s script (None: no letters). Digits and punctuation
     are not letters; an Arabic comma is in the Arabic block, so letters alone are counted."""
-    letters = LETTER_RE.findall(text)
+    letters = "".join(LETTER_RE.findall(text))  # each match is one letter
     if not letters:
         return None
-    return sum(1 for letter in letters if script_re(lang).match(letter)) / len(letters)
+    return len(script_re(lang).findall(letters)) / len(letters)
 
 
 def same_script(source_lang: str, target_lang: str) -> bool:
