@@ -21,6 +21,7 @@ from typing import Iterable, Iterator
 from pydantic import BaseModel
 
 WRITE_FORMATS = ("jsonl", "parquet")
+_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps(row, ensure_ascii=False), without an encoder per row
 
 
 @contextmanager
@@ -93,7 +94,7 @@ def write_jsonl(path: str | Path, rows: Iterable[BaseModel | dict]) -> int:
     n = 0
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps(_as_dict(row), ensure_ascii=False) + "\n")
+            handle.write(_JSON.encode(_as_dict(row)) + "\n")
             n += 1
     return n
 

@@ -109,7 +109,10 @@ def loop(
         return run.group(), f"{run.group(1)!r} {len(run.group())} times in a row (max_char_run {max_char_run})"
     words = text.split()
     total = max(len(words) - 3, 0)
-    grams = Counter(zip(words, words[1:], words[2:], words[3:]))  # in order, as most_common breaks ties
+    every = list(zip(words, words[1:], words[2:], words[3:]))
+    if max_ngram_repeats >= 1 and len(set(every)) == total:
+        return None  # each 4-gram once (most text): no loop of words
+    grams = Counter(every)  # in order of first use, as most_common breaks ties
     if grams:
         gram, most = grams.most_common(1)[0]
         if most > max_ngram_repeats:
