@@ -85,6 +85,18 @@ def test_frequency_penalty_reaches_the_server_and_changes_keys_only_when_set(ser
     keys = {request_key("m", "t", SamplingParams(frequency_penalty=p).model_dump(), "x") for p in (0.0, 0.5)}
     assert len(keys) == 2
 
+
+def test_request_keys_of_a_batch_are_each_texts_request_key():
+    from hala.engines.cache import request_key, request_keys
+
+    sampling = SamplingParams(seed=3, stop=["\n", "»"]).model_dump()
+    texts = ["x", "", 'a "quote", a \\ and a / here', "سطر\nجديد\t⟦0⟧", "\x00\x1f\u2028\ud7ff", "é" * 3]
+    template = 'Translate into {language} "{text}":\n\n'
+    assert request_keys("fake:m@0123", template, sampling, texts) == [
+        request_key("fake:m@0123", template, sampling, t) for t in texts
+    ]
+
+
 def test_openai_spreads_requests_over_base_urls(serve):
     a, b = serve(EchoStub()), serve(EchoStub())
     _engine([a.url, b.url]).chat(_chats(10), SamplingParams())

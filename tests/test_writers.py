@@ -26,6 +26,7 @@ from hala.data.plan import Unit
 from hala.data.records import Conversation, ParallelPair
 from hala.data.units import unit_paths
 from hala.data.writers import (
+    ShardedLines,
     ShardedWriter,
     atomic_path,
     atomic_write_text,
@@ -186,6 +187,30 @@ def test_sharded_writer_does_not_flush_a_failed_tail(tmp_path):
             for row in failing_rows(3):
                 writer.write(row)
     assert [p.name for p in tmp_path.iterdir()] == ["part-00000.jsonl"]  # full shard only
+
+
+@pytest.mark.parametrize("n,size", [(7, 3), (6, 3), (2, 5), (0, 3), (3, 1)])
+def test_sharded_lines_are_the_sharded_writers_files_byte_for_byte(tmp_path, n, size):
+    rows = [{"n": i, "text": f"سطر {i}\n\"x\"", "meta": {"f": 0.1 * i, "none": None}} for i in range(n)]
+    with ShardedWriter(tmp_path / "rows", rows_per_shard=size) as writer:
+        for row in rows:
+            writer.write(row)
+    write_jsonl(tmp_path / "unit.jsonl", rows)
+    with ShardedLines(tmp_path / "lines", rows_per_shard=size) as lines:
+        for line in (tmp_path / "unit.jsonl").read_bytes().splitlines(keepends=True):
+            lines.write(line)
+    assert [p.name for p in lines.paths] == [p.name for p in writer.paths]
+    assert [p.read_bytes() for p in lines.paths] == [p.read_bytes() for p in writer.paths]
+    assert lines.rows == writer.rows == n
+
+
+def test_sharded_lines_do_not_land_a_failed_tail(tmp_path):
+    with pytest.raises(RuntimeError):
+        with ShardedLines(tmp_path, rows_per_shard=2) as lines:
+            for i in range(3):
+                lines.write(b'{"n": %d}\n' % i)
+            raise RuntimeError("killed mid-way")
+    assert [p.name for p in tmp_path.iterdir()] == ["part-00000.jsonl"]  # full shard only, no temporary file left
 
 
 def test_sharded_writer_rejects_unknown_format(tmp_path):

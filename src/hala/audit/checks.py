@@ -34,7 +34,7 @@ from hala.data.records import Conversation, Message
 from hala.text.defects import html_tags, literal_escapes, loop, prose
 from hala.text.filters import Filter, Rule
 from hala.text.patterns import LETTER_RE
-from hala.text.scripts import script_of, script_share
+from hala.text.scripts import script_of, script_re, script_share
 
 PARAGRAPH_RE = re.compile(r"\n[ \t]*\r?\n")
 DIGIT_SYSTEMS = {"Western": "0-9", "Arabic-Indic": "\u0660-\u0669", "Eastern Arabic-Indic": "\u06f0-\u06f9"}
@@ -91,10 +91,13 @@ def _untranslated(max_share: float, min_words: int, conv: Conversation) -> str |
     for i, msg in enumerate(conv.messages):
         if msg.role == "system":
             continue  # translate may keep system prompts as they were (system_prompts: keep)
-        words = [w for w in prose(msg.content).split() if LETTER_RE.search(w)]
+        text = prose(msg.content)
+        if not script_re("en").search(text):
+            continue  # no Latin letter, so no Latin word: the share is 0 (most of a translated corpus)
+        words = [w for w in text.split() if LETTER_RE.search(w)]
         if len(words) < min_words:
             continue
-        latin = [w for w in words if script_share(w, "en") > 0.5]
+        latin = [w for w in words if script_re("en").search(w) and script_share(w, "en") > 0.5]
         share = len(latin) / len(words)
         if share > max_share:
             shown = " ".join(latin[:10]) + (" …" if len(latin) > 10 else "")
@@ -105,8 +108,11 @@ def _untranslated(max_share: float, min_words: int, conv: Conversation) -> str |
 
 def _digits(conv: Conversation) -> str | None:
     for i, msg in enumerate(conv.messages):
+        text = prose(msg.content)
+        if sum(1 for digit in _DIGIT_RES.values() if digit.search(text)) < 2:
+            continue  # numbers in one digit system at most, whichever words write them
         first: dict[str, str] = {}  # digit system -> the first word that writes a number in it
-        for word in prose(msg.content).split():
+        for word in text.split():
             if _LATIN_LETTER_RE.search(word):
                 continue
             for name, digit in _DIGIT_RES.items():

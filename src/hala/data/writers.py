@@ -14,13 +14,14 @@ import json
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from pydantic import BaseModel
 
 WRITE_FORMATS = ("jsonl", "parquet")
+_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps(row, ensure_ascii=False), without an encoder per row
 
 
 @contextmanager
@@ -93,7 +94,7 @@ def write_jsonl(path: str | Path, rows: Iterable[BaseModel | dict]) -> int:
     n = 0
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps(_as_dict(row), ensure_ascii=False) + "\n")
+            handle.write(_JSON.encode(_as_dict(row)) + "\n")
             n += 1
     return n
 
@@ -167,3 +168,52 @@ class ShardedWriter:
     def __exit__(self, exc_type, *_) -> None:
         if exc_type is None:
             self.close()
+
+
+class ShardedLines:
+    """`ShardedWriter` for rows that are already JSON lines written by hala (a merge of its own unit
+    files): each line goes as it is into the open shard's temporary file, so nothing is decoded or
+    encoded again and memory holds one line. Shards are cut and named as `ShardedWriter` cuts them,
+    each lands atomically when full, and a failed tail never lands."""
+
+    def __init__(self, folder: str | Path, prefix: str = "part", rows_per_shard: int = 100_000):
+        self.folder, self.prefix, self.rows_per_shard = Path(folder), prefix, rows_per_shard
+        self.paths: list[Path] = []
+        self.rows = 0
+        self._open: ExitStack | None = None  # the shard being written: its temporary file and handle
+        self._handle = None
+        self._count = 0
+
+    def _path(self) -> Path:
+        return self.folder / f"{self.prefix}-{len(self.paths):05d}.jsonl"
+
+    def write(self, line: bytes) -> None:
+        """One row: a JSON line, its newline included."""
+        if self._open is None:
+            self._open = ExitStack()
+            self._handle = self._open.enter_context(self._open.enter_context(atomic_path(self._path())).open("wb"))
+        self._handle.write(line)
+        self._count += 1
+        if self._count == self.rows_per_shard:
+            self._land()
+
+    def _land(self) -> None:
+        path = self._path()
+        self._open.close()  # the handle first, then fsync and rename (atomic_path)
+        self.paths.append(path)
+        self.rows += self._count
+        self._open, self._handle, self._count = None, None, 0
+
+    def close(self) -> list[Path]:
+        if self._open is not None:
+            self._land()
+        return self.paths
+
+    def __enter__(self) -> ShardedLines:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._open is not None:  # the tail's temporary file is removed
+            self._open.__exit__(exc_type, exc, tb)

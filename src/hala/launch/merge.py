@@ -24,7 +24,7 @@ from hala.data.output_lock import hold_output
 from hala.data.plan import unshard_units
 from hala.data.rows import iter_rows
 from hala.data.units import unit_paths
-from hala.data.writers import ShardedWriter
+from hala.data.writers import ShardedLines, ShardedWriter
 from hala.engines.cache import CacheError, fold
 
 log = logging.getLogger("hala.launch")
@@ -48,17 +48,20 @@ def _merge(out: Path, dest: str | Path | None, rows_per_file: int) -> Manifest:
         raise IncompleteRunError(f"{out}: the shards' units are not one plan: {exc}; rerun the shards") from exc
     if dest.exists():
         shutil.rmtree(dest)
-    with ShardedWriter(dest / "data", "part", fmt, rows_per_file) as data, \
-         ShardedWriter(dest / "rejected", "part", "jsonl", rows_per_file) as rejected:  # fmt: skip
+    # the unit files are hala's own JSON lines: copied line by line, the bytes re-encoding them would give
+    lines = fmt == "jsonl"
+    rows = ShardedLines(dest / "data", "part", rows_per_file) if lines else \
+        ShardedWriter(dest / "data", "part", fmt, rows_per_file)  # fmt: skip
+    with rows as data, ShardedLines(dest / "rejected", "part", rows_per_file) as rejected:
         for unit in units:
             output, rejects = unit_paths(out, unit, fmt)
             if not output.exists():
                 raise IncompleteRunError(f"{output}: missing, though every shard reported success")
-            for row in _read(output):
+            for row in _lines(output) if lines else _read(output):
                 data.write(row)
             if rejects.exists():
-                for row in _read(rejects):
-                    rejected.write(row)
+                for line in _lines(rejects):
+                    rejected.write(line)
     counts: Counter = Counter()
     for m in manifests:
         counts.update({k: v for k, v in m.counts.items() if k not in PER_SHARD})
@@ -98,6 +101,14 @@ def _caches(out: Path, config: dict) -> list[Path]:
     folder = out / "cache"
     stems = sorted({p.name.split(".")[0] for p in folder.glob("*.sqlite")}) if folder.is_dir() else []
     return [folder / f"{stem}.sqlite" for stem in stems]
+
+
+def _lines(path: Path):
+    """The rows of a JSON lines file hala wrote, as its lines (blank ones skipped, as `iter_rows` skips them)."""
+    with path.open("rb") as handle:
+        for line in handle:
+            if line.strip():
+                yield line if line.endswith(b"\n") else line + b"\n"
 
 
 def _read(path: Path):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from functools import lru_cache
 
 from hala.text.patterns import CODE_BLOCK, DISPLAY_MATH, EMAIL, INLINE_CODE, INLINE_MATH, URL_SPAN
 
@@ -61,6 +62,7 @@ LATEX_NTR = frozenset(
 _ESCAPE_RE = re.compile(r"(?P<escape>\\[ntr])(?P<rest>[A-Za-z]*)")
 
 
+@lru_cache(maxsize=64)  # the audit's checks each read the prose of the same turns
 def prose(text: str) -> str:
     """`text` with what is not prose (code, math, URLs, e-mails) blanked: each span becomes a space."""
     return _INLINE_RE.sub(" ", _BLOCKS_RE.sub(" ", text))
@@ -68,6 +70,8 @@ def prose(text: str) -> str:
 
 def html_tags(text: str) -> list[re.Match]:
     """The HTML tags in the prose of `text` (matches in `prose(text)`)."""
+    if "<" not in text:  # most text: no tag, and prose() only blanks
+        return []
     found = []
     for m in _TAG_RE.finditer(prose(text)):
         name = m.group("name")
@@ -79,6 +83,8 @@ def html_tags(text: str) -> list[re.Match]:
 def literal_escapes(text: str) -> list[re.Match]:
     """The literal `\n`, `\t`, `\r` in the prose of `text` (matches in `prose(text)`; the escape
     itself is `m.group("escape")`)."""
+    if "\\" not in text:
+        return []
     found = []
     for m in _ESCAPE_RE.finditer(prose(text)):
         if not (m.group("rest") and m.group("escape")[1] + m.group("rest") in LATEX_NTR):
@@ -90,15 +96,23 @@ LOOP_MIN_GRAMS = 8  # the short-loop rule reads texts of 11 words or more
 MIN_DISTINCT_SHARE = 0.6  # the default of QAConfig and AuditConfig `min_distinct_share`
 
 
+@lru_cache(maxsize=8)
+def _char_run_re(max_char_run: int) -> re.Pattern:
+    return re.compile(r"(.)\1{%d,}" % (max_char_run - 1))
+
+
 def loop(
     text: str, max_char_run: int, max_ngram_repeats: int, min_distinct_share: float = MIN_DISTINCT_SHARE
 ) -> tuple[str, str] | None:
     """(what repeats, why that is a loop) when `text` loops, else None."""
-    if run := re.search(r"(.)\1{%d,}" % (max_char_run - 1), text):
+    if run := _char_run_re(max_char_run).search(text):
         return run.group(), f"{run.group(1)!r} {len(run.group())} times in a row (max_char_run {max_char_run})"
     words = text.split()
     total = max(len(words) - 3, 0)
-    grams = Counter(tuple(words[i : i + 4]) for i in range(total))
+    every = list(zip(words, words[1:], words[2:], words[3:]))
+    if max_ngram_repeats >= 1 and len(set(every)) == total:
+        return None  # each 4-gram once (most text): no loop of words
+    grams = Counter(every)  # in order of first use, as most_common breaks ties
     if grams:
         gram, most = grams.most_common(1)[0]
         if most > max_ngram_repeats:

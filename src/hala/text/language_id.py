@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from functools import lru_cache
 
-from hala.text.patterns import LETTER_RE
+from hala.text.patterns import letters
 from hala.text.scripts import by_script
 
 
@@ -66,9 +66,10 @@ def languages_of(
     found: list[str | None] = [None] * len(texts)
     todo: dict[tuple[str, ...], list[int]] = {}
     for i, (text, (source, target)) in enumerate(zip(texts, pairs, strict=True)):
-        if len(LETTER_RE.findall(text)) < min_letters:
+        own = letters(text)
+        if len(own) < min_letters:
             continue
-        found[i] = None if extra else by_script(text, source, target)
+        found[i] = None if extra else by_script(own, source, target)  # it reads the letters alone
         if found[i] is None:
             todo.setdefault((source, target, *extra), []).append(i)
     for languages, indices in todo.items():

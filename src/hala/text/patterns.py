@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 
 LETTER_RE = re.compile(r"[^\W\d_]")
+_NOT_LETTERS_RE = re.compile(r"[\W\d_]+")  # LETTER_RE's complement, a run at a time
 URL_RE = re.compile(r"(?:(?:https?|ftp)://|www\.)[^\s<>\"'`]+", re.IGNORECASE)
 URL_TRAILING = ".,;:!?)]}'\"،؛؟"
 URL_SPAN = (
@@ -36,6 +37,13 @@ INLINE_CODE = r"`+[^`\n]+?`+"
 INLINE_MATH = r"\\\(.+?\\\)|\$(?=\S)[^$\n]*?(?<=\S)\$"  # \( .. \), and $..$ without inner padding
 EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
 HTML_TAG = r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>"
+
+
+def letters(text: str) -> str:
+    """The letters of `text`, in order: `"".join(LETTER_RE.findall(text))`, without a string per letter."""
+    return _NOT_LETTERS_RE.sub("", text)
+
+
 # translate replaces each protected span (code, URLs, placeholders) of a segment by one of these
 PLACEHOLDER = "⟦{}⟧"
 PLACEHOLDER_RE = re.compile(r"⟦(\d+)⟧")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from hala.text.patterns import INLINE_CODE_RE, LETTER_RE, PLACEHOLDER_RE, URL_RE
+from hala.text.patterns import INLINE_CODE_RE, PLACEHOLDER_RE, URL_RE, letters
 
 SCRIPTS = {
     "arabic": "\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff\ufb50-\ufdff\ufe70-\ufeff",
@@ -40,13 +40,19 @@ def script_re(lang: str) -> re.Pattern:
     return re.compile(f"[{SCRIPTS[script_of(lang)]}]")
 
 
+@lru_cache(maxsize=32)
+def _outside_re(lang: str) -> re.Pattern:
+    """A run of characters not in `lang`'s script."""
+    return re.compile(f"[^{SCRIPTS[script_of(lang)]}]+")
+
+
 def script_share(text: str, lang: str) -> float | None:
     """The share of `text`'s letters in `lang`'s script (None: no letters). Digits and punctuation
     are not letters; an Arabic comma is in the Arabic block, so letters alone are counted."""
-    letters = LETTER_RE.findall(text)
-    if not letters:
+    found = letters(text)
+    if not found:
         return None
-    return sum(1 for letter in letters if script_re(lang).match(letter)) / len(letters)
+    return len(_outside_re(lang).sub("", found)) / len(found)
 
 
 def same_script(source_lang: str, target_lang: str) -> bool:
@@ -58,9 +64,9 @@ def by_script(text: str, source_lang: str, target_lang: str) -> str | None:
     the languages in play uses, that language (lingua is then not asked, which saves ~50 us)."""
     if same_script(source_lang, target_lang):
         return None
-    letters = "".join(LETTER_RE.findall(text))  # letters only: Arabic punctuation is in the Arabic block too
+    found = letters(text)  # letters only: Arabic punctuation is in the Arabic block too
     for lang in (target_lang, source_lang):
-        if len(script_re(lang).findall(letters)) == len(letters):
+        if not _outside_re(lang).search(found):
             return lang
     return None
 

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from hala.data.records import Conversation
 from hala.text.filters import BatchRule, Filter, Rule
 from hala.text.language_id import detected_languages
-from hala.text.patterns import LETTER_RE
+from hala.text.patterns import letters
 from hala.text.scripts import script_share
 
 TULU3_MULTILINGUAL = ("aya",)
@@ -90,7 +90,7 @@ def _tulu3_english(convs: Sequence[Conversation]) -> list[str | None]:
 
 def _latin_share(text: str) -> float | None:
     """The share of the letters in Latin script (`hala.text.scripts`); None: too short to tell."""
-    return script_share(text, "en") if len(LETTER_RE.findall(text)) >= MIN_LETTERS else None
+    return script_share(text, "en") if len(letters(text)) >= MIN_LETTERS else None
 
 
 def _code(conv: Conversation) -> str | None:

@@ -102,7 +102,10 @@ def _placeholders(t: Translation) -> str | None:
 
 def _added(found, what: str, t: Translation) -> str | None:
     """What the output has of `found` (html_tags, literal_escapes) more often than the source."""
-    added = Counter(found(t.out)) - Counter(found(t.src))
+    got = found(t.out)
+    if not got:  # the source is read only when the output has one
+        return None
+    added = Counter(got) - Counter(found(t.src))
     return f"{what} {next(iter(added))} that the source does not have" if added else None
 
 
@@ -115,7 +118,7 @@ def _escapes(text: str) -> list[str]:
 
 
 def _copy(t: Translation) -> str | None:
-    return "the output is the source again" if " ".join(t.out.split()) == " ".join(t.src.split()) else None
+    return "the output is the source again" if t.out.split() == t.src.split() else None  # whitespace aside
 
 
 def _script(target_lang: str, min_share: float, t: Translation) -> str | None:

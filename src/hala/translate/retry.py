@@ -102,12 +102,15 @@ def translate_checked(
     ]
     for o in outcomes:
         o.tried("greedy")
+    climbing = [o for o in outcomes if o.climbing]  # a rung only ever takes segments off the ladder
     if cfg.retry.resplit:
-        _resplit(runner, cfg, [o for o in outcomes if o.climbing], counts)
+        _resplit(runner, cfg, climbing, counts)
+        climbing = [o for o in climbing if o.climbing]
     for attempt in range(1, cfg.retry.sampled + 1):
-        _sample(runner, cfg, [o for o in outcomes if o.climbing], attempt)
+        _sample(runner, cfg, climbing, attempt)
+        climbing = [o for o in climbing if o.climbing]
     if cfg.retry.spans:
-        _split_at_spans(runner, cfg, [o for o in outcomes if o.climbing], counts)
+        _split_at_spans(runner, cfg, climbing, counts)
     for o in outcomes:
         if o.verdict is None and len(o.tries) > 1:
             counts[f"retry_{o.tries[-1]['try']}_fixed"] += 1

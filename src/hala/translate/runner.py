@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 
 from hala.engines.base import SamplingParams
-from hala.engines.cache import model_key, request_key
+from hala.engines.cache import model_key, request_keys
 from hala.engines.cached import Answer, Asked, CachedChat
 from hala.engines.owner import EngineOwner
 from hala.text.prompts import render
@@ -58,7 +58,7 @@ class SegmentTranslator:
     ) -> tuple[list[Answer], Asked]:
         cfg = self.cfg
         params = self.sampling if sampling is None else sampling.model_dump()
-        keys = [request_key(self.key_model, self.key_template, params, t) for t in texts]
+        keys = request_keys(self.key_model, self.key_template, params, texts)
         chats = [render(self.template, t, cfg.source_lang, cfg.target_lang, cfg.prompt.system) for t in texts]
         return self.chat.fetch(keys, chats, counter, sampling, call=partial(self.owner.call, rank=rank))
 

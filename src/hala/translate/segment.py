@@ -94,6 +94,8 @@ class PlaceholderError(ValueError):
 
 def restore(text: str, spans: tuple[str, ...]) -> str:
     """Put the protected spans back; every placeholder must appear exactly once."""
+    if not spans and "⟦" not in text:
+        return text  # no span, and no placeholder (most segments)
     found = [int(m) for m in PLACEHOLDER_RE.findall(text)]
     if sorted(found) != list(range(len(spans))):
         missing = sorted(set(range(len(spans))) - set(found))
