@@ -26,7 +26,7 @@ import torch
 from hala.checkpoint import DTYPE_NAMES, OutTensor, ShardWriter, TensorRef, all_finite, nonfinite_report, write_shards
 from hala.merge import slerp
 from hala.merge.plan import MergeInputError, TensorPlan
-from hala.merge.slerp import SlerpStats, coefficients, combine
+from hala.merge.slerp import SlerpStats, coefficients, combine, intra_op_threads
 
 
 def chunk_elements(chunk_mb: float) -> int:
@@ -75,26 +75,32 @@ def measure(tensors: list[TensorPlan], step: int) -> dict[str, SlerpStats]:
     stats: dict[str, SlerpStats] = {}
     buffers = Buffers(step)
     nonfinite = []
-    for plan in tensors:
-        if plan.t is None:
-            continue
-        s = stats[plan.name] = SlerpStats()
-        if plan.numel <= step:  # one chunk: read once, kept for the dot product
-            pair = _pair(plan, 0, plan.numel, buffers)
-            s.add_norms(*pair)
-            if s.finite:
-                s.add_dot(*pair)
-        else:
-            for first, stop in _chunks(plan.numel, step):
-                s.add_norms(*_pair(plan, first, stop, buffers))
-            if s.finite:
-                for first, stop in _chunks(plan.numel, step):
-                    s.add_dot(*_pair(plan, first, stop, buffers))
-        if not s.finite:
-            nonfinite.append(plan.name + _where_nonfinite(plan, step, buffers))
+    sum_threads = torch.get_num_threads()
+    with intra_op_threads(1):
+        for plan in tensors:
+            if plan.t is not None:
+                stats[plan.name] = s = SlerpStats(sum_threads=sum_threads)
+                _measure_tensor(plan, s, step, buffers)
+                if not s.finite:
+                    nonfinite.append(plan.name + _where_nonfinite(plan, step, buffers))
     if nonfinite:
         raise MergeInputError(f"{nonfinite_report(nonfinite)}; nothing was written")
     return stats
+
+
+def _measure_tensor(plan: TensorPlan, s: SlerpStats, step: int, buffers: Buffers) -> None:
+    """Norms, then (when finite) the dot product of one tensor pair: once per chunk each."""
+    if plan.numel <= step:  # one chunk: read once, kept for the dot product
+        pair = _pair(plan, 0, plan.numel, buffers)
+        s.add_norms(*pair)
+        if s.finite:
+            s.add_dot(*pair)
+    else:
+        for first, stop in _chunks(plan.numel, step):
+            s.add_norms(*_pair(plan, first, stop, buffers))
+        if s.finite:
+            for first, stop in _chunks(plan.numel, step):
+                s.add_dot(*_pair(plan, first, stop, buffers))
 
 
 def _where_nonfinite(plan: TensorPlan, step: int, buffers: Buffers) -> str:
@@ -130,7 +136,8 @@ def write_merged(
         result.tensors[plan.name] = _write_tensor(plan, stats.get(plan.name), writer, step, buffers)
 
     groups = [[OutTensor(p.name, DTYPE_NAMES[p.dtype], p.shape)] for p in tensors]
-    written = write_shards(groups, out_dir, max_shard_bytes, write_group)
+    with intra_op_threads(1):
+        written = write_shards(groups, out_dir, max_shard_bytes, write_group)
     result.shards, result.bytes_out = written.names, written.bytes_out
     return result
 
