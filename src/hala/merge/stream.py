@@ -37,14 +37,17 @@ def chunk_elements(chunk_mb: float) -> int:
 
 class Buffers:
     """One chunk-sized buffer per role and dtype, reused for every chunk: a fresh 32 MB tensor per
-    chunk costs more in page faults than the arithmetic done on it."""
+    chunk costs more in page faults than the arithmetic done on it. A buffer handed to a
+    write-behind `ShardWriter` has two sides, used in turn (`side`), since the writer still reads
+    one while the next chunk is computed into the other."""
 
     def __init__(self, step: int):
         self.step = step
-        self._held: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+        self.turn = 0  # the side of the last block handed to the writer
+        self._held: dict[tuple[str, torch.dtype, int], torch.Tensor] = {}
 
-    def get(self, role: str, dtype: torch.dtype, n: int) -> torch.Tensor:
-        key = (role, dtype)
+    def get(self, role: str, dtype: torch.dtype, n: int, side: int = 0) -> torch.Tensor:
+        key = (role, dtype, side)
         if key not in self._held:
             self._held[key] = torch.empty(self.step, dtype=dtype)
         return self._held[key][:n]
@@ -59,9 +62,12 @@ def _read(ref: TensorRef, first: int, stop: int, plan: TensorPlan, out: torch.Te
     return out.copy_(raw)
 
 
-def _pair(plan: TensorPlan, first: int, stop: int, buffers: Buffers) -> tuple[torch.Tensor, torch.Tensor]:
+def _pair(
+    plan: TensorPlan, first: int, stop: int, buffers: Buffers, side: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both inputs' elements [first, stop); `a` (which `combine` returns a float32 result in) on `side`."""
     n, dtype = stop - first, plan.compute_dtype
-    return (_read(plan.base, first, stop, plan, buffers.get("a", dtype, n), buffers),
+    return (_read(plan.base, first, stop, plan, buffers.get("a", dtype, n, side), buffers),
             _read(plan.model, first, stop, plan, buffers.get("b", dtype, n), buffers))  # fmt: skip
 
 
@@ -70,10 +76,10 @@ def _chunks(numel: int, step: int):
         yield first, min(numel, first + step)
 
 
-def measure(tensors: list[TensorPlan], step: int) -> dict[str, SlerpStats]:
+def measure(tensors: list[TensorPlan], buffers: Buffers) -> dict[str, SlerpStats]:
     """Pass 1: norms and cos θ of every floating-point tensor pair; refuses NaN and Inf (all named)."""
     stats: dict[str, SlerpStats] = {}
-    buffers = Buffers(step)
+    step = buffers.step
     nonfinite = []
     sum_threads = torch.get_num_threads()
     with intra_op_threads(1):
@@ -123,12 +129,13 @@ class WriteResult:
 
 
 def write_merged(
-    tensors: list[TensorPlan], stats: dict[str, SlerpStats], out_dir: Path, max_shard_bytes: int, step: int
+    tensors: list[TensorPlan], stats: dict[str, SlerpStats], out_dir: Path, max_shard_bytes: int, buffers: Buffers
 ) -> WriteResult:
-    """Pass 2: `out_dir/model-*.safetensors` and the index, tensor by tensor in the base's order."""
+    """Pass 2: `out_dir/model-*.safetensors` and the index, tensor by tensor in the base's order;
+    each block is written while the next is computed (`write_behind`)."""
     by_name = {p.name: p for p in tensors}
     result = WriteResult(shards=[])
-    buffers = Buffers(step)
+    step = buffers.step
 
     def write_group(group: list[OutTensor], writer: ShardWriter) -> None:
         (out,) = group
@@ -137,7 +144,7 @@ def write_merged(
 
     groups = [[OutTensor(p.name, DTYPE_NAMES[p.dtype], p.shape)] for p in tensors]
     with intra_op_threads(1):
-        written = write_shards(groups, out_dir, max_shard_bytes, write_group)
+        written = write_shards(groups, out_dir, max_shard_bytes, write_group, write_behind=True)
     result.shards, result.bytes_out = written.names, written.bytes_out
     return result
 
@@ -150,7 +157,9 @@ def _write_tensor(plan: TensorPlan, stats: SlerpStats | None, writer: ShardWrite
         return {"t": None, "method": "copy"}
     coef = coefficients(plan.t, stats.cosine(), plan.compute_dtype)
     for first, stop in _chunks(plan.numel, step):
-        a, b = _pair(plan, first, stop, buffers)
-        out = a if plan.dtype == a.dtype else buffers.get("out", plan.dtype, stop - first)
+        buffers.turn = side = 1 - buffers.turn  # the other side than the block being written
+        in_place = plan.dtype == plan.compute_dtype  # the result is `a` itself, so `a` takes turns
+        a, b = _pair(plan, first, stop, buffers, side if in_place else 0)
+        out = a if in_place else buffers.get("out", plan.dtype, stop - first, side)
         writer.write(plan.name, combine(a, b, coef, out))
     return {"t": plan.t, "method": "lerp" if coef.linear else "slerp", "dot": coef.dot}
