@@ -81,7 +81,7 @@ class SlerpStats:
     eps: float = EPS
     sum_threads: int | None = None  # add the dot products as on this many threads (None: as torch does now)
     _norm_parts: tuple[list, list] = field(default_factory=lambda: ([], []))
-    _dot_parts: list = field(default_factory=list)
+    _dot_parts: dict = field(default_factory=dict)  # sub-chunk index -> its sum, added in index order
     _norms: tuple[torch.Tensor, torch.Tensor] | None = None
     _raw: list = field(default_factory=list)
 
@@ -107,23 +107,25 @@ class SlerpStats:
         self.norms()
         return all(bool(torch.isfinite(n).all()) for n in self._raw)
 
-    def add_dot(self, a: torch.Tensor, b: torch.Tensor) -> None:
+    def add_dot(self, a: torch.Tensor, b: torch.Tensor, first: int | None = None) -> None:
         """Second pass, one chunk (after every `add_norms`); overwrites `a` and `b`. mergekit's
         `(x / norm_a) * (y / norm_b)`, done in place: the same roundings, no new buffers.
-        Normalizing first keeps the sum from overflowing."""
+        Normalizing first keeps the sum from overflowing. `first`: the chunk's first element in the
+        tensor, for chunks given out of order (default: right after the previous one)."""
         norm_a, norm_b = self.norms()
         a.div_(norm_a.reshape(()))  # elementwise: one call per chunk rounds as one per sub-chunk does
         b.div_(norm_b.reshape(()))
         a.mul_(b)
-        for x in _subchunks(a):  # sums: per sub-chunk, in mergekit's order
+        index = len(self._dot_parts) if first is None else first // SUBCHUNK
+        for i, x in enumerate(_subchunks(a)):  # sums: per sub-chunk, added in mergekit's order
             part = x.sum(dim=1, keepdim=True) if self.sum_threads is None else parallel_sum(x, self.sum_threads)
-            self._dot_parts.append(part)
+            self._dot_parts[index + i] = part
 
     def cosine(self) -> torch.Tensor:
         """cos θ, clamped to [-1, 1], in the compute dtype (shape [1, 1])."""
         if not self._dot_parts:
             return torch.zeros(1, 1)
-        return torch.stack(self._dot_parts).sum(dim=0).clamp(-1, 1)
+        return torch.stack([self._dot_parts[i] for i in sorted(self._dot_parts)]).sum(dim=0).clamp(-1, 1)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Pass 1 reads both checkpoints chunk by chunk and computes, per tensor, what SLERP needs: the two
 norms, then cos θ (a tensor larger than one chunk is read twice, because mergekit normalizes before
-it multiplies). NaN and Inf propagate into the norms, so the same pass finds every non-finite
+it multiplies; the last chunk read for the norms is used for the dot product before the others are
+read again). NaN and Inf propagate into the norms, so the same pass finds every non-finite
 tensor, and the merge is refused before a byte is written. Pass 2 reads the chunks again, applies
 the two coefficients of each tensor and streams the result into safetensors shards planned up
 front (the output dtype and shape of every tensor are known before any data is read).
@@ -102,11 +103,14 @@ def _measure_tensor(plan: TensorPlan, s: SlerpStats, step: int, buffers: Buffers
         if s.finite:
             s.add_dot(*pair)
     else:
-        for first, stop in _chunks(plan.numel, step):
-            s.add_norms(*_pair(plan, first, stop, buffers))
+        chunks = list(_chunks(plan.numel, step))
+        for first, stop in chunks:
+            pair = _pair(plan, first, stop, buffers)
+            s.add_norms(*pair)
         if s.finite:
-            for first, stop in _chunks(plan.numel, step):
-                s.add_dot(*_pair(plan, first, stop, buffers))
+            s.add_dot(*pair, first=first)  # the last chunk is still in the buffers: not read again
+            for first, stop in chunks[:-1]:
+                s.add_dot(*_pair(plan, first, stop, buffers), first=first)
 
 
 def _where_nonfinite(plan: TensorPlan, step: int, buffers: Buffers) -> str:
