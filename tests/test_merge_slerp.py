@@ -134,6 +134,25 @@ def test_one_thread_sums_and_norms_as_torch_does_on_several(threads):
     assert serial_differs, "no size where the thread count changes the sum: the test shows nothing"
 
 
+def test_dot_chunks_in_any_order_add_as_in_order(monkeypatch):
+    """The stream takes a large tensor's last chunk first (it is still in memory): same cos θ."""
+    monkeypatch.setattr(slerp_module, "SUBCHUNK", 1024)
+    a, b = _pair(n=10 * 1024 + 77, dtype=torch.float32, seed=5)
+    step = 3 * 1024
+    firsts = list(range(0, a.numel(), step))
+    shuffled = SlerpStats()
+    shuffled.add_norms(a, b)
+    for first in firsts[-1:] + firsts[:-1]:
+        shuffled.add_dot(a[first : first + step].clone(), b[first : first + step].clone(), first=first)
+    in_order = _stats(a, b).cosine()
+    assert torch.equal(shuffled.cosine(), in_order)
+    unlabelled = SlerpStats()  # the same chunks out of order without `first`: another sum order
+    unlabelled.add_norms(a, b)
+    for first in firsts[::-1]:
+        unlabelled.add_dot(a[first : first + step].clone(), b[first : first + step].clone())
+    assert not torch.equal(unlabelled._dot_parts[0], shuffled._dot_parts[0])
+
+
 def test_nan_and_inf_make_the_sums_non_finite():
     a, b = _pair(dtype=torch.float32)
     assert _stats(a, b).finite
