@@ -10,11 +10,20 @@ front (the output dtype and shape of every tensor are known before any data is r
 
 A chunk is a flat range of elements: SLERP treats a tensor as one vector, so rows need no special
 care, and a 256k×3584 embedding costs no more memory than a small matrix. Peak memory is a few
-chunk-sized buffers (one float32 chunk per input, the raw bytes read, the output chunk), allocated
-once and reused, whatever the size of a tensor, a shard or the model. The second read mostly hits
-the page cache; reads use plain `readinto` (no mmap), so resident memory is what we hold. Reading,
-the shard plan, the loop over shards and the NaN/Inf report are `hala.checkpoint`'s, shared with
-quantize; this module says what each tensor becomes.
+chunk-sized buffers (one float32 chunk per input, the raw bytes read, two output chunks), allocated
+once and reused by both passes, whatever the size of a tensor, a shard or the model. The second read
+mostly hits the page cache; reads use plain `readinto` (no mmap), so resident memory is what we hold.
+Reading, the shard plan, the loop over shards and the NaN/Inf report are `hala.checkpoint`'s, shared
+with quantize; this module says what each tensor becomes.
+
+Both passes run torch on one thread. Every operation here streams memory once, and on a busy
+machine each parallel region waits for its slower thread (a 1B merge took 58 s on two threads
+against 25 s on one, on two shared cores); on an idle one the other core has other work: hashing
+the inputs and checking the tensors against config.json during pass 1 (`hala.merge.stage`), and
+writing each output block while the next is computed during pass 2 (`ShardWriter(write_behind=
+True)`, which is why the output buffer has two sides). The sums of the dot product still add as
+torch does on the process's threads (`SlerpStats.sum_threads`), so the bits are those of a merge on
+the default thread count, and mergekit's.
 """
 
 from __future__ import annotations
