@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,39 @@ def test_quantize_and_merge_copy_the_same_side_files(tiny_llama, tmp_path, stage
     assert not (out / ".gitattributes").exists()
     report = out / "quantization_report.md"
     assert not report.exists() or report.read_text() != "# an old report\n"  # quantize writes its own
+
+
+def test_write_behind_writes_the_same_shard_from_two_buffers_used_in_turn(tmp_path):
+    """A block handed to a write-behind writer is still being written while the next one is filled:
+    the shard must hold every block as it was handed over, in order."""
+    from hala.checkpoint import OutTensor, ShardWriter
+
+    tensors = [OutTensor("a", "BF16", (64, 1024)), OutTensor("b", "F32", (3, 1000))]
+    values = {"a": torch.randn(64, 1024).to(torch.bfloat16), "b": torch.randn(3, 1000)}
+    paths = {}
+    for behind in (False, True):
+        paths[behind] = tmp_path / f"behind-{behind}.safetensors"
+        writer = ShardWriter(paths[behind], tensors, write_behind=behind)
+        real_write = writer._handle.write
+        writer._handle.write = lambda block: time.sleep(0.005) or real_write(block)  # a slow disk
+        sides = [torch.empty(4096, dtype=torch.bfloat16) for _ in range(2)]
+        for i, block in enumerate(values["a"].reshape(-1).split(4096)):
+            buffer = sides[i % 2]
+            buffer.copy_(block)  # the buffer given two writes ago: its block must be out by now
+            writer.write("a", buffer)
+        writer.write("b", values["b"])
+        writer.close()
+    assert paths[True].read_bytes() == paths[False].read_bytes()
+    loaded = load_file(paths[True])
+    assert torch.equal(loaded["a"], values["a"]) and torch.equal(loaded["b"], values["b"])
+
+
+def test_a_failed_write_behind_is_raised_on_the_callers_thread(tmp_path):
+    from hala.checkpoint import OutTensor, ShardWriter
+
+    writer = ShardWriter(tmp_path / "s.safetensors", [OutTensor("a", "F32", (2048,))], write_behind=True)
+    writer._handle.close()  # the file goes away under the writer
+    writer.write("a", torch.zeros(1024))
+    with pytest.raises(ValueError, match="closed file"):
+        writer.write("a", torch.zeros(1024))
+    writer.abort()

@@ -90,3 +90,28 @@ def test_a_unit_keyed_by_its_own_inputs_ignores_the_list_of_units(tmp_path):
     two = StageFrame("demo", Settings(out=str(tmp_path / "o"), models=["a", "b"])).unit_fingerprint(entries, "models")
     other = StageFrame("demo", Settings(out=str(tmp_path / "o"), t=0.9)).unit_fingerprint(entries, "models")
     assert one == two != other
+
+
+def test_input_hashes_on_a_thread_are_the_frames_and_stop_when_left(tmp_path):
+    from hala.data.manifest import FileEntry
+    from hala.frame import InputHashes
+
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"w{i}.bin")
+        files[-1].write_bytes(bytes(range(256)) * (4096 * (i + 1)))
+    with InputHashes(lambda: files) as hashing:
+        assert hashing.result() == [FileEntry.of(f) for f in files]
+
+    listed = []
+    with pytest.raises(RuntimeError, match="stage refused"):
+        with InputHashes(lambda: listed.append(1) or files * 200) as hashing:  # 1.2 GB: still hashing
+            raise RuntimeError("stage refused")
+    assert listed and hashing._error is None and hashing._entries is None  # stopped, not finished
+
+    def missing():
+        raise FileNotFoundError("no weights in /nowhere")
+
+    with InputHashes(missing) as hashing:
+        with pytest.raises(FileNotFoundError, match="nowhere"):
+            hashing.result()

@@ -9,7 +9,7 @@ import torch
 
 from hala.merge import slerp as slerp_module
 from hala.merge.params import FilteredT, MergeSlice, check_slices, evaluate, resolve_t
-from hala.merge.slerp import SlerpStats, coefficients, combine, slerp
+from hala.merge.slerp import SlerpStats, coefficients, combine, intra_op_threads, parallel_sum, slerp
 
 
 def _pair(n: int = 4096, dtype=torch.bfloat16, seed: int = 0):
@@ -115,6 +115,42 @@ def test_streamed_steps_equal_the_whole_tensor(monkeypatch):
         for i in range(0, a.numel(), step)
     ]
     assert torch.equal(torch.cat(pieces), slerp(0.4, a, b).to(torch.bfloat16))
+
+
+@pytest.mark.parametrize("threads", [2, 3, 4])
+def test_one_thread_sums_and_norms_as_torch_does_on_several(threads):
+    """The merge streams on one thread but must add as torch does on the process's threads (mergekit
+    does): a parallel sum adds in another order, so its bits differ from a serial one."""
+    g = torch.Generator().manual_seed(threads)
+    serial_differs = 0
+    for m in (1 << 20, 777_777, 65_537, 40_000, 32_769, 32_768, 5_000):
+        x = (torch.randn(1, m, generator=g) * 0.01 + 1e-3).contiguous()
+        with intra_op_threads(threads):
+            summed, norm = x.sum(dim=1, keepdim=True), torch.linalg.vector_norm(x, dim=1, keepdim=True)
+        with intra_op_threads(1):
+            assert torch.equal(parallel_sum(x, threads), summed), m
+            assert torch.equal(torch.linalg.vector_norm(x, dim=1, keepdim=True), norm), m
+            serial_differs += not torch.equal(x.sum(dim=1, keepdim=True), summed)
+    assert serial_differs, "no size where the thread count changes the sum: the test shows nothing"
+
+
+def test_dot_chunks_in_any_order_add_as_in_order(monkeypatch):
+    """The stream takes a large tensor's last chunk first (it is still in memory): same cos θ."""
+    monkeypatch.setattr(slerp_module, "SUBCHUNK", 1024)
+    a, b = _pair(n=10 * 1024 + 77, dtype=torch.float32, seed=5)
+    step = 3 * 1024
+    firsts = list(range(0, a.numel(), step))
+    shuffled = SlerpStats()
+    shuffled.add_norms(a, b)
+    for first in firsts[-1:] + firsts[:-1]:
+        shuffled.add_dot(a[first : first + step].clone(), b[first : first + step].clone(), first=first)
+    in_order = _stats(a, b).cosine()
+    assert torch.equal(shuffled.cosine(), in_order)
+    unlabelled = SlerpStats()  # the same chunks out of order without `first`: another sum order
+    unlabelled.add_norms(a, b)
+    for first in firsts[::-1]:
+        unlabelled.add_dot(a[first : first + step].clone(), b[first : first + step].clone())
+    assert not torch.equal(unlabelled._dot_parts[0], shuffled._dot_parts[0])
 
 
 def test_nan_and_inf_make_the_sums_non_finite():

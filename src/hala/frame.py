@@ -12,7 +12,8 @@ Every stage is `fn(cfg) -> Manifest` and does only its own work inside a `StageF
 What the frame decides, once for every stage (as datatrove's executor does for its steps):
 
 - **inputs**: every file (or folder, or hub id by name) the output depends on is hashed
-  (`FileEntry.of`); which files those are is the stage's knowledge, given to `open`.
+  (`FileEntry.of`); which files those are is the stage's knowledge, given to `open`. A stage that
+  can do read-only work first hashes beside it (`InputHashes`, a thread), and gives `open` the result.
 - **the fingerprint**: `hala.data.manifest.fingerprint` of the config's identity (its NOT_OUTPUT
   settings left out, the shard added for a sharded run) and the input hashes. A folder whose
   manifest has it, with every output still in place, is current (`is_current`) and is not redone.
@@ -39,13 +40,15 @@ stage function takes it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal
 
 from hala.data.manifest import (
     FileEntry,
+    HashingStopped,
     Manifest,
     OutputInUseError,
     Timer,
@@ -62,6 +65,41 @@ if TYPE_CHECKING:
     from hala.data.units import UnitStats
 
 log = logging.getLogger("hala.frame")
+
+
+class InputHashes:
+    """`FileEntry.of` of every input, on a thread of its own, while the stage does work that writes
+    nothing (file reads and sha256 release the GIL, so the two share the cores). `inputs` is called
+    on that thread, so an error in listing them is raised by `result`, after the stage's own checks.
+    Use it as a context manager: leaving the block early stops the hashing at its next block."""
+
+    def __init__(self, inputs: Callable[[], Iterable[str | Path]]):
+        self._stop = threading.Event()
+        self._entries: list[FileEntry] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(inputs,), name="hala-input-hashes", daemon=True)
+        self._thread.start()
+
+    def _run(self, inputs: Callable[[], Iterable[str | Path]]) -> None:
+        try:
+            self._entries = [FileEntry.of(path, stop=self._stop) for path in inputs()]
+        except BaseException as exc:  # raised again by result(), on the stage's thread
+            self._error = exc
+
+    def result(self) -> list[FileEntry]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._entries
+
+    def __enter__(self) -> InputHashes:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        if isinstance(self._error, HashingStopped):
+            self._error = None
 
 
 class StageFrame:

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import re
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -99,15 +100,42 @@ def header_bytes(tensors: list[OutTensor], metadata: dict[str, str] | None = Non
 
 
 class ShardWriter:
-    """Writes one planned shard: `write(name, data)` in plan order, several calls per tensor allowed."""
+    """Writes one planned shard: `write(name, data)` in plan order, several calls per tensor allowed.
 
-    def __init__(self, path: Path, tensors: list[OutTensor]):
+    `write_behind`: each block is written on a thread of its own while the caller computes the next
+    (a file write releases the GIL), one block at a time: `write` returns once the block before is
+    on its way out, so the caller must leave `data` unchanged until its next `write` or `close`
+    returns (two buffers, used in turn, are enough)."""
+
+    def __init__(self, path: Path, tensors: list[OutTensor], write_behind: bool = False):
         self.path = path
         self.tensors = tensors
         self._next = 0
         self._written = 0
         self._handle: BinaryIO = open(path, "wb")
         self._handle.write(header_bytes(tensors))
+        self._behind = ThreadPoolExecutor(1, thread_name_prefix="hala-shard-write") if write_behind else None
+        self._pending: Future | None = None
+
+    def _put(self, block: memoryview) -> None:
+        if self._behind is None:
+            self._handle.write(block)
+            return
+        self._wait()
+        self._pending = self._behind.submit(self._handle.write, block)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()  # a failed write is raised here, on the caller's thread
+
+    def _stop(self) -> None:
+        try:
+            self._wait()
+        finally:
+            if self._behind is not None:
+                self._behind.shutdown()
+            self._handle.close()
 
     def write(self, name: str, data: torch.Tensor) -> None:
         if self._next >= len(self.tensors):
@@ -118,20 +146,23 @@ class ShardWriter:
         raw = data.contiguous().reshape(-1).view(torch.uint8).numpy()
         if self._written + raw.size > expected.nbytes:
             raise RuntimeError(f"{self.path.name}: {name} is larger than planned ({expected.nbytes} bytes)")
-        self._handle.write(memoryview(raw))
+        self._put(memoryview(raw))
         self._written += raw.size
         if self._written == expected.nbytes:
             self._next += 1
             self._written = 0
 
     def close(self) -> None:
-        self._handle.close()
+        self._stop()
         if self._next != len(self.tensors):
             missing = self.tensors[self._next].name
             raise RuntimeError(f"{self.path.name}: closed before {missing} was written")
 
     def abort(self) -> None:
-        self._handle.close()
+        try:
+            self._stop()
+        except OSError:  # the error being raised already says what went wrong
+            pass
 
 
 def write_index(folder: Path, shards: list[list[Group]], names: list[str]) -> Path:
@@ -148,17 +179,22 @@ class WrittenShards:
 
 
 def write_shards(
-    groups: list[Group], out_dir: Path, max_shard_bytes: int, write_group: Callable[[Group, ShardWriter], None]
+    groups: list[Group],
+    out_dir: Path,
+    max_shard_bytes: int,
+    write_group: Callable[[Group, ShardWriter], None],
+    write_behind: bool = False,
 ) -> WrittenShards:
     """`out_dir/model-*.safetensors` and their index. `write_group(group, writer)` is called for each
-    group in order and streams its tensors' data into `writer`; if it raises, the open shard is
-    closed and the error propagates (the caller writes into a temporary folder)."""
+    group in order and streams its tensors' data into `writer` (`write_behind`: see `ShardWriter`);
+    if it raises, the open shard is closed and the error propagates (the caller writes into a
+    temporary folder)."""
     shards = plan_shards(groups, max_shard_bytes)
     names = shard_names(len(shards))
     for planned, name in zip(shards, names):
         tensors = [t for group in planned for t in group]
         log.info("writing %s (%d tensors)", name, len(tensors))
-        writer = ShardWriter(out_dir / name, tensors)
+        writer = ShardWriter(out_dir / name, tensors, write_behind)
         try:
             for group in planned:
                 write_group(group, writer)

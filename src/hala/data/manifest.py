@@ -17,6 +17,7 @@ import hashlib
 import json
 import platform
 import re
+import threading
 import time
 from datetime import datetime, timezone
 from importlib import metadata
@@ -36,11 +37,19 @@ TRACKED_PACKAGES = (
 )  # fmt: skip
 
 
-def sha256_file(path: str | Path, block: int = 1 << 20) -> str:
+class HashingStopped(Exception):
+    """`sha256_file` was asked to stop (its `stop` event was set) before the end of the file."""
+
+
+def sha256_file(path: str | Path, block: int = 1 << 20, stop: threading.Event | None = None) -> str:
+    """The file's sha256, read into one reused buffer; `stop` set: `HashingStopped` at the next block."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
+    buffer = memoryview(bytearray(block))
+    with open(path, "rb", buffering=0) as handle:
+        while got := handle.readinto(buffer):
+            if stop is not None and stop.is_set():
+                raise HashingStopped(str(path))
+            digest.update(buffer[:got])
     return digest.hexdigest()
 
 
@@ -61,16 +70,16 @@ class FileEntry(BaseModel):
     rows: int | None = None
 
     @classmethod
-    def of(cls, path: str | Path, rows: int | None = None) -> FileEntry:
+    def of(cls, path: str | Path, rows: int | None = None, stop: threading.Event | None = None) -> FileEntry:
         """A file, or a folder (hash of its files' hashes); a hub id is recorded by name only."""
         p = Path(path)
         if p.is_file():
-            return cls(path=str(p), sha256=sha256_file(p), bytes=p.stat().st_size, rows=rows)
+            return cls(path=str(p), sha256=sha256_file(p, stop=stop), bytes=p.stat().st_size, rows=rows)
         if p.is_dir():
             files = sorted(f for f in p.rglob("*") if f.is_file())
             digest = hashlib.sha256()
             for f in files:
-                digest.update(f"{f.relative_to(p)}:{sha256_file(f)}\n".encode())
+                digest.update(f"{f.relative_to(p)}:{sha256_file(f, stop=stop)}\n".encode())
             return cls(path=str(p), sha256=digest.hexdigest(), bytes=sum(f.stat().st_size for f in files), rows=rows)
         return cls(path=str(path), sha256="", bytes=0, rows=rows)
 

@@ -48,7 +48,7 @@ class MergeConfig(StrictModel):
     allow_pickle: bool = False
     trust_remote_code: bool = False
     chunk_mb: float = Field(
-        32, gt=0, description="MiB of float32 per input held at once while streaming (whole sub-chunks of 4 MiB)"
+        16, gt=0, description="MiB of float32 per input held at once while streaming (whole sub-chunks of 4 MiB)"
     )
     max_shard_size: int | str = "5GB"
     check: CheckConfig = Field(default_factory=CheckConfig)

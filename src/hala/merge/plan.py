@@ -13,6 +13,8 @@ another architecture, still "works" and produces a broken model (mergekit #169, 
 - a tensor for which no t is given;
 - tensors that are not what the output's config.json describes (`checkpoint.structure`: missing
   or extra tensors, shapes, dtypes), which holds even when the generation check is switched off.
+  That check builds the network with transformers (seconds of imports), so `plan_merge` can leave it
+  to `check_plan_structure`, which the stage runs beside pass 1, still before writing.
 
 Non-finite weights need the data; the first streaming pass refuses them, still before writing.
 """
@@ -102,7 +104,8 @@ def _shown(items: list[str], limit: int = 5) -> str:
     return ", ".join(items[:limit]) + more
 
 
-def plan_merge(cfg: MergeConfig) -> MergePlan:
+def plan_merge(cfg: MergeConfig, structure: bool = True) -> MergePlan:
+    """The merge's plan; `structure=False` leaves `check_plan_structure` to the caller."""
     base_dir, model_dir = Path(cfg.base), Path(cfg.model)
     base_cfg, model_cfg = read_model_config(base_dir, "merge"), read_model_config(model_dir, "merge")
     for key in ("architectures", "model_type"):
@@ -174,10 +177,16 @@ def plan_merge(cfg: MergeConfig) -> MergePlan:
         config.pop("torch_dtype", None)
     if rows is not None:
         config["vocab_size"] = rows
-    # what will be written must be what the written config.json describes (a lying base config, ...)
-    written = [TensorRef(p.name, DTYPE_NAMES[p.dtype], p.shape, p.base.file) for p in plans]
-    check_structure(written, config, base_dir / "config.json")
-    return MergePlan(plans, config, num_layers, rows)
+    plan = MergePlan(plans, config, num_layers, rows)
+    if structure:
+        check_plan_structure(plan, base_dir)
+    return plan
+
+
+def check_plan_structure(plan: MergePlan, base_dir: Path) -> None:
+    """What will be written must be what the written config.json describes (a lying base config, ...)."""
+    written = [TensorRef(p.name, DTYPE_NAMES[p.dtype], p.shape, p.base.file) for p in plan.tensors]
+    check_structure(written, plan.config, base_dir / "config.json")
 
 
 def _vocab_rows(cfg, base_dir, model_dir, base_cfg, model_cfg, base_refs, model_refs) -> int | None:

@@ -16,10 +16,17 @@ The work is split so that a tensor too big to hold can be streamed: `SlerpStats.
 every chunk, then `add_dot` over every chunk (it needs the norms), then `coefficients`, and
 `combine` applied to each chunk. Chunks must be whole sub-chunks (except the last). `slerp` is the
 whole-tensor composition of the same steps.
+
+The order of a sum also depends on torch's thread count: a parallel sum of one output cuts the
+range into one chunk per thread and adds the partial sums. mergekit sums with the process's thread
+count; `hala.merge.stream` runs on one thread (see there why), so `SlerpStats.sum_threads` says how
+many threads to add as, and `parallel_sum` adds in that order on the current thread. The norms need
+no such care: torch reduces one row of a last-dim norm on one thread, whatever the count.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -27,11 +34,39 @@ import torch
 DOT_THRESHOLD = 0.9995
 EPS = 1e-8
 SUBCHUNK = 1 << 20  # mergekit's _CHUNK_ELEMENTS, for a tensor merged on its own (batch of one)
+PARALLEL_GRAIN = 32768  # at::internal::GRAIN_SIZE: torch sums fewer elements on one thread
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """float64 inputs are merged in float64, everything else in float32 (as mergekit does)."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+@contextmanager
+def intra_op_threads(n: int | None):
+    """torch's intra-op thread count inside the block (None: left as it is)."""
+    before = torch.get_num_threads()
+    if n is not None and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def parallel_sum(x: torch.Tensor, threads: int) -> torch.Tensor:
+    """`x.sum(dim=1, keepdim=True)` of a [1, m] tensor, added as torch adds it on `threads` threads
+    (at::parallel_reduce's two-pass reduction: min(threads, ⌈m/GRAIN⌉) chunks of ⌈m/chunks⌉, each
+    summed, the partial sums added in order to 0), computed on the current thread."""
+    m = x.shape[1]
+    if threads <= 1 or m < PARALLEL_GRAIN:
+        return x.sum(dim=1, keepdim=True)
+    chunk = -(-m // min(threads, -(-m // PARALLEL_GRAIN)))
+    total = torch.zeros(1, 1, dtype=x.dtype)
+    for start in range(0, m, chunk):
+        total = total + x[:, start : start + chunk].sum(dim=1, keepdim=True)
+    return total
 
 
 def _subchunks(x: torch.Tensor):
@@ -44,8 +79,9 @@ class SlerpStats:
     """Per-sub-chunk norms of both tensors, then per-sub-chunk dot products of their unit vectors."""
 
     eps: float = EPS
+    sum_threads: int | None = None  # add the dot products as on this many threads (None: as torch does now)
     _norm_parts: tuple[list, list] = field(default_factory=lambda: ([], []))
-    _dot_parts: list = field(default_factory=list)
+    _dot_parts: dict = field(default_factory=dict)  # sub-chunk index -> its sum, added in index order
     _norms: tuple[torch.Tensor, torch.Tensor] | None = None
     _raw: list = field(default_factory=list)
 
@@ -71,22 +107,25 @@ class SlerpStats:
         self.norms()
         return all(bool(torch.isfinite(n).all()) for n in self._raw)
 
-    def add_dot(self, a: torch.Tensor, b: torch.Tensor) -> None:
+    def add_dot(self, a: torch.Tensor, b: torch.Tensor, first: int | None = None) -> None:
         """Second pass, one chunk (after every `add_norms`); overwrites `a` and `b`. mergekit's
         `(x / norm_a) * (y / norm_b)`, done in place: the same roundings, no new buffers.
-        Normalizing first keeps the sum from overflowing."""
+        Normalizing first keeps the sum from overflowing. `first`: the chunk's first element in the
+        tensor, for chunks given out of order (default: right after the previous one)."""
         norm_a, norm_b = self.norms()
         a.div_(norm_a.reshape(()))  # elementwise: one call per chunk rounds as one per sub-chunk does
         b.div_(norm_b.reshape(()))
         a.mul_(b)
-        for x in _subchunks(a):  # sums: per sub-chunk, in mergekit's order
-            self._dot_parts.append(x.sum(dim=1, keepdim=True))
+        index = len(self._dot_parts) if first is None else first // SUBCHUNK
+        for i, x in enumerate(_subchunks(a)):  # sums: per sub-chunk, added in mergekit's order
+            part = x.sum(dim=1, keepdim=True) if self.sum_threads is None else parallel_sum(x, self.sum_threads)
+            self._dot_parts[index + i] = part
 
     def cosine(self) -> torch.Tensor:
         """cos θ, clamped to [-1, 1], in the compute dtype (shape [1, 1])."""
         if not self._dot_parts:
             return torch.zeros(1, 1)
-        return torch.stack(self._dot_parts).sum(dim=0).clamp(-1, 1)
+        return torch.stack([self._dot_parts[i] for i in sorted(self._dot_parts)]).sum(dim=0).clamp(-1, 1)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ every tensor.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,9 @@ from hala.checkpoint import (
 )
 from hala.data.manifest import Manifest
 from hala.data.output_lock import holds_output
-from hala.frame import StageFrame
+from hala.frame import InputHashes, StageFrame
 from hala.merge.config import MergeConfig
-from hala.merge.plan import plan_merge
+from hala.merge.plan import check_plan_structure, plan_merge
 
 log = logging.getLogger("hala.merge")
 
@@ -62,24 +63,30 @@ def _input_files(cfg: MergeConfig, copied: list[Path]) -> list[Path]:
 @holds_output()
 def merge(cfg: MergeConfig) -> MergeManifest:
     from hala.merge.check import generation_check
-    from hala.merge.stream import chunk_elements, measure, write_merged
+    from hala.merge.stream import Buffers, chunk_elements, measure, write_merged
 
     frame = StageFrame("merge", cfg, output="model", manifest=MergeManifest)
-    plan = plan_merge(cfg)  # refuses mismatched models before hashing gigabytes
-    # Hashing is sequential on purpose: a hashing thread beside torch's own threads made a 1B merge
-    # twice as slow on 2 cores (torch's parallel regions wait for the core the hash holds).
+    # The inputs are hashed, and the tensors checked against config.json (seconds of transformers
+    # imports), on threads of their own while pass 1 (which writes nothing) runs: the stream runs torch
+    # on one thread (hala.merge.stream), so the cores are shared rather than waited for. A rerun that
+    # turns out to be current has then measured in vain, which costs no more time than the hashing.
+    with InputHashes(lambda: _input_files(cfg, _side_files(cfg))) as hashing, ThreadPoolExecutor(1) as beside:
+        plan = plan_merge(cfg, structure=False)  # refuses mismatched models before a tensor is read
+        structure = beside.submit(check_plan_structure, plan, Path(cfg.base))
+        frame.timings["plan_s"] = frame.elapsed()
+        buffers = Buffers(chunk_elements(cfg.chunk_mb))  # one set for both passes
+        with frame.timer("measure_s"):
+            stats = measure(plan.tensors, buffers)  # refuses NaN/Inf: nothing written yet
+        structure.result()
+        inputs = hashing.result()
     copied = _side_files(cfg)
-    if done := frame.open(_input_files(cfg, copied)):
+    if done := frame.open(inputs):
         return done
-    frame.timings["plan_s"] = frame.elapsed()
-
-    step = chunk_elements(cfg.chunk_mb)
-    with frame.timer("measure_s"):
-        stats = measure(plan.tensors, step)  # refuses NaN/Inf: nothing written yet
+    frame.timings["hashed_s"] = frame.elapsed()
 
     with frame.model_folder() as tmp:
         with frame.timer("write_s"):
-            result = write_merged(plan.tensors, stats, tmp, parse_size(cfg.max_shard_size), step)
+            result = write_merged(plan.tensors, stats, tmp, parse_size(cfg.max_shard_size), buffers)
         copy_side_files(copied, tmp)
         write_model_config(tmp, plan.config)
 

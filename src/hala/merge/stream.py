@@ -2,18 +2,28 @@
 
 Pass 1 reads both checkpoints chunk by chunk and computes, per tensor, what SLERP needs: the two
 norms, then cos θ (a tensor larger than one chunk is read twice, because mergekit normalizes before
-it multiplies). NaN and Inf propagate into the norms, so the same pass finds every non-finite
+it multiplies; the last chunk read for the norms is used for the dot product before the others are
+read again). NaN and Inf propagate into the norms, so the same pass finds every non-finite
 tensor, and the merge is refused before a byte is written. Pass 2 reads the chunks again, applies
 the two coefficients of each tensor and streams the result into safetensors shards planned up
 front (the output dtype and shape of every tensor are known before any data is read).
 
 A chunk is a flat range of elements: SLERP treats a tensor as one vector, so rows need no special
 care, and a 256k×3584 embedding costs no more memory than a small matrix. Peak memory is a few
-chunk-sized buffers (one float32 chunk per input, the raw bytes read, the output chunk), allocated
-once and reused, whatever the size of a tensor, a shard or the model. The second read mostly hits
-the page cache; reads use plain `readinto` (no mmap), so resident memory is what we hold. Reading,
-the shard plan, the loop over shards and the NaN/Inf report are `hala.checkpoint`'s, shared with
-quantize; this module says what each tensor becomes.
+chunk-sized buffers (one float32 chunk per input, the raw bytes read, two output chunks), allocated
+once and reused by both passes, whatever the size of a tensor, a shard or the model. The second read
+mostly hits the page cache; reads use plain `readinto` (no mmap), so resident memory is what we hold.
+Reading, the shard plan, the loop over shards and the NaN/Inf report are `hala.checkpoint`'s, shared
+with quantize; this module says what each tensor becomes.
+
+Both passes run torch on one thread. Every operation here streams memory once, and on a busy
+machine each parallel region waits for its slower thread (a 1B merge took 58 s on two threads
+against 25 s on one, on two shared cores); on an idle one the other core has other work: hashing
+the inputs and checking the tensors against config.json during pass 1 (`hala.merge.stage`), and
+writing each output block while the next is computed during pass 2 (`ShardWriter(write_behind=
+True)`, which is why the output buffer has two sides). The sums of the dot product still add as
+torch does on the process's threads (`SlerpStats.sum_threads`), so the bits are those of a merge on
+the default thread count, and mergekit's.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ import torch
 from hala.checkpoint import DTYPE_NAMES, OutTensor, ShardWriter, TensorRef, all_finite, nonfinite_report, write_shards
 from hala.merge import slerp
 from hala.merge.plan import MergeInputError, TensorPlan
-from hala.merge.slerp import SlerpStats, coefficients, combine
+from hala.merge.slerp import SlerpStats, coefficients, combine, intra_op_threads
 
 
 def chunk_elements(chunk_mb: float) -> int:
@@ -37,14 +47,17 @@ def chunk_elements(chunk_mb: float) -> int:
 
 class Buffers:
     """One chunk-sized buffer per role and dtype, reused for every chunk: a fresh 32 MB tensor per
-    chunk costs more in page faults than the arithmetic done on it."""
+    chunk costs more in page faults than the arithmetic done on it. A buffer handed to a
+    write-behind `ShardWriter` has two sides, used in turn (`side`), since the writer still reads
+    one while the next chunk is computed into the other."""
 
     def __init__(self, step: int):
         self.step = step
-        self._held: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+        self.turn = 0  # the side of the last block handed to the writer
+        self._held: dict[tuple[str, torch.dtype, int], torch.Tensor] = {}
 
-    def get(self, role: str, dtype: torch.dtype, n: int) -> torch.Tensor:
-        key = (role, dtype)
+    def get(self, role: str, dtype: torch.dtype, n: int, side: int = 0) -> torch.Tensor:
+        key = (role, dtype, side)
         if key not in self._held:
             self._held[key] = torch.empty(self.step, dtype=dtype)
         return self._held[key][:n]
@@ -59,9 +72,12 @@ def _read(ref: TensorRef, first: int, stop: int, plan: TensorPlan, out: torch.Te
     return out.copy_(raw)
 
 
-def _pair(plan: TensorPlan, first: int, stop: int, buffers: Buffers) -> tuple[torch.Tensor, torch.Tensor]:
+def _pair(
+    plan: TensorPlan, first: int, stop: int, buffers: Buffers, side: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both inputs' elements [first, stop); `a` (which `combine` returns a float32 result in) on `side`."""
     n, dtype = stop - first, plan.compute_dtype
-    return (_read(plan.base, first, stop, plan, buffers.get("a", dtype, n), buffers),
+    return (_read(plan.base, first, stop, plan, buffers.get("a", dtype, n, side), buffers),
             _read(plan.model, first, stop, plan, buffers.get("b", dtype, n), buffers))  # fmt: skip
 
 
@@ -70,31 +86,40 @@ def _chunks(numel: int, step: int):
         yield first, min(numel, first + step)
 
 
-def measure(tensors: list[TensorPlan], step: int) -> dict[str, SlerpStats]:
+def measure(tensors: list[TensorPlan], buffers: Buffers) -> dict[str, SlerpStats]:
     """Pass 1: norms and cos θ of every floating-point tensor pair; refuses NaN and Inf (all named)."""
     stats: dict[str, SlerpStats] = {}
-    buffers = Buffers(step)
+    step = buffers.step
     nonfinite = []
-    for plan in tensors:
-        if plan.t is None:
-            continue
-        s = stats[plan.name] = SlerpStats()
-        if plan.numel <= step:  # one chunk: read once, kept for the dot product
-            pair = _pair(plan, 0, plan.numel, buffers)
-            s.add_norms(*pair)
-            if s.finite:
-                s.add_dot(*pair)
-        else:
-            for first, stop in _chunks(plan.numel, step):
-                s.add_norms(*_pair(plan, first, stop, buffers))
-            if s.finite:
-                for first, stop in _chunks(plan.numel, step):
-                    s.add_dot(*_pair(plan, first, stop, buffers))
-        if not s.finite:
-            nonfinite.append(plan.name + _where_nonfinite(plan, step, buffers))
+    sum_threads = torch.get_num_threads()
+    with intra_op_threads(1):
+        for plan in tensors:
+            if plan.t is not None:
+                stats[plan.name] = s = SlerpStats(sum_threads=sum_threads)
+                _measure_tensor(plan, s, step, buffers)
+                if not s.finite:
+                    nonfinite.append(plan.name + _where_nonfinite(plan, step, buffers))
     if nonfinite:
         raise MergeInputError(f"{nonfinite_report(nonfinite)}; nothing was written")
     return stats
+
+
+def _measure_tensor(plan: TensorPlan, s: SlerpStats, step: int, buffers: Buffers) -> None:
+    """Norms, then (when finite) the dot product of one tensor pair: once per chunk each."""
+    if plan.numel <= step:  # one chunk: read once, kept for the dot product
+        pair = _pair(plan, 0, plan.numel, buffers)
+        s.add_norms(*pair)
+        if s.finite:
+            s.add_dot(*pair)
+    else:
+        chunks = list(_chunks(plan.numel, step))
+        for first, stop in chunks:
+            pair = _pair(plan, first, stop, buffers)
+            s.add_norms(*pair)
+        if s.finite:
+            s.add_dot(*pair, first=first)  # the last chunk is still in the buffers: not read again
+            for first, stop in chunks[:-1]:
+                s.add_dot(*_pair(plan, first, stop, buffers), first=first)
 
 
 def _where_nonfinite(plan: TensorPlan, step: int, buffers: Buffers) -> str:
@@ -117,12 +142,13 @@ class WriteResult:
 
 
 def write_merged(
-    tensors: list[TensorPlan], stats: dict[str, SlerpStats], out_dir: Path, max_shard_bytes: int, step: int
+    tensors: list[TensorPlan], stats: dict[str, SlerpStats], out_dir: Path, max_shard_bytes: int, buffers: Buffers
 ) -> WriteResult:
-    """Pass 2: `out_dir/model-*.safetensors` and the index, tensor by tensor in the base's order."""
+    """Pass 2: `out_dir/model-*.safetensors` and the index, tensor by tensor in the base's order;
+    each block is written while the next is computed (`write_behind`)."""
     by_name = {p.name: p for p in tensors}
     result = WriteResult(shards=[])
-    buffers = Buffers(step)
+    step = buffers.step
 
     def write_group(group: list[OutTensor], writer: ShardWriter) -> None:
         (out,) = group
@@ -130,7 +156,8 @@ def write_merged(
         result.tensors[plan.name] = _write_tensor(plan, stats.get(plan.name), writer, step, buffers)
 
     groups = [[OutTensor(p.name, DTYPE_NAMES[p.dtype], p.shape)] for p in tensors]
-    written = write_shards(groups, out_dir, max_shard_bytes, write_group)
+    with intra_op_threads(1):
+        written = write_shards(groups, out_dir, max_shard_bytes, write_group, write_behind=True)
     result.shards, result.bytes_out = written.names, written.bytes_out
     return result
 
@@ -143,7 +170,9 @@ def _write_tensor(plan: TensorPlan, stats: SlerpStats | None, writer: ShardWrite
         return {"t": None, "method": "copy"}
     coef = coefficients(plan.t, stats.cosine(), plan.compute_dtype)
     for first, stop in _chunks(plan.numel, step):
-        a, b = _pair(plan, first, stop, buffers)
-        out = a if plan.dtype == a.dtype else buffers.get("out", plan.dtype, stop - first)
+        buffers.turn = side = 1 - buffers.turn  # the other side than the block being written
+        in_place = plan.dtype == plan.compute_dtype  # the result is `a` itself, so `a` takes turns
+        a, b = _pair(plan, first, stop, buffers, side if in_place else 0)
+        out = a if in_place else buffers.get("out", plan.dtype, stop - first, side)
         writer.write(plan.name, combine(a, b, coef, out))
     return {"t": plan.t, "method": "lerp" if coef.linear else "slerp", "dot": coef.dot}
