@@ -87,7 +87,7 @@ def main() -> None:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2" if real else "1")
 
     import hala.engines
-    from hala.engines import EngineConfig, SamplingParams, get_engine
+    from _engine import shared_vllm_engine
     from hala.translate import segment
     from hala.translate.config import RetryConfig, TranslateConfig
     from hala.translate.pipeline import translate
@@ -99,12 +99,8 @@ def main() -> None:
         rows = bundled_conversations(n, args.unique) if real else conversations(n)
         data = tmp / "in.jsonl"
         data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        engine_cfg = EngineConfig(kind="vllm", model=model, max_model_len=1024, enforce_eager=True)
-        engine = get_engine(engine_cfg)
-        engine.close, real_close = (lambda: None), engine.close
-        hala.engines.get_engine = lambda cfg: engine  # both paths share the one started engine
-        sampling = SamplingParams(max_tokens=args.max_tokens)
-        params = engine._sampling(sampling)  # the exact vLLM params hala sends
+        shared = shared_vllm_engine(model, args.max_tokens)  # both paths share the one started engine
+        engine_cfg, engine, sampling, params = shared.cfg, shared.engine, shared.sampling, shared.params
 
         texts = {s.text for r in rows for m in r["messages"] for s in segment.split(m["content"], 256).segments}
         chats = [render(PAPER_TEMPLATE, t, "en", "ar") for t in sorted(texts)]
@@ -124,7 +120,7 @@ def main() -> None:
         manifest = translate(cfg)
         hala_s = time.perf_counter() - start
         hala_tokens = manifest.counts["tokens_out"]
-        real_close()
+        shared.close()
 
         # dedupe: 2,000 conversations built from 40 distinct segments, fake engine
         calls: list[int] = []

@@ -30,7 +30,12 @@ Figures, measured side by side in one run, `--rounds` rounds alternating which s
   none); `hala_intact_of_all` counts every message of a rejected conversation as not intact, and
   `hala_qa` gives the segments' QA verdicts.
 
-Usage: python benchmarks/translate_vs_naive.py [--conversations 150] [--unique 30] [--max-tokens 32]
+Base Gemma-3-270M never ends a translation (it writes to `--max-tokens`), so QA turns all of hala's
+segments down as truncated; `--model RUN/translator/model` (the demo's trained translator) stops, and
+gives hala an intactness figure.
+
+Usage: python benchmarks/translate_vs_naive.py [--model gemma3-270m|FOLDER]
+       [--conversations 150] [--unique 30] [--max-tokens 32]
        [--max-segment-tokens 128] [--naive-rows 64] [--rounds 2] [--retry]
 """
 
@@ -151,6 +156,7 @@ def naive(llm, rows: list[dict], params, cap: int, per_batch: int, out: Path) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="gemma3-270m", help="a built-in name, or a model folder (a demo's translator)")
     parser.add_argument("--conversations", type=int, default=150)
     parser.add_argument("--unique", type=int, default=30, help="distinct bundled conversations (of 290)")
     parser.add_argument("--max-tokens", type=int, default=32)
@@ -161,8 +167,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 
-    import hala.engines
-    from hala.engines import EngineConfig, SamplingParams, get_engine
+    from _engine import shared_vllm_engine
     from hala.models.builtin import builtin, cache_dir
     from hala.translate.config import RetryConfig, TranslateConfig
     from hala.translate.pipeline import translate
@@ -173,13 +178,9 @@ def main() -> None:
         tmp = Path(tmp)
         data = tmp / "in.jsonl"
         data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        model = str(builtin("gemma3-270m").materialize(cache_dir() / "gemma3-270m"))
-        engine_cfg = EngineConfig(kind="vllm", model=model, max_model_len=1024, enforce_eager=True)
-        engine = get_engine(engine_cfg)
-        engine.close, real_close = (lambda: None), engine.close
-        hala.engines.get_engine = lambda cfg: engine  # both sides share the one started engine
-        sampling = SamplingParams(max_tokens=args.max_tokens)
-        params = engine._sampling(sampling)  # the exact vLLM params hala sends
+        model = args.model if Path(args.model).is_dir() else builtin(args.model).materialize(cache_dir() / args.model)
+        shared = shared_vllm_engine(str(model), args.max_tokens)  # both sides share the one started engine
+        engine_cfg, engine, sampling, params = shared.cfg, shared.engine, shared.sampling, shared.params
         engine.chat([[{"role": "user", "content": f"Say {i}."}] for i in range(8)], sampling)  # warm-up
 
         retry = RetryConfig() if args.retry else RetryConfig(resplit=False, sampled=0, spans=False)
@@ -206,7 +207,7 @@ def main() -> None:
         naive_s, hala_s = min(timings["naive"]), min(timings["hala"])
         naive_out, manifest = results["naive"], results["hala"]  # greedy: every round answers the same
         naive_requests = sum(len(r["messages"]) for r in rows)
-        real_close()
+        shared.close()
         hala_out = {}
         for path in sorted((tmp / "hala0" / "data").rglob("*.jsonl")):
             for line in path.read_text(encoding="utf-8").splitlines():
@@ -244,7 +245,7 @@ def main() -> None:
         "hala_requests": counts["engine_segments"],
         "hala_tokens_out": counts.get("tokens_out", 0),
         "hala_qa": {k: v for k, v in counts.items() if k.startswith("qa_")},  # segment verdicts
-        "settings": {"model": "gemma3-270m", "conversations": n, "unique_conversations": args.unique,
+        "settings": {"model": args.model, "conversations": n, "unique_conversations": args.unique,
                      "system_prompts": len(SYSTEM_PROMPTS), "max_tokens": args.max_tokens, "temperature": 0.0,
                      "max_segment_tokens": args.max_segment_tokens, "naive_message_cap_tokens": args.max_segment_tokens,
                      "naive_rows_per_call": args.naive_rows, "hala_retry_ladder": args.retry, "rounds": args.rounds,
