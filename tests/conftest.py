@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -22,6 +23,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the session's file-hash cache (hala.data.hash_cache) lives with the session, not in ~/.cache
+os.environ.setdefault("HALA_HASH_CACHE", os.path.join(tempfile.mkdtemp(prefix="hala-hashes-"), "sha256.sqlite"))
 # vLLM's own engine-core process for every engine in the test session: the session's shared engine
 # outlives engines that tests build and close, and closing an in-process engine tears down vLLM's
 # process-wide parallel state (hala's CPU default, one engine at a time per stage process, is

@@ -15,16 +15,25 @@ drops at load time (`_keys_to_ignore_on_load_unexpected`) may be present. A `mod
 transformers does not know, or whose checkpoint names transformers converts while loading (some
 MoE layouts), or a config transformers can't build at all (the load check after writing reports
 that one), can't be described this way: the check says so in the log and is skipped.
+
+A pass is remembered (`hala.data.hash_cache.note`) under a hash of the config, every tensor's name,
+shape and dtype, and the hala and transformers versions: the same checkpoint (or a fine-tune with the same
+tensors, as a merge's pair is) then passes without importing transformers' model code.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
+from hala import __version__
 from hala.checkpoint.reader import CheckpointError, TensorRef
+from hala.data import hash_cache
 
 log = logging.getLogger("hala.checkpoint")
 SHOWN = 10
@@ -81,6 +90,12 @@ def expected_tensors(config: dict, config_path: Path) -> Expected | None:
 def check_structure(refs: list[TensorRef], config: dict, config_path: Path) -> None:
     """Raise StructureError naming every tensor that is missing, extra, of another shape or of a
     non-floating dtype where the network has floating point weights (and vice versa)."""
+    tensors = sorted((r.name, list(r.shape), r.dtype) for r in refs)
+    versions = [__version__, metadata.version("transformers")]  # hala's rules, transformers' networks
+    payload = json.dumps([config, tensors, versions], sort_keys=True, default=str)
+    key = "structure:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    if hash_cache.known(key):
+        return
     expected = expected_tensors(config, config_path)
     if expected is None:
         return
@@ -114,3 +129,4 @@ def check_structure(refs: list[TensorRef], config: dict, config_path: Path) -> N
             + "\n  ".join(problems[:SHOWN]) + more
             + "\nFix config.json or the checkpoint; nothing was written."
         )
+    hash_cache.note(key)

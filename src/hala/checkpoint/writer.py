@@ -15,6 +15,7 @@ The shards land in the temporary folder a stage's frame gives it (`StageFrame.mo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -27,6 +28,7 @@ from typing import BinaryIO, Callable
 import torch
 
 from hala.checkpoint.reader import SAFETENSORS_INDEX, itemsize
+from hala.data import hash_cache
 from hala.data.writers import atomic_write_text
 
 log = logging.getLogger("hala.checkpoint")
@@ -101,6 +103,8 @@ def header_bytes(tensors: list[OutTensor], metadata: dict[str, str] | None = Non
 
 class ShardWriter:
     """Writes one planned shard: `write(name, data)` in plan order, several calls per tensor allowed.
+    Its sha256 is taken from the bytes as they go out and handed to `hash_cache.remember`, so the
+    manifest that lists the shard does not read it again.
 
     `write_behind`: each block is written on a thread of its own while the caller computes the next
     (a file write releases the GIL), one block at a time: `write` returns once the block before is
@@ -113,16 +117,21 @@ class ShardWriter:
         self._next = 0
         self._written = 0
         self._handle: BinaryIO = open(path, "wb")
-        self._handle.write(header_bytes(tensors))
+        self._digest = hashlib.sha256()
+        self._out(header_bytes(tensors))
         self._behind = ThreadPoolExecutor(1, thread_name_prefix="hala-shard-write") if write_behind else None
         self._pending: Future | None = None
 
+    def _out(self, block: bytes | memoryview) -> None:
+        self._digest.update(block)  # sha256 releases the GIL, as the write does
+        self._handle.write(block)
+
     def _put(self, block: memoryview) -> None:
         if self._behind is None:
-            self._handle.write(block)
+            self._out(block)
             return
         self._wait()
-        self._pending = self._behind.submit(self._handle.write, block)
+        self._pending = self._behind.submit(self._out, block)
 
     def _wait(self) -> None:
         if self._pending is not None:
@@ -157,6 +166,7 @@ class ShardWriter:
         if self._next != len(self.tensors):
             missing = self.tensors[self._next].name
             raise RuntimeError(f"{self.path.name}: closed before {missing} was written")
+        hash_cache.remember(self.path, self._digest.hexdigest())
 
     def abort(self) -> None:
         try:

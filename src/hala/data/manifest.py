@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, Field, PrivateAttr
 
 from hala import __version__
+from hala.data import hash_cache
 from hala.data.plan import Unit
 from hala.data.writers import atomic_write_text
 
@@ -42,7 +43,12 @@ class HashingStopped(Exception):
 
 
 def sha256_file(path: str | Path, block: int = 1 << 20, stop: threading.Event | None = None) -> str:
-    """The file's sha256, read into one reused buffer; `stop` set: `HashingStopped` at the next block."""
+    """The file's sha256, read into one reused buffer, or known from `hash_cache` when the file is
+    unchanged since it was last hashed; `stop` set: `HashingStopped` at the next block."""
+    path = Path(path)
+    st = path.stat()
+    if (known := hash_cache.lookup(path, st)) is not None:
+        return known
     digest = hashlib.sha256()
     buffer = memoryview(bytearray(block))
     with open(path, "rb", buffering=0) as handle:
@@ -50,6 +56,7 @@ def sha256_file(path: str | Path, block: int = 1 << 20, stop: threading.Event | 
             if stop is not None and stop.is_set():
                 raise HashingStopped(str(path))
             digest.update(buffer[:got])
+    hash_cache.store(path, st, digest.hexdigest())
     return digest.hexdigest()
 
 

@@ -70,6 +70,8 @@ def merge(cfg: MergeConfig) -> MergeManifest:
     # imports), on threads of their own while pass 1 (which writes nothing) runs: the stream runs torch
     # on one thread (hala.merge.stream), so the cores are shared rather than waited for. A rerun that
     # turns out to be current has then measured in vain, which costs no more time than the hashing.
+    # Both are remembered across runs (hala.data.hash_cache): an unchanged input is not read again,
+    # and a structure that passed is not built again.
     with InputHashes(lambda: _input_files(cfg, _side_files(cfg))) as hashing, ThreadPoolExecutor(1) as beside:
         plan = plan_merge(cfg, structure=False)  # refuses mismatched models before a tensor is read
         structure = beside.submit(check_plan_structure, plan, Path(cfg.base))
