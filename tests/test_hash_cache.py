@@ -19,6 +19,7 @@ from hala.data.manifest import FileEntry, sha256_file
 def store(tmp_path, monkeypatch):
     path = tmp_path / "hashes.sqlite"
     monkeypatch.setenv("HALA_HASH_CACHE", str(path))
+    monkeypatch.setattr(hash_cache, "MIN_BYTES", 0)  # the tests' files are small; one test restores it
     return path
 
 
@@ -65,6 +66,15 @@ def test_a_file_written_just_now_is_not_stored(store, tmp_path):
     assert not store.exists() or stored(store) == {}
 
 
+def test_a_small_file_is_not_stored(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(hash_cache, "MIN_BYTES", 1 << 20)
+    f = tmp_path / "small.jsonl"
+    f.write_bytes(b"s" * 1000)
+    aged(f)
+    assert sha256_file(f) == hashlib.sha256(b"s" * 1000).hexdigest()
+    assert not store.exists()
+
+
 def test_off_hashes_every_time(monkeypatch, tmp_path):
     monkeypatch.setenv("HALA_HASH_CACHE", "off")
     f = tmp_path / "w.bin"
@@ -96,10 +106,9 @@ def test_a_written_shard_is_hashed_as_it_is_written(store, tmp_path, monkeypatch
         written = write_shards([[t] for t in tensors], out, 1 << 30, write_group, write_behind=behind)
         shard = out / written.names[0]
         real = hashlib.sha256(shard.read_bytes()).hexdigest()
-        monkeypatch.setattr("hala.data.manifest.open", None, raising=False)  # no read allowed now
-        assert FileEntry.of(shard).sha256 == real
-        monkeypatch.undo()
-        monkeypatch.setenv("HALA_HASH_CACHE", str(store))
+        with monkeypatch.context() as m:
+            m.setattr("hala.data.manifest.open", None, raising=False)  # no read allowed now
+            assert FileEntry.of(shard).sha256 == real
 
 
 def test_a_structure_that_passed_passes_again_without_transformers(store, tiny_llama, monkeypatch):
@@ -113,10 +122,9 @@ def test_a_structure_that_passed_passes_again_without_transformers(store, tiny_l
     def no_transformers(*args):
         raise AssertionError("the network was built again")
 
-    monkeypatch.setattr(structure, "expected_tensors", no_transformers)
-    check_structure(refs, config, tiny_llama / "config.json")  # remembered
-    monkeypatch.undo()
-    monkeypatch.setenv("HALA_HASH_CACHE", str(store))
+    with monkeypatch.context() as m:
+        m.setattr(structure, "expected_tensors", no_transformers)
+        check_structure(refs, config, tiny_llama / "config.json")  # remembered
     lying = {**config, "intermediate_size": config["intermediate_size"] * 2}  # another config: checked again
     with pytest.raises(StructureError, match="config.json implies"):
         check_structure(refs, lying, tiny_llama / "config.json")

@@ -9,6 +9,7 @@ all of them stay the same the file has not been written since (a write moves mti
 back moves ctime), so the stored hash is used. Two rules keep it exact:
 - **Racy files are not stored.** A file whose mtime is under `RACY_S` old when it is hashed could
   be written again within the same clock tick without its mtime moving (git's "racy" case).
+- **Small files are not stored** (`MIN_BYTES`): hashing them is cheaper than the store's write.
 - **What hala writes itself is remembered in this process only** (`remember`): a shard writer
   hashes its bytes as they go out, so the manifest that lists the file needs no second read.
 
@@ -27,9 +28,11 @@ import os
 import sqlite3
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 RACY_S = 2.0
+MIN_BYTES = 1 << 20  # below this, sha256 (~0.5 ms per MiB) costs less than a write to the store
 _memory: dict[tuple, str] = {}
 _lock = threading.Lock()
 
@@ -45,48 +48,49 @@ def _key(path: Path, st: os.stat_result) -> tuple:
     return (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _connect(store: Path) -> sqlite3.Connection:
-    store.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(store, timeout=2.0)
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS sha256 (path TEXT, dev INTEGER, ino INTEGER, size INTEGER, "
-        "mtime_ns INTEGER, ctime_ns INTEGER, sha256 TEXT, PRIMARY KEY (path, dev, ino, size, mtime_ns, ctime_ns))"
-    )
-    db.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY)")
-    return db
+_SCHEMA = (
+    # one row per path: a file's new state replaces its old one
+    "CREATE TABLE IF NOT EXISTS sha256 (path TEXT PRIMARY KEY, dev INTEGER, ino INTEGER, size INTEGER, "
+    "mtime_ns INTEGER, ctime_ns INTEGER, sha256 TEXT)",
+    "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY)",
+)
+
+
+def _query(sql: str, params: tuple, write: bool = False) -> list[tuple]:
+    """Run `sql` on the store: its rows, or [] when the store is off, absent (reading) or unusable."""
+    target = store_path()
+    if target is None or not (write or target.exists()):
+        return []
+    try:
+        if write:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(target, timeout=2.0)) as db, db:  # closed; committed on success
+            if write:
+                for statement in _SCHEMA:
+                    db.execute(statement)
+            return db.execute(sql, params).fetchall()
+    except (sqlite3.Error, OSError):  # a cache: the caller hashes (or checks) instead
+        return []
 
 
 def lookup(path: Path, st: os.stat_result) -> str | None:
+    if st.st_size < MIN_BYTES:
+        return None
     key = _key(path, st)
     with _lock:
         if key in _memory:
             return _memory[key]
-    store = store_path()
-    if store is None or not store.exists():
-        return None
-    try:
-        with _connect(store) as db:
-            row = db.execute(
-                "SELECT sha256 FROM sha256 WHERE path=? AND dev=? AND ino=? AND size=? AND mtime_ns=? AND ctime_ns=?", key
-            ).fetchone()
-    except sqlite3.Error:
-        return None
-    return row[0] if row else None
+    rows = _query(
+        "SELECT sha256 FROM sha256 WHERE path=? AND dev=? AND ino=? AND size=? AND mtime_ns=? AND ctime_ns=?", key
+    )
+    return rows[0][0] if rows else None
 
 
 def store(path: Path, st: os.stat_result, sha256: str) -> None:
     """Keep `sha256` for the file as `st` saw it before it was read; not a file changed just now."""
-    if time.time_ns() - st.st_mtime_ns < RACY_S * 1e9:
+    if st.st_size < MIN_BYTES or time.time_ns() - st.st_mtime_ns < RACY_S * 1e9:
         return
-    target = store_path()
-    if target is None:
-        return
-    try:
-        with _connect(target) as db:
-            db.execute("DELETE FROM sha256 WHERE path=?", _key(path, st)[:1])  # older states of the file
-            db.execute("INSERT OR REPLACE INTO sha256 VALUES (?, ?, ?, ?, ?, ?, ?)", (*_key(path, st), sha256))
-    except sqlite3.Error:
-        pass
+    _query("INSERT OR REPLACE INTO sha256 VALUES (?, ?, ?, ?, ?, ?, ?)", (*_key(path, st), sha256), write=True)
 
 
 def remember(path: Path, sha256: str) -> None:
@@ -97,23 +101,9 @@ def remember(path: Path, sha256: str) -> None:
 
 def known(key: str) -> bool:
     """Was `note(key)` called before (in any process using this store)?"""
-    target = store_path()
-    if target is None or not target.exists():
-        return False
-    try:
-        with _connect(target) as db:
-            return db.execute("SELECT 1 FROM verdicts WHERE key=?", (key,)).fetchone() is not None
-    except sqlite3.Error:
-        return False
+    return bool(_query("SELECT 1 FROM verdicts WHERE key=?", (key,)))
 
 
 def note(key: str) -> None:
     """Keep a verdict: `key` must be a hash of everything the verdict depends on."""
-    target = store_path()
-    if target is None:
-        return
-    try:
-        with _connect(target) as db:
-            db.execute("INSERT OR IGNORE INTO verdicts VALUES (?)", (key,))
-    except sqlite3.Error:
-        pass
+    _query("INSERT OR IGNORE INTO verdicts VALUES (?)", (key,), write=True)
