@@ -83,6 +83,7 @@ class _Turns:
                         if self._given_up(i):
                             return
                     self.landed[i] = self.land(self.items[i], worked)
+                    del worked  # not held while this thread works its next item
                 except BaseException as exc:  # noqa: BLE001 - raised in the calling thread, after all threads end
                     with self.cond:
                         if self.failed is None or i < self.failed[0]:

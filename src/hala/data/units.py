@@ -17,9 +17,12 @@ requests raises `RequestsFailed` (after all units ran) instead of reporting succ
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import json
 import logging
+import sys
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -138,6 +141,26 @@ def fewer_collections(first: int = 20_000):
         gc.set_threshold(*before)
 
 
+def return_free_memory() -> None:
+    """Give the C heap's free pages back to the OS (glibc's `malloc_trim`; elsewhere nothing). A
+    landed unit frees its rows, but glibc keeps the freed pages of the threads' heaps, so a long
+    run's resident memory crept up unit by unit (translate, 1M rows: +33% from 100k) while the
+    live objects stayed flat. It costs about a millisecond per unit."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _glibc() if sys.platform.startswith("linux") else None
+
+
 def run_units(
     units: list[Unit],
     out_dir: str | Path,
@@ -193,6 +216,7 @@ def run_units(
         rows = write_rows(output, records, fmt)
         stats.done += 1
         log.info("unit %s: %d rows, %d rejected", unit.name, rows, len(rejects))
+        return_free_memory()
         return rows, Counter(rejects.counts())
 
     with fewer_collections():
