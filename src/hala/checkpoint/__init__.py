@@ -12,6 +12,7 @@ that travel with a model is made once (as mergekit's `io/` serves every merge me
 - `model_config`: config.json, and the one rule that refuses an already quantized checkpoint;
 - `side_files`: tokenizer, chat template, generation config, license files, copied with the model;
 - `structure`: do the tensors match what config.json describes (headers only, before writing);
+- `layouts`: what config.json describes, for the families hala uses, without transformers;
 - `finite`: the NaN/Inf check of a block and the one report that names the tensors.
 """
 

@@ -4,11 +4,13 @@ A model folder whose config.json lies about a shape, or whose weights lack a ten
 quantizes and merges tensor by tensor without a complaint, and the result only fails (or, worse,
 loads with freshly initialized weights) when a user loads it. The load-and-generate checks after
 quantize and merge would catch it, but they load the whole model and may be switched off for a
-model larger than the machine. This check costs O(header): transformers builds the network that
-config.json describes on the `meta` device (no memory for weights, milliseconds even for 111B),
-and its state dict is compared, name by name, with the safetensors headers: the set of tensors,
-every shape and the kind of every dtype. It always runs, in `hala quantize` and `hala merge`,
-before anything is written.
+model larger than the machine. This check costs O(header): the state dict that config.json describes
+(every tensor's name, shape and kind of dtype) is compared, name by name, with the safetensors
+headers. For the families hala uses (Llama, Mistral, Qwen 2 and 3, Gemma 2 and 3, LFM2) it comes
+from a table computed from config.json alone (`hala.checkpoint.layouts`), in microseconds; for
+any other network, or a config the table is not sure of, transformers builds the network on the
+`meta` device (no memory for weights, milliseconds even for 111B, but seconds of imports). It
+always runs, in `hala quantize` and `hala merge`, before anything is written.
 
 Tied weights (an LM head that is the embedding) may be stored once. Tensors the model class itself
 drops at load time (`_keys_to_ignore_on_load_unexpected`) may be present. A `model_type` that
@@ -18,7 +20,8 @@ that one), can't be described this way: the check says so in the log and is skip
 
 A pass is remembered (`hala.data.hash_cache.note`) under a hash of the config, every tensor's name,
 shape and dtype, and the hala and transformers versions: the same checkpoint (or a fine-tune with the same
-tensors, as a merge's pair is) then passes without importing transformers' model code.
+tensors, as a merge's pair is) of a family the table does not know then passes without importing
+transformers' model code.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from hala import __version__
+from hala.checkpoint.layouts import Expected, layout
 from hala.checkpoint.reader import CheckpointError, TensorRef
 from hala.data import hash_cache
 
@@ -43,17 +46,14 @@ class StructureError(CheckpointError):
     """The weights and config.json disagree: which tensor, in which file, expected vs found."""
 
 
-@dataclass(frozen=True)
-class Expected:
-    """What the config describes: name -> (shape, is floating point), tied groups, ignorable names."""
-
-    tensors: dict[str, tuple[tuple[int, ...], bool]]
-    tied: list[tuple[str, ...]]  # names that share one tensor; any one of each group may be stored
-    ignorable: tuple[str, ...]  # regexes of tensors the model class drops when loading
-
-
 def expected_tensors(config: dict, config_path: Path) -> Expected | None:
-    """The state dict of the network `config` describes (None when transformers can't build it)."""
+    """The state dict of the network `config` describes: from the table when it knows the family, else
+    from transformers (None when neither can say)."""
+    return layout(config) or _from_transformers(config, config_path)
+
+
+def _from_transformers(config: dict, config_path: Path) -> Expected | None:
+    """The state dict of the network transformers builds from `config` (None when it can't)."""
     import torch
     import transformers
     from transformers.conversion_mapping import get_checkpoint_conversion_mapping
