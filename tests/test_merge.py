@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hala.checkpoint import PickleRefusedError, TensorRef
-from hala.merge import MergeConfig, merge
+from hala.merge import MergeConfig, merge, stream
+from hala.merge import slerp as slerp_module
 from hala.merge.check import MergeCheckError
 from hala.merge.plan import MergeInputError
 from hala.merge.slerp import slerp
@@ -81,8 +83,6 @@ def test_merged_tensors_are_the_slerp_of_each_pair_with_its_t(tiny_llama, tuned,
 
 
 def test_tiny_chunks_give_the_same_bytes_as_whole_tensors(tiny_llama, tuned, tmp_path, monkeypatch):
-    from hala.merge import slerp as slerp_module
-
     monkeypatch.setattr(slerp_module, "SUBCHUNK", 1024)  # mergekit's 2^20 would make every tiny tensor one chunk
     run(tiny_llama, tuned, tmp_path / "whole", t=0.3)
     reads = []
@@ -213,17 +213,29 @@ def test_refuses_tokenizers_whose_ids_mean_other_tokens(tiny_llama, tmp_path):
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-def test_refuses_nan_and_inf_before_writing_anything(tiny_llama, tmp_path, bad):
+def test_refuses_nan_and_inf_before_writing_anything(tiny_llama, tmp_path, monkeypatch, bad):
     def poison(w):
+        w["model.layers.0.mlp.up_proj.weight"][1, 2] = bad
         w["model.layers.1.self_attn.k_proj.weight"][3, 5] = bad
 
     poisoned = finetune_of(tiny_llama, tmp_path / "poisoned", edit=poison)
-    _refused(
-        tiny_llama,
-        poisoned,
-        tmp_path / "m",
-        r"NaN or Inf values: model\.layers\.1\.self_attn\.k_proj\.weight \(model\)",
-    )
+    monkeypatch.setattr(stream, "pass1_workers", lambda: 3)  # named in the plan's order, whoever measured them
+    _refused(tiny_llama, poisoned, tmp_path / "m",
+        r"2 tensor\(s\) hold NaN or Inf values: model\.layers\.0\.mlp\.up_proj\.weight \(model\), "
+        r"model\.layers\.1\.self_attn\.k_proj\.weight \(model\)")  # fmt: skip
+
+
+def test_pass_1_on_several_threads_changes_no_bit(tiny_llama, tuned, tmp_path, monkeypatch):
+    monkeypatch.setattr(slerp_module, "SUBCHUNK", 1024)  # several sub-chunks per tensor, summed in order
+    real_read = TensorRef.readinto  # each read lets the other threads run: their work interleaves
+    monkeypatch.setattr(TensorRef, "readinto", lambda *args: (real_read(*args), time.sleep(0.0005)))
+    merged = {}
+    for workers in (1, 3):
+        monkeypatch.setattr(stream, "pass1_workers", lambda: workers)
+        manifest = run(tiny_llama, tuned, tmp_path / str(workers), t=0.3, chunk_mb=0.008)
+        merged[workers] = weights(tmp_path / str(workers)), manifest.tensors
+    assert merged[1][1] == merged[3][1]  # t, method and cos θ of every tensor
+    assert all(torch.equal(value, merged[3][0][name]) for name, value in merged[1][0].items())
 
 
 def test_refuses_pickle_unless_allowed(tiny_llama, tuned, tmp_path):

@@ -63,7 +63,7 @@ def _input_files(cfg: MergeConfig, copied: list[Path]) -> list[Path]:
 @holds_output()
 def merge(cfg: MergeConfig) -> MergeManifest:
     from hala.merge.check import generation_check
-    from hala.merge.stream import Buffers, chunk_elements, measure, write_merged
+    from hala.merge.stream import Buffers, chunk_elements, measure, pass1_workers, write_merged
 
     frame = StageFrame("merge", cfg, output="model", manifest=MergeManifest)
     # The inputs are hashed, and the tensors checked against config.json (headers only), on threads of
@@ -78,7 +78,7 @@ def merge(cfg: MergeConfig) -> MergeManifest:
         frame.timings["plan_s"] = frame.elapsed()
         buffers = Buffers(chunk_elements(cfg.chunk_mb))  # one set for both passes
         with frame.timer("measure_s"):
-            stats = measure(plan.tensors, buffers)  # refuses NaN/Inf: nothing written yet
+            stats = measure(plan.tensors, buffers, pass1_workers())  # refuses NaN/Inf: nothing written yet
         structure.result()
         copied = _side_files(cfg)
         first = not Path(cfg.out).exists()

@@ -16,18 +16,23 @@ mostly hits the page cache; reads use plain `readinto` (no mmap), so resident me
 Reading, the shard plan, the loop over shards and the NaN/Inf report are `hala.checkpoint`'s, shared
 with quantize; this module says what each tensor becomes.
 
-Both passes run torch on one thread. Every operation here streams memory once, and on a busy
+Torch runs on one thread in both passes. Every operation here streams memory once, and on a busy
 machine each parallel region waits for its slower thread (a 1B merge took 58 s on two threads
-against 25 s on one, on two shared cores); on an idle one the other core has other work: hashing
-the inputs and checking the tensors against config.json during pass 1 (`hala.merge.stage`), and
-writing each output block while the next is computed during pass 2 (`ShardWriter(write_behind=
-True)`, which is why the output buffer has two sides). The sums of the dot product still add as
-torch does on the process's threads (`SlerpStats.sum_threads`), so the bits are those of a merge on
-the default thread count, and mergekit's.
+against 25 s on one, on two shared cores). The cores are used another way: pass 1 gives whole
+tensors to one worker thread per core (`pass1_workers`, each with buffers of its own, taking the
+next tensor when done, so none waits for another), beside the threads that hash the inputs and
+check the tensors against config.json (`hala.merge.stage`); pass 2 writes each output block while
+the next is computed (`ShardWriter(write_behind=True)`, which is why the output buffer has two
+sides). The sums of the dot product still add as torch does on the process's threads
+(`SlerpStats.sum_threads`), so the bits are those of a merge on the default thread count, and
+mergekit's, whichever worker measured a tensor.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +42,13 @@ from hala.checkpoint import DTYPE_NAMES, OutTensor, ShardWriter, TensorRef, all_
 from hala.merge import slerp
 from hala.merge.plan import MergeInputError, TensorPlan
 from hala.merge.slerp import SlerpStats, coefficients, combine, intra_op_threads
+
+
+def pass1_workers() -> int:
+    """Threads for pass 1: one per core this process may run on, at most 4 (each streams memory, so
+    past a few the memory bus is the limit, and each holds its own buffers)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(4, cores))
 
 
 def chunk_elements(chunk_mb: float) -> int:
@@ -86,21 +98,41 @@ def _chunks(numel: int, step: int):
         yield first, min(numel, first + step)
 
 
-def measure(tensors: list[TensorPlan], buffers: Buffers) -> dict[str, SlerpStats]:
-    """Pass 1: norms and cos θ of every floating-point tensor pair; refuses NaN and Inf (all named)."""
-    stats: dict[str, SlerpStats] = {}
-    step = buffers.step
-    nonfinite = []
+def measure(tensors: list[TensorPlan], buffers: Buffers, workers: int = 1) -> dict[str, SlerpStats]:
+    """Pass 1: norms and cos θ of every floating-point tensor pair; refuses NaN and Inf (all named).
+
+    `workers` threads take the tensors in turn, each a whole tensor on one torch thread with buffers
+    of its own (the first uses `buffers`): no tensor's sums depend on who computed it, and no thread
+    waits for another until the last tensor is done."""
+    floating = [plan for plan in tensors if plan.t is not None]
     sum_threads = torch.get_num_threads()
+    stats = {plan.name: SlerpStats(sum_threads=sum_threads) for plan in floating}  # in the plan's order
+    nonfinite: dict[int, str] = {}
+    todo, lock = iter(enumerate(floating)), threading.Lock()
+
+    def work(held: Buffers) -> None:
+        while True:
+            with lock:
+                i, plan = next(todo, (None, None))
+            if plan is None:
+                return
+            s = stats[plan.name]
+            _measure_tensor(plan, s, held.step, held)
+            if not s.finite:
+                nonfinite[i] = plan.name + _where_nonfinite(plan, held.step, held)
+
     with intra_op_threads(1):
-        for plan in tensors:
-            if plan.t is not None:
-                stats[plan.name] = s = SlerpStats(sum_threads=sum_threads)
-                _measure_tensor(plan, s, step, buffers)
-                if not s.finite:
-                    nonfinite.append(plan.name + _where_nonfinite(plan, step, buffers))
+        if workers <= 1:
+            work(buffers)
+        else:
+            with ThreadPoolExecutor(workers - 1) as pool:
+                others = [pool.submit(work, Buffers(buffers.step)) for _ in range(workers - 1)]
+                work(buffers)
+                for other in others:
+                    other.result()
     if nonfinite:
-        raise MergeInputError(f"{nonfinite_report(nonfinite)}; nothing was written")
+        names = [nonfinite[i] for i in sorted(nonfinite)]
+        raise MergeInputError(f"{nonfinite_report(names)}; nothing was written")
     return stats
 
 
