@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -99,19 +100,35 @@ def test_quantize_and_merge_copy_the_same_side_files(tiny_llama, tmp_path, stage
     assert not report.exists() or report.read_text() != "# an old report\n"  # quantize writes its own
 
 
-def test_write_behind_writes_the_same_shard_from_two_buffers_used_in_turn(tmp_path):
-    """A block handed to a write-behind writer is still being written while the next one is filled:
-    the shard must hold every block as it was handed over, in order."""
+class SlowDigest:
+    def __init__(self, digest):
+        self.digest = digest
+
+    def update(self, block):
+        time.sleep(0.005)
+        self.digest.update(block)
+
+    def hexdigest(self):
+        return self.digest.hexdigest()
+
+
+@pytest.mark.parametrize("slow", ["write", "hash"])
+def test_write_behind_writes_the_same_shard_from_two_buffers_used_in_turn(tmp_path, slow):
+    """A block handed to a write-behind writer is still being written, or hashed, while the next one
+    is filled: the shard and its sha256 must hold every block as it was handed over, in order."""
     from hala.checkpoint import OutTensor, ShardWriter
 
     tensors = [OutTensor("a", "BF16", (64, 1024)), OutTensor("b", "F32", (3, 1000))]
     values = {"a": torch.randn(64, 1024).to(torch.bfloat16), "b": torch.randn(3, 1000)}
-    paths = {}
+    paths, digests = {}, {}
     for behind in (False, True):
         paths[behind] = tmp_path / f"behind-{behind}.safetensors"
         writer = ShardWriter(paths[behind], tensors, write_behind=behind)
-        real_write = writer._handle.write
-        writer._handle.write = lambda block: time.sleep(0.005) or real_write(block)  # a slow disk
+        if slow == "write":
+            real_write = writer._handle.write
+            writer._handle.write = lambda block: time.sleep(0.005) or real_write(block)  # a slow disk
+        else:
+            writer._digest = SlowDigest(writer._digest)
         sides = [torch.empty(4096, dtype=torch.bfloat16) for _ in range(2)]
         for i, block in enumerate(values["a"].reshape(-1).split(4096)):
             buffer = sides[i % 2]
@@ -119,7 +136,9 @@ def test_write_behind_writes_the_same_shard_from_two_buffers_used_in_turn(tmp_pa
             writer.write("a", buffer)
         writer.write("b", values["b"])
         writer.close()
+        digests[behind] = writer._digest.hexdigest()
     assert paths[True].read_bytes() == paths[False].read_bytes()
+    assert digests[True] == digests[False] == hashlib.sha256(paths[False].read_bytes()).hexdigest()
     loaded = load_file(paths[True])
     assert torch.equal(loaded["a"], values["a"]) and torch.equal(loaded["b"], values["b"])
 
