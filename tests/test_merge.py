@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -223,19 +222,6 @@ def test_refuses_nan_and_inf_before_writing_anything(tiny_llama, tmp_path, monke
     _refused(tiny_llama, poisoned, tmp_path / "m",
         r"2 tensor\(s\) hold NaN or Inf values: model\.layers\.0\.mlp\.up_proj\.weight \(model\), "
         r"model\.layers\.1\.self_attn\.k_proj\.weight \(model\)")  # fmt: skip
-
-
-def test_pass_1_on_several_threads_changes_no_bit(tiny_llama, tuned, tmp_path, monkeypatch):
-    monkeypatch.setattr(slerp_module, "SUBCHUNK", 1024)  # several sub-chunks per tensor, summed in order
-    real_read = TensorRef.readinto  # each read lets the other threads run: their work interleaves
-    monkeypatch.setattr(TensorRef, "readinto", lambda *args: (real_read(*args), time.sleep(0.0005)))
-    merged = {}
-    for workers in (1, 3):
-        monkeypatch.setattr(stream, "pass1_workers", lambda: workers)
-        manifest = run(tiny_llama, tuned, tmp_path / str(workers), t=0.3, chunk_mb=0.008)
-        merged[workers] = weights(tmp_path / str(workers)), manifest.tensors
-    assert merged[1][1] == merged[3][1]  # t, method and cos θ of every tensor
-    assert all(torch.equal(value, merged[3][0][name]) for name, value in merged[1][0].items())
 
 
 def test_refuses_pickle_unless_allowed(tiny_llama, tuned, tmp_path):

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from hala.checkpoint import TensorRef
-from hala.merge import MergeConfig, merge
+from hala.merge import MergeConfig, merge, stream
 from hala.merge import slerp as slerp_module
 from hala.models.synthetic import make_synthetic_llama
 from tests.peak_memory import HAS_PROC, live_memory_rss, peak_growth, run_fresh
-from tests.test_merge import finetune_of
+from tests.test_merge import finetune_of, weights
 
 NO_CHECK = {"enabled": False}
 EMBED_BYTES = 65536 * 512 * 2
@@ -63,3 +64,38 @@ def test_peak_memory_is_a_few_chunks_not_a_tensor(pair, tmp_path):
     assert streamed < EMBED_BYTES / 4, (
         f"peak grew by {streamed >> 20} MB with 1 MB chunks; the embedding is {EMBED_BYTES >> 20} MB"
     )
+
+
+def test_pass_1_on_several_threads_changes_no_bit(tiny_llama, tmp_path, monkeypatch):
+    tuned = finetune_of(tiny_llama, tmp_path / "tuned")
+    monkeypatch.setattr(slerp_module, "SUBCHUNK", 1024)  # several sub-chunks per tensor, summed in order
+    real_read = TensorRef.readinto  # each read lets the other threads run: their work interleaves
+    monkeypatch.setattr(TensorRef, "readinto", lambda *args: (real_read(*args), time.sleep(0.0005)))
+    merged = {}
+    for workers in (1, 3):
+        monkeypatch.setattr(stream, "pass1_workers", lambda: workers)
+        manifest = merge(MergeConfig(base=str(tiny_llama), model=str(tuned), out=str(tmp_path / str(workers)), t=0.3, chunk_mb=0.008, check=NO_CHECK))
+        merged[workers] = weights(tmp_path / str(workers)), manifest.tensors
+    assert merged[1][1] == merged[3][1]  # t, method and cos θ of every tensor
+    assert all(torch.equal(value, merged[3][0][name]) for name, value in merged[1][0].items())
+
+
+def test_a_pass_1_worker_that_fails_stops_the_others_and_nothing_is_written(tiny_llama, tmp_path, monkeypatch):
+    tuned = finetune_of(tiny_llama, tmp_path / "tuned")
+    real_read, reads = TensorRef.readinto, []
+
+    def read(ref, begin, out):
+        reads.append(ref.name)
+        if ref.name == "model.layers.0.mlp.up_proj.weight":
+            raise OSError("a disk error")
+        time.sleep(0.002)  # the other workers are mid-tensor when it fails
+        return real_read(ref, begin, out)
+
+    monkeypatch.setattr(stream, "pass1_workers", lambda: 3)
+    monkeypatch.setattr(TensorRef, "readinto", read)
+    out = tmp_path / "merged"
+    with pytest.raises(OSError, match="a disk error"):
+        merge(MergeConfig(base=str(tiny_llama), model=str(tuned), out=str(out), check=NO_CHECK))
+    assert not out.exists()
+    tensors = len({name for name in reads})
+    assert tensors < 10, f"{tensors} tensors were read: the other workers went on after the failure"

@@ -108,16 +108,20 @@ def measure(tensors: list[TensorPlan], buffers: Buffers, workers: int = 1) -> di
     sum_threads = torch.get_num_threads()
     stats = {plan.name: SlerpStats(sum_threads=sum_threads) for plan in floating}  # in the plan's order
     nonfinite: dict[int, str] = {}
-    todo, lock = iter(enumerate(floating)), threading.Lock()
+    todo, lock, failed = iter(enumerate(floating)), threading.Lock(), threading.Event()
 
     def work(held: Buffers) -> None:
-        while True:
+        while not failed.is_set():  # a worker that failed (a read error) stops the others too
             with lock:
                 i, plan = next(todo, (None, None))
             if plan is None:
                 return
             s = stats[plan.name]
-            _measure_tensor(plan, s, held.step, held)
+            try:
+                _measure_tensor(plan, s, held.step, held)
+            except BaseException:
+                failed.set()
+                raise
             if not s.finite:
                 nonfinite[i] = plan.name + _where_nonfinite(plan, held.step, held)
 
