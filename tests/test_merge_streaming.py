@@ -13,7 +13,7 @@ from hala.merge import MergeConfig, merge, stream
 from hala.merge import slerp as slerp_module
 from hala.models.synthetic import make_synthetic_llama
 from tests.peak_memory import HAS_PROC, live_memory_rss, peak_growth, run_fresh
-from tests.test_merge import finetune_of, weights
+from tests.test_merge import finetune_of, run, weights
 
 NO_CHECK = {"enabled": False}
 EMBED_BYTES = 65536 * 512 * 2
@@ -74,7 +74,7 @@ def test_pass_1_on_several_threads_changes_no_bit(tiny_llama, tmp_path, monkeypa
     merged = {}
     for workers in (1, 3):
         monkeypatch.setattr(stream, "pass1_workers", lambda: workers)
-        manifest = merge(MergeConfig(base=str(tiny_llama), model=str(tuned), out=str(tmp_path / str(workers)), t=0.3, chunk_mb=0.008, check=NO_CHECK))
+        manifest = run(tiny_llama, tuned, tmp_path / str(workers), t=0.3, chunk_mb=0.008)
         merged[workers] = weights(tmp_path / str(workers)), manifest.tensors
     assert merged[1][1] == merged[3][1]  # t, method and cos θ of every tensor
     assert all(torch.equal(value, merged[3][0][name]) for name, value in merged[1][0].items())
@@ -95,7 +95,7 @@ def test_a_pass_1_worker_that_fails_stops_the_others_and_nothing_is_written(tiny
     monkeypatch.setattr(TensorRef, "readinto", read)
     out = tmp_path / "merged"
     with pytest.raises(OSError, match="a disk error"):
-        merge(MergeConfig(base=str(tiny_llama), model=str(tuned), out=str(out), check=NO_CHECK))
+        run(tiny_llama, tuned, out)
     assert not out.exists()
-    tensors = len({name for name in reads})
+    tensors = len(set(reads))
     assert tensors < 10, f"{tensors} tensors were read: the other workers went on after the failure"
